@@ -1,0 +1,326 @@
+//! Events and their wire encoding.
+//!
+//! An [`Event`] is validated when it is built (topics, name, retry) so that anything that reaches
+//! the hub can be encoded without failing, and encoded exactly once, at publish, by [`encode`].
+//! The bytes follow the WHATWG "server-sent events" format: `id:`, optional `event:` and `retry:`,
+//! one `data:` line per line of the data (CR, LF and CRLF all split), then a blank line.
+//!
+//! ```
+//! use ssehub::event::{encode, Event};
+//!
+//! let event = Event::new("line one\nline two").with_topic("news")?.with_name("status")?;
+//! let bytes = encode("abc-1", &event);
+//! assert_eq!(&bytes[..], b"id: abc-1\nevent: status\ndata: line one\ndata: line two\n\n");
+//! # Ok::<(), ssehub::event::EventError>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Longest topic, in bytes.
+pub const MAX_TOPIC_LEN: usize = 256;
+/// Longest event name, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// The topic used when a subscriber or publisher names none.
+pub const DEFAULT_TOPIC: &str = "default";
+
+/// Why an event, topic or name was refused. The text is a one-line reason fit for an HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// A topic that is empty, too long or holds a control character.
+    #[error("bad topic {0:?}: {1}")]
+    BadTopic(String, &'static str),
+    /// An event name that is empty, too long or holds a control character (CR/LF would forge frames).
+    #[error("bad event name {0:?}: {1}")]
+    BadName(String, &'static str),
+}
+
+/// A topic name: 1 to 256 bytes of UTF-8 with no control characters. Cheap to clone.
+///
+/// ```
+/// use ssehub::event::Topic;
+/// assert!(Topic::new("chat/room-1").is_ok());
+/// assert!(Topic::new("").is_err());
+/// assert!(Topic::new("a\nb").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Topic(Arc<str>);
+
+impl Topic {
+    /// Checks and wraps a topic name.
+    pub fn new(name: &str) -> Result<Topic, EventError> {
+        if name.is_empty() {
+            return Err(EventError::BadTopic(name.into(), "must not be empty"));
+        }
+        if name.len() > MAX_TOPIC_LEN {
+            return Err(EventError::BadTopic(
+                truncated(name),
+                "longer than 256 bytes",
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(EventError::BadTopic(
+                name.into(),
+                "must not contain control characters",
+            ));
+        }
+        Ok(Topic(name.into()))
+    }
+
+    /// The topic everyone is on when they name none.
+    pub fn default_topic() -> Topic {
+        Topic(DEFAULT_TOPIC.into())
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn truncated(s: &str) -> String {
+    let mut end = 40.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// Checks an event name (the `event:` field). Same rules as a topic: a control character, CR
+/// and LF above all, would let a publisher forge frames.
+pub fn check_name(name: &str) -> Result<(), EventError> {
+    if name.is_empty() {
+        return Err(EventError::BadName(name.into(), "must not be empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(EventError::BadName(truncated(name), "longer than 256 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(EventError::BadName(
+            name.into(),
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// One event to publish: its topics (at least one; [`DEFAULT_TOPIC`] when none is given), an
+/// optional name, the data, and an optional reconnection time for the client.
+///
+/// ```
+/// use ssehub::event::Event;
+/// let e = Event::new("{\"cpu\":0.5}").with_topic("metrics")?.with_name("status")?.with_retry(5000);
+/// assert_eq!(e.topics().len(), 1);
+/// # Ok::<(), ssehub::event::EventError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    topics: Vec<Topic>,
+    name: Option<Box<str>>,
+    data: String,
+    retry: Option<u64>,
+}
+
+impl Event {
+    /// An unnamed event with this data, on no topic yet (it goes to `default` if none is added).
+    pub fn new(data: impl Into<String>) -> Event {
+        Event {
+            topics: Vec::new(),
+            name: None,
+            data: data.into(),
+            retry: None,
+        }
+    }
+
+    /// Adds a topic (checked). Adding the same topic twice has no effect.
+    pub fn with_topic(mut self, topic: &str) -> Result<Event, EventError> {
+        let topic = Topic::new(topic)?;
+        if !self.topics.contains(&topic) {
+            self.topics.push(topic);
+        }
+        Ok(self)
+    }
+
+    /// Adds an already checked topic.
+    pub fn with_checked_topic(mut self, topic: Topic) -> Event {
+        if !self.topics.contains(&topic) {
+            self.topics.push(topic);
+        }
+        self
+    }
+
+    /// Names the event (checked), so clients receive it with `addEventListener(name, ...)`.
+    pub fn with_name(mut self, name: &str) -> Result<Event, EventError> {
+        check_name(name)?;
+        self.name = Some(name.into());
+        Ok(self)
+    }
+
+    /// Asks the client to wait this many milliseconds before reconnecting.
+    pub fn with_retry(mut self, millis: u64) -> Event {
+        self.retry = Some(millis);
+        self
+    }
+
+    /// The topics; [`DEFAULT_TOPIC`] alone if none was added.
+    pub fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+
+    /// Puts the event on `default` if it names no topic.
+    pub(crate) fn ensure_topic(&mut self) {
+        if self.topics.is_empty() {
+            self.topics.push(Topic::default_topic());
+        }
+    }
+
+    /// The event name, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The data.
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
+    /// The reconnection time, if any.
+    pub fn retry(&self) -> Option<u64> {
+        self.retry
+    }
+}
+
+/// Encodes an event with its id as wire bytes. Called once per event, at publish.
+pub fn encode(id: &str, event: &Event) -> Bytes {
+    let name_len = event.name.as_ref().map_or(0, |n| n.len() + 8);
+    let mut out = BytesMut::with_capacity(id.len() + name_len + event.data.len() + 32);
+    out.put_slice(b"id: ");
+    out.put_slice(id.as_bytes());
+    out.put_u8(b'\n');
+    if let Some(name) = &event.name {
+        out.put_slice(b"event: ");
+        out.put_slice(name.as_bytes());
+        out.put_u8(b'\n');
+    }
+    if let Some(retry) = event.retry {
+        out.put_slice(b"retry: ");
+        out.put_slice(retry.to_string().as_bytes());
+        out.put_u8(b'\n');
+    }
+    put_data(&mut out, &event.data);
+    out.put_u8(b'\n');
+    out.freeze()
+}
+
+/// Encodes an event that carries no id, such as the in-band `gap` notice: the client's last
+/// event id stays the last real event it saw.
+pub fn encode_without_id(name: &str, data: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(name.len() + data.len() + 16);
+    out.put_slice(b"event: ");
+    out.put_slice(name.as_bytes());
+    out.put_u8(b'\n');
+    put_data(&mut out, data);
+    out.put_u8(b'\n');
+    out.freeze()
+}
+
+/// The bytes that open every stream: a comment (so the first bytes go out at once and
+/// `EventSource.onopen` fires) and the client's reconnection time.
+pub fn stream_prologue(retry_ms: u64) -> Bytes {
+    Bytes::from(format!(": ssehub\nretry: {retry_ms}\n\n"))
+}
+
+/// A heartbeat: a comment line that keeps proxies and the client from timing out an idle stream.
+pub const HEARTBEAT: &[u8] = b": ping\n\n";
+
+/// One `data:` line per line of the data; CRLF, CR and LF each end a line.
+fn put_data(out: &mut BytesMut, data: &str) {
+    let bytes = data.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' => {
+                put_line(out, &bytes[start..i]);
+                i += if bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                start = i;
+            }
+            b'\n' => {
+                put_line(out, &bytes[start..i]);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    put_line(out, &bytes[start..]);
+}
+
+fn put_line(out: &mut BytesMut, line: &[u8]) {
+    // "data:" then one space, which the client strips; a line that itself starts with a space
+    // keeps it because only one is stripped.
+    out.put_slice(b"data: ");
+    out.put_slice(line);
+    out.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(data: &str) -> String {
+        String::from_utf8(encode("e-1", &Event::new(data)).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn splits_data_on_every_line_ending() {
+        assert_eq!(enc("a\nb"), "id: e-1\ndata: a\ndata: b\n\n");
+        assert_eq!(enc("a\r\nb"), "id: e-1\ndata: a\ndata: b\n\n");
+        assert_eq!(enc("a\rb"), "id: e-1\ndata: a\ndata: b\n\n");
+        assert_eq!(enc("a\r\n\r\nb"), "id: e-1\ndata: a\ndata: \ndata: b\n\n");
+        assert_eq!(enc("a\n"), "id: e-1\ndata: a\ndata: \n\n");
+    }
+
+    #[test]
+    fn empty_data_is_one_empty_data_line() {
+        assert_eq!(enc(""), "id: e-1\ndata: \n\n");
+    }
+
+    #[test]
+    fn leading_space_survives() {
+        assert_eq!(enc(" x"), "id: e-1\ndata:  x\n\n");
+    }
+
+    #[test]
+    fn name_and_retry() {
+        let e = Event::new("x").with_name("status").unwrap().with_retry(250);
+        assert_eq!(
+            &encode("e-9", &e)[..],
+            b"id: e-9\nevent: status\nretry: 250\ndata: x\n\n"
+        );
+    }
+
+    #[test]
+    fn refuses_forged_frames() {
+        assert!(Event::new("x").with_name("a\nevent: b").is_err());
+        assert!(Event::new("x").with_name("a\rb").is_err());
+        assert!(Event::new("x").with_topic("a\0b").is_err());
+        assert!(Topic::new(&"x".repeat(257)).is_err());
+        assert!(Topic::new(&"x".repeat(256)).is_ok());
+        assert!(Topic::new("ünïcødé ✓").is_ok());
+    }
+}

@@ -1,0 +1,473 @@
+//! The ordered log: history and live feed in one.
+//!
+//! Every published event gets the next sequence number from one counter and its encoded bytes go
+//! into the ring of each of its topics. Publishing holds one lock (`order`) while it numbers and
+//! inserts a batch, then raises `committed`; readers only look at sequence numbers up to
+//! `committed`, so a reader merging several rings never sees a later event before an earlier
+//! one, and a cursor (the last sequence number a subscriber was sent) is all a subscriber needs
+//! to resume with no gap and no duplicate.
+//!
+//! The history bound is global: past `history` retained events, the oldest event leaves every
+//! ring it is in, and each ring remembers the newest sequence number it lost (`evicted_up_to`), so
+//! a reader can tell precisely whether events on *its* topics are gone.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::id::Epoch;
+use crate::event::{encode, Event, Topic};
+
+/// Locks ignore poisoning: every critical section here leaves the data consistent at each step
+/// that can panic (none should), and refusing all later publishes would be worse.
+macro_rules! lock {
+    ($e:expr) => {
+        $e.lock().unwrap_or_else(PoisonError::into_inner)
+    };
+}
+macro_rules! read {
+    ($e:expr) => {
+        $e.read().unwrap_or_else(PoisonError::into_inner)
+    };
+}
+macro_rules! write {
+    ($e:expr) => {
+        $e.write().unwrap_or_else(PoisonError::into_inner)
+    };
+}
+
+pub(crate) struct Log {
+    order: Mutex<Order>,
+    /// Every event with a sequence number up to this one is in its rings.
+    committed: AtomicU64,
+    topics: RwLock<HashMap<Topic, Arc<TopicLog>>>,
+    history: usize,
+}
+
+struct Order {
+    next_seq: u64,
+    /// Retained events in sequence order, with the rings that hold each, for eviction.
+    retained: VecDeque<(u64, Placement)>,
+}
+
+/// The rings one event sits in (one topic is by far the common case: no allocation for it).
+enum Placement {
+    One(Arc<TopicLog>),
+    Many(Box<[Arc<TopicLog>]>),
+}
+
+impl Placement {
+    fn rings(&self) -> &[Arc<TopicLog>] {
+        match self {
+            Placement::One(t) => std::slice::from_ref(t),
+            Placement::Many(ts) => ts,
+        }
+    }
+}
+
+/// One topic: its ring of retained events, and the subscribers waiting for its next event.
+pub(crate) struct TopicLog {
+    ring: RwLock<Ring>,
+    waiters: Mutex<Vec<Arc<Waiter>>>,
+    pub(crate) subscribers: AtomicUsize,
+}
+
+struct Ring {
+    entries: VecDeque<Entry>,
+    /// The newest sequence number that left this ring.
+    evicted_up_to: u64,
+    /// Bytes that left this ring; with `Entry::end`, byte offsets in the topic's whole stream.
+    evicted_bytes: u64,
+}
+
+struct Entry {
+    seq: u64,
+    bytes: Bytes,
+    /// Offset just past this event in the topic's stream of bytes since start.
+    end: u64,
+}
+
+impl Ring {
+    fn appended(&self) -> u64 {
+        self.entries.back().map_or(self.evicted_bytes, |e| e.end)
+    }
+
+    /// Index of the first entry after `seq`.
+    fn after(&self, seq: u64) -> usize {
+        self.entries.partition_point(|e| e.seq <= seq)
+    }
+
+    fn offset_at(&self, index: usize) -> u64 {
+        match index {
+            0 => self.evicted_bytes,
+            i => self.entries[i - 1].end,
+        }
+    }
+}
+
+/// A subscriber's registration on one topic: woken (once) by the next publish there.
+pub(crate) struct Waiter {
+    pub(crate) notify: Arc<Notify>,
+    enrolled: AtomicBool,
+}
+
+impl Waiter {
+    pub(crate) fn new(notify: Arc<Notify>) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            notify,
+            enrolled: AtomicBool::new(false),
+        })
+    }
+}
+
+impl TopicLog {
+    fn new() -> TopicLog {
+        TopicLog {
+            ring: RwLock::new(Ring {
+                entries: VecDeque::new(),
+                evicted_up_to: 0,
+                evicted_bytes: 0,
+            }),
+            waiters: Mutex::new(Vec::new()),
+            subscribers: AtomicUsize::new(0),
+        }
+    }
+
+    /// Asks to be woken by the next publish on this topic. Only subscribers that found nothing to
+    /// send are enrolled, so a publish costs nothing for subscribers that are busy writing.
+    pub(crate) fn enroll(&self, waiter: &Arc<Waiter>) {
+        if waiter.enrolled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut list = lock!(self.waiters);
+        // Waiters of subscriptions that ended stay until the next publish; on a quiet topic with
+        // many comings and goings, sweep them so the list stays near the number of subscribers.
+        if list.len() >= 64 && list.len() > 2 * self.subscribers.load(Ordering::Relaxed) {
+            list.retain(|w| Arc::strong_count(w) > 1);
+        }
+        list.push(waiter.clone());
+    }
+
+    /// Wakes every enrolled waiter.
+    pub(crate) fn wake(&self) {
+        let list = std::mem::take(&mut *lock!(self.waiters));
+        for waiter in list {
+            waiter.enrolled.store(false, Ordering::Release);
+            waiter.notify.notify_one();
+        }
+    }
+}
+
+/// What a read found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Read {
+    /// The new cursor: every event on the topics up to here was handed out.
+    pub(crate) cursor: u64,
+    /// The first sequence number handed out, if any.
+    pub(crate) first: Option<u64>,
+    /// Some event on these topics after the old cursor had already left the history.
+    pub(crate) evicted: bool,
+}
+
+/// How much a subscriber has not been sent yet.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backlog {
+    pub(crate) events: usize,
+    pub(crate) bytes: u64,
+    /// Events it was owed already left the history.
+    pub(crate) evicted: bool,
+}
+
+impl Log {
+    pub(crate) fn new(history: usize, next_seq: u64) -> Log {
+        Log {
+            order: Mutex::new(Order {
+                next_seq: next_seq.max(1),
+                retained: VecDeque::new(),
+            }),
+            committed: AtomicU64::new(next_seq.max(1) - 1),
+            topics: RwLock::new(HashMap::new()),
+            history: history.max(1),
+        }
+    }
+
+    /// The newest sequence number whose event is readable.
+    pub(crate) fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// The log of a topic, made if it is new.
+    pub(crate) fn topic(&self, topic: &Topic) -> Arc<TopicLog> {
+        if let Some(t) = read!(self.topics).get(topic) {
+            return t.clone();
+        }
+        write!(self.topics)
+            .entry(topic.clone())
+            .or_insert_with(|| Arc::new(TopicLog::new()))
+            .clone()
+    }
+
+    /// The log of a topic if it exists.
+    pub(crate) fn existing_topic(&self, topic: &Topic) -> Option<Arc<TopicLog>> {
+        read!(self.topics).get(topic).cloned()
+    }
+
+    pub(crate) fn topic_count(&self) -> usize {
+        read!(self.topics).len()
+    }
+
+    pub(crate) fn retained(&self) -> usize {
+        lock!(self.order).retained.len()
+    }
+
+    /// Every topic log, for waking them all at shutdown.
+    pub(crate) fn all_topics(&self) -> Vec<Arc<TopicLog>> {
+        read!(self.topics).values().cloned().collect()
+    }
+
+    /// Numbers, encodes and appends a batch atomically: readers see all of it or none of it.
+    /// `rings[i]` are the logs of `events[i]`'s topics. Returns each event's sequence number and
+    /// bytes. Wakes the waiters of every touched topic after the batch is readable.
+    pub(crate) fn append(
+        &self,
+        epoch: &Epoch,
+        events: &[Event],
+        rings: &[Vec<Arc<TopicLog>>],
+    ) -> Vec<(u64, Bytes)> {
+        let mut out = Vec::with_capacity(events.len());
+        {
+            let mut order = lock!(self.order);
+            for (event, topics) in events.iter().zip(rings) {
+                let seq = order.next_seq;
+                order.next_seq += 1;
+                let bytes = encode(&epoch.id(seq), event);
+                for t in topics {
+                    let mut ring = write!(t.ring);
+                    let end = ring.appended() + bytes.len() as u64;
+                    ring.entries.push_back(Entry {
+                        seq,
+                        bytes: bytes.clone(),
+                        end,
+                    });
+                }
+                let placement = match topics.as_slice() {
+                    [one] => Placement::One(one.clone()),
+                    many => Placement::Many(many.into()),
+                };
+                order.retained.push_back((seq, placement));
+                while order.retained.len() > self.history {
+                    if let Some((old, placement)) = order.retained.pop_front() {
+                        for t in placement.rings() {
+                            let mut ring = write!(t.ring);
+                            // Rings are in sequence order and eviction is too: it is the front.
+                            if ring.entries.front().is_some_and(|e| e.seq == old) {
+                                if let Some(e) = ring.entries.pop_front() {
+                                    ring.evicted_bytes = e.end;
+                                }
+                                ring.evicted_up_to = old;
+                            }
+                        }
+                    }
+                }
+                out.push((seq, bytes));
+            }
+            if let Some((last, _)) = out.last() {
+                self.committed.store(*last, Ordering::Release);
+            }
+        }
+        // Wake outside the publish lock; each touched topic once.
+        let mut woken: Vec<*const TopicLog> = Vec::new();
+        for topics in rings {
+            for t in topics {
+                let p = Arc::as_ptr(t);
+                if !woken.contains(&p) {
+                    woken.push(p);
+                    t.wake();
+                }
+            }
+        }
+        out
+    }
+
+    /// Hands out the events after `after` on `topics`, in sequence order, each once, up to about
+    /// `max_bytes` or `max_events`, appending their bytes to `out`.
+    pub(crate) fn read(
+        &self,
+        topics: &[Arc<TopicLog>],
+        after: u64,
+        max_bytes: usize,
+        max_events: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Read {
+        let upto = self.committed();
+        let mut read = Read {
+            cursor: after,
+            first: None,
+            evicted: false,
+        };
+        if upto <= after {
+            return read;
+        }
+        if let [topic] = topics {
+            let ring = read!(topic.ring);
+            read.evicted = ring.evicted_up_to > after;
+            let (mut bytes, mut taken, mut last) = (0, 0, after);
+            read.cursor = upto;
+            for e in ring.entries.range(ring.after(after)..) {
+                if e.seq > upto {
+                    break;
+                }
+                if taken == max_events || (taken > 0 && bytes + e.bytes.len() > max_bytes) {
+                    read.cursor = last;
+                    break;
+                }
+                read.first.get_or_insert(e.seq);
+                bytes += e.bytes.len();
+                taken += 1;
+                last = e.seq;
+                out.push(e.bytes.clone());
+            }
+            return read;
+        }
+        // Several topics: gather each ring's share, then merge by sequence number. An event on
+        // two of them has one sequence number and is sent once.
+        let mut merged: Vec<(u64, Bytes)> = Vec::new();
+        // A ring whose share was cut short holds back everything past its last gathered event.
+        let mut limit = upto;
+        for topic in topics {
+            let ring = read!(topic.ring);
+            read.evicted |= ring.evicted_up_to > after;
+            let (mut bytes, mut taken, mut last) = (0, 0, after);
+            for e in ring.entries.range(ring.after(after)..) {
+                if e.seq > upto {
+                    break;
+                }
+                if taken == max_events || (taken > 0 && bytes + e.bytes.len() > max_bytes) {
+                    limit = limit.min(last);
+                    break;
+                }
+                bytes += e.bytes.len();
+                taken += 1;
+                last = e.seq;
+                merged.push((e.seq, e.bytes.clone()));
+            }
+        }
+        merged.sort_unstable_by_key(|(seq, _)| *seq);
+        merged.dedup_by_key(|(seq, _)| *seq);
+        read.cursor = limit;
+        let (mut bytes, mut taken, mut last) = (0, 0, after);
+        for (seq, b) in &merged {
+            if *seq > limit {
+                break;
+            }
+            if taken == max_events || (taken > 0 && bytes + b.len() > max_bytes) {
+                read.cursor = last;
+                break;
+            }
+            read.first.get_or_insert(*seq);
+            bytes += b.len();
+            taken += 1;
+            last = *seq;
+            out.push(b.clone());
+        }
+        read
+    }
+
+    /// What a subscriber on `topics` that was sent everything up to `after` still has to get.
+    pub(crate) fn backlog(&self, topics: &[Arc<TopicLog>], after: u64) -> Backlog {
+        let mut backlog = Backlog::default();
+        for topic in topics {
+            let ring = read!(topic.ring);
+            backlog.evicted |= ring.evicted_up_to > after;
+            let index = ring.after(after);
+            backlog.events += ring.entries.len() - index;
+            backlog.bytes += ring.appended() - ring.offset_at(index);
+        }
+        backlog
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str) -> Topic {
+        Topic::new(name).unwrap()
+    }
+
+    fn publish(log: &Log, epoch: &Epoch, data: &str, topics: &[&str]) -> u64 {
+        let rings: Vec<_> = topics.iter().map(|t| log.topic(&topic(t))).collect();
+        log.append(epoch, &[Event::new(data)], &[rings])[0].0
+    }
+
+    fn read_all(log: &Log, topics: &[&str], mut after: u64, max: usize) -> (Vec<String>, bool) {
+        let rings: Vec<_> = topics.iter().map(|t| log.topic(&topic(t))).collect();
+        let mut out = Vec::new();
+        let mut evicted = false;
+        loop {
+            let before = out.len();
+            let r = log.read(&rings, after, usize::MAX, max, &mut out);
+            evicted |= r.evicted;
+            if out.len() == before {
+                break;
+            }
+            assert!(r.cursor > after);
+            after = r.cursor;
+        }
+        let data = out
+            .iter()
+            .map(|b| {
+                let s = std::str::from_utf8(b).unwrap();
+                s.lines().find_map(|l| l.strip_prefix("data: ")).unwrap().to_string()
+            })
+            .collect();
+        (data, evicted)
+    }
+
+    #[test]
+    fn merges_topics_in_order_once() {
+        let log = Log::new(100, 1);
+        let e = Epoch::random();
+        publish(&log, &e, "1", &["a"]);
+        publish(&log, &e, "2", &["b"]);
+        publish(&log, &e, "3", &["a", "b"]);
+        publish(&log, &e, "4", &["c"]);
+        publish(&log, &e, "5", &["b"]);
+        for max in [1, 2, 3, 100] {
+            assert_eq!(read_all(&log, &["a", "b"], 0, max).0, ["1", "2", "3", "5"], "max {max}");
+            assert_eq!(read_all(&log, &["b", "a"], 1, max).0, ["2", "3", "5"]);
+            assert_eq!(read_all(&log, &["a"], 0, max).0, ["1", "3"]);
+        }
+    }
+
+    #[test]
+    fn eviction_is_global_and_reported_per_topic() {
+        let log = Log::new(3, 1);
+        let e = Epoch::random();
+        publish(&log, &e, "1", &["a"]);
+        publish(&log, &e, "2", &["b"]);
+        publish(&log, &e, "3", &["b"]);
+        publish(&log, &e, "4", &["b"]);
+        // "1" left the history: a reader of "a" from the start lost it, a reader of "b" did not.
+        assert_eq!(read_all(&log, &["a"], 0, 10), (vec![], true));
+        assert_eq!(read_all(&log, &["b"], 0, 10), (vec!["2".into(), "3".into(), "4".into()], false));
+        assert_eq!(log.retained(), 3);
+        let b = log.topic(&topic("b"));
+        let backlog = log.backlog(&[b], 2);
+        assert_eq!((backlog.events, backlog.evicted), (2, false));
+    }
+
+    #[test]
+    fn reads_stop_at_the_committed_mark() {
+        let log = Log::new(10, 1);
+        let e = Epoch::random();
+        publish(&log, &e, "1", &["a"]);
+        let a = log.topic(&topic("a"));
+        let mut out = Vec::new();
+        let r = log.read(&[a.clone()], 1, 1000, 10, &mut out);
+        assert_eq!((r.cursor, out.len()), (1, 0));
+    }
+}

@@ -1,0 +1,360 @@
+//! The hub: the log, the subscriptions that read it, and the client slots. It knows nothing of
+//! HTTP; the [`http`](crate::http) module and the [`feed`](crate::feed)s drive it.
+//!
+//! ```
+//! use ssehub::{Event, Hub, SubscribeRequest};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let hub = Hub::builder().max_clients(100).history(1000).build();
+//! let mut sub = hub.subscribe(SubscribeRequest::topics(["news"])?)?;
+//! let receipt = hub.publish(vec![Event::new("hello").with_topic("news")?]).await?;
+//! assert_eq!(receipt.subscribers, 1);
+//!
+//! let mut bytes = Vec::new();
+//! sub.next(&mut bytes).await?; // the stream's opening (retry:)
+//! sub.next(&mut bytes).await?; // the event, encoded once at publish
+//! assert!(bytes.concat().ends_with(b"data: hello\n\n"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod id;
+pub(crate) mod log;
+mod slots;
+mod subscription;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use id::{Epoch, IdMatch};
+pub use subscription::{End, SubscribeRequest, Subscription};
+
+use crate::event::{Event, EventError, Topic};
+use crate::store::{Memory, Record, Store, StoreError};
+use log::Log;
+use slots::Slots;
+
+/// The hub's settings. Every field has a `serve` flag of the same name.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Streams open at once, at most.
+    pub max_clients: usize,
+    /// Events retained for replay (all topics together).
+    pub history: usize,
+    /// Comment sent on idle streams this often; `None` for never.
+    pub heartbeat: Option<Duration>,
+    /// Reconnection time sent as `retry:` when a stream opens, in milliseconds.
+    pub retry_ms: u64,
+    /// A subscriber with more unsent bytes than this is ended (it resumes with `Last-Event-ID`).
+    pub max_backlog_bytes: u64,
+    /// Topics one subscription may name.
+    pub max_topics_per_client: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> HubConfig {
+        HubConfig {
+            max_clients: 10_000,
+            history: 10_000,
+            heartbeat: Some(Duration::from_secs(15)),
+            retry_ms: 3000,
+            max_backlog_bytes: 1 << 20,
+            max_topics_per_client: 64,
+        }
+    }
+}
+
+impl HubConfig {
+    /// A subscriber owed more events than this is ended. Half the history, so that when it comes
+    /// back the history still holds what it missed.
+    pub fn max_backlog_events(&self) -> usize {
+        (self.history / 2).max(1)
+    }
+}
+
+/// Builds a [`Hub`].
+///
+/// ```
+/// use std::time::Duration;
+/// let hub = ssehub::Hub::builder()
+///     .max_clients(500)
+///     .history(50_000)
+///     .heartbeat(Some(Duration::from_secs(30)))
+///     .build();
+/// assert_eq!(hub.config().max_clients, 500);
+/// ```
+#[derive(Default)]
+pub struct HubBuilder {
+    config: HubConfig,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl HubBuilder {
+    /// Streams open at once, at most (default 10,000).
+    pub fn max_clients(mut self, n: usize) -> Self {
+        self.config.max_clients = n;
+        self
+    }
+    /// Events retained for replay (default 10,000; at least 1).
+    pub fn history(mut self, n: usize) -> Self {
+        self.config.history = n.max(1);
+        self
+    }
+    /// Heartbeat period for idle streams (default 15 s; `None` for off).
+    pub fn heartbeat(mut self, every: Option<Duration>) -> Self {
+        self.config.heartbeat = every;
+        self
+    }
+    /// `retry:` sent when a stream opens, in milliseconds (default 3000).
+    pub fn retry_ms(mut self, ms: u64) -> Self {
+        self.config.retry_ms = ms;
+        self
+    }
+    /// Unsent bytes past which a subscriber is ended (default 1 MiB).
+    pub fn max_backlog_bytes(mut self, bytes: u64) -> Self {
+        self.config.max_backlog_bytes = bytes;
+        self
+    }
+    /// Topics one subscription may name (default 64).
+    pub fn max_topics_per_client(mut self, n: usize) -> Self {
+        self.config.max_topics_per_client = n;
+        self
+    }
+    /// All settings at once.
+    pub fn config(mut self, config: HubConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// The history store (default: [`Memory`], nothing beyond the in-memory log).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// Builds the hub.
+    pub fn build(self) -> Hub {
+        let store = self.store.unwrap_or_else(|| Arc::new(Memory::new()));
+        let origin = store.origin();
+        let config = self.config;
+        Hub {
+            inner: Arc::new(Inner {
+                log: Log::new(config.history, origin.next_seq),
+                slots: Slots::new(config.max_clients),
+                epoch: origin.epoch,
+                store,
+                config,
+                closing: AtomicBool::new(false),
+                published: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                slow_disconnects: AtomicU64::new(0),
+            }),
+        }
+    }
+}
+
+/// A Server-Sent Events hub: publish events, subscribe to topics. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: HubConfig,
+    pub(crate) epoch: Epoch,
+    pub(crate) log: Log,
+    slots: Arc<Slots>,
+    store: Arc<dyn Store>,
+    closing: AtomicBool,
+    published: AtomicU64,
+    rejected: AtomicU64,
+    pub(crate) slow_disconnects: AtomicU64,
+}
+
+impl Inner {
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The id given to each event, in order.
+    pub ids: Vec<String>,
+    /// Streams open on the topics published to (a stream on two of them counts twice).
+    pub subscribers: usize,
+}
+
+/// Why a publish was refused. Nothing of the batch was published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Closing,
+    /// An event was invalid.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// The history store failed.
+    #[error("history store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// Every slot is taken.
+    #[error("the hub is full ({max} clients connected); retry later")]
+    Full {
+        /// The limit.
+        max: usize,
+    },
+    /// More topics than `max_topics_per_client`.
+    #[error("too many topics: {given} (at most {max} per subscription)")]
+    TooManyTopics {
+        /// Topics named.
+        given: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Closing,
+}
+
+/// Counters, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Open streams.
+    pub clients: usize,
+    /// The limit on open streams.
+    pub max_clients: usize,
+    /// Events published since start.
+    pub published_total: u64,
+    /// Subscriptions refused because the hub was full.
+    pub rejected_total: u64,
+    /// Streams ended because they fell too far behind.
+    pub slow_disconnects_total: u64,
+    /// Topics known.
+    pub topics: usize,
+    /// Events retained for replay.
+    pub history_events: usize,
+}
+
+impl Hub {
+    /// Starts building a hub.
+    pub fn builder() -> HubBuilder {
+        HubBuilder::default()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// The epoch: the name of this hub's history, carried in every id.
+    pub fn epoch(&self) -> &Epoch {
+        &self.inner.epoch
+    }
+
+    /// Publishes a batch in order, atomically: no subscriber sees a later event before an earlier
+    /// one, and a batch with an invalid event is refused whole before anything is published.
+    /// Events without a topic go to `default`.
+    pub async fn publish(&self, mut events: Vec<Event>) -> Result<Receipt, PublishError> {
+        if self.inner.is_closing() {
+            return Err(PublishError::Closing);
+        }
+        let log = &self.inner.log;
+        let mut rings = Vec::with_capacity(events.len());
+        let mut touched: Vec<Topic> = Vec::new();
+        for event in &mut events {
+            event.ensure_topic();
+            rings.push(event.topics().iter().map(|t| log.topic(t)).collect::<Vec<_>>());
+            for t in event.topics() {
+                if !touched.contains(t) {
+                    touched.push(t.clone());
+                }
+            }
+        }
+        let appended = log.append(&self.inner.epoch, &events, &rings);
+        let records: Vec<Record<'_>> = appended
+            .iter()
+            .zip(&events)
+            .map(|((seq, bytes), e)| Record {
+                seq: *seq,
+                topics: e.topics(),
+                bytes,
+            })
+            .collect();
+        self.inner.store.append(&records).await?;
+        self.inner
+            .published
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let subscribers = touched
+            .iter()
+            .filter_map(|t| log.existing_topic(t))
+            .map(|t| t.subscribers.load(Ordering::Relaxed))
+            .sum();
+        Ok(Receipt {
+            ids: appended
+                .iter()
+                .map(|(seq, _)| self.inner.epoch.id(*seq))
+                .collect(),
+            subscribers,
+        })
+    }
+
+    /// Publishes one event. See [`Hub::publish`].
+    pub async fn publish_one(&self, event: Event) -> Result<String, PublishError> {
+        let mut receipt = self.publish(vec![event]).await?;
+        Ok(receipt.ids.pop().unwrap_or_default())
+    }
+
+    /// Opens a subscription, taking a client slot (freed when it is dropped).
+    pub fn subscribe(&self, request: SubscribeRequest) -> Result<Subscription, SubscribeError> {
+        if self.inner.is_closing() {
+            return Err(SubscribeError::Closing);
+        }
+        let max = self.inner.config.max_topics_per_client;
+        if request.topics.len() > max {
+            return Err(SubscribeError::TooManyTopics {
+                given: request.topics.len(),
+                max,
+            });
+        }
+        let Some(slot) = self.inner.slots.try_acquire() else {
+            self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(SubscribeError::Full {
+                max: self.inner.slots.max(),
+            });
+        };
+        Ok(Subscription::new(self.inner.clone(), request, slot))
+    }
+
+    /// Refuses new publishes and subscriptions and ends every stream at its next wake-up (this
+    /// wakes them all). Events published before this call are still handed out first.
+    pub fn close(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+        for t in self.inner.log.all_topics() {
+            t.wake();
+        }
+    }
+
+    /// True once [`Hub::close`] was called.
+    pub fn is_closing(&self) -> bool {
+        self.inner.is_closing()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let i = &self.inner;
+        Stats {
+            clients: i.slots.used(),
+            max_clients: i.slots.max(),
+            published_total: i.published.load(Ordering::Relaxed),
+            rejected_total: i.rejected.load(Ordering::Relaxed),
+            slow_disconnects_total: i.slow_disconnects.load(Ordering::Relaxed),
+            topics: i.log.topic_count(),
+            history_events: i.log.retained(),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! A subscription: a cursor into the log plus a way to be woken.
+//!
+//! Woken, it takes everything after its cursor on its topics in one batch. Replay after a
+//! `Last-Event-ID` is the same operation from an older cursor, so replay runs into live delivery
+//! with no gap and no duplicate.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::id::IdMatch;
+use super::log::{TopicLog, Waiter};
+use super::slots::SlotGuard;
+use super::Inner;
+use crate::event::{encode_without_id, stream_prologue, EventError, Topic, HEARTBEAT};
+
+/// One batch holds about this many bytes at most (one write to the socket).
+const BATCH_BYTES: usize = 256 * 1024;
+/// One batch holds this many events at most (the writer sends them with one vectored write).
+const BATCH_EVENTS: usize = 512;
+
+/// What to subscribe to, and where to resume.
+///
+/// ```
+/// use ssehub::SubscribeRequest;
+/// let req = SubscribeRequest::topics(["a", "b"])?.resume_after("3f2a9c01b2c4-17");
+/// # Ok::<(), ssehub::event::EventError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    pub(crate) topics: Vec<Topic>,
+    pub(crate) last_event_id: Option<String>,
+}
+
+impl SubscribeRequest {
+    /// A request for these (checked) topics; none means `default`. Duplicates are dropped.
+    pub fn new(topics: Vec<Topic>) -> SubscribeRequest {
+        let mut unique: Vec<Topic> = Vec::with_capacity(topics.len().max(1));
+        for t in topics {
+            if !unique.contains(&t) {
+                unique.push(t);
+            }
+        }
+        if unique.is_empty() {
+            unique.push(Topic::default_topic());
+        }
+        SubscribeRequest {
+            topics: unique,
+            last_event_id: None,
+        }
+    }
+
+    /// A request for topics given by name, checked.
+    pub fn topics<I, S>(names: I) -> Result<SubscribeRequest, EventError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let topics = names
+            .into_iter()
+            .map(|n| Topic::new(n.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SubscribeRequest::new(topics))
+    }
+
+    /// Resume after this event id (what `Last-Event-ID` carries). An empty id means no resume.
+    pub fn resume_after(mut self, id: impl Into<String>) -> SubscribeRequest {
+        let id = id.into();
+        self.last_event_id = (!id.is_empty()).then_some(id);
+        self
+    }
+
+    /// The topics, without duplicates.
+    pub fn topic_list(&self) -> &[Topic] {
+        &self.topics
+    }
+}
+
+/// Why a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum End {
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    Shutdown,
+    /// The subscriber fell too far behind; it should resume with its last event id.
+    #[error("the subscriber fell too far behind")]
+    Lagged,
+}
+
+/// How the first read treats events that already left the history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstRead {
+    /// A resume: lost events are reported in-band with a `gap` event.
+    ReportGap,
+    /// The gap was already reported (unknown id) or there is nothing to report (live start).
+    Quiet,
+    /// Past the first read, losing events means the subscriber fell behind.
+    Done,
+}
+
+/// An open subscription. See the [module documentation](self) and [`Hub::subscribe`](super::Hub::subscribe).
+pub struct Subscription {
+    hub: Arc<Inner>,
+    topics: Vec<Arc<TopicLog>>,
+    waiters: Vec<Arc<Waiter>>,
+    notify: Arc<Notify>,
+    /// The last sequence number handed out (or skipped as not on these topics).
+    cursor: u64,
+    /// `committed` when the subscription began: backlog counts from here, so a long replay is
+    /// not mistaken for falling behind.
+    start: u64,
+    opening: Option<Bytes>,
+    first_read: FirstRead,
+    last_event_id: Option<String>,
+    heartbeat_at: Option<Instant>,
+    _slot: SlotGuard,
+}
+
+impl Subscription {
+    pub(super) fn new(hub: Arc<Inner>, request: SubscribeRequest, slot: SlotGuard) -> Subscription {
+        let notify = Arc::new(Notify::new());
+        let topics: Vec<_> = request.topics.iter().map(|t| hub.log.topic(t)).collect();
+        for t in &topics {
+            t.subscribers.fetch_add(1, Ordering::Relaxed);
+        }
+        let waiters = topics.iter().map(|_| Waiter::new(notify.clone())).collect();
+        // Read after registering, so nothing committed from here on can be missed.
+        let committed = hub.log.committed();
+        let mut opening = stream_prologue(hub.config.retry_ms).to_vec();
+        let (cursor, first_read) = match request.last_event_id.as_deref() {
+            None => (committed, FirstRead::Quiet),
+            Some(id) => match hub.epoch.parse(id) {
+                IdMatch::Current(seq) if seq <= committed => (seq, FirstRead::ReportGap),
+                other => {
+                    let reason = match other {
+                        IdMatch::OtherHistory => "other-history",
+                        _ => "unknown-id",
+                    };
+                    let data = serde_json::json!({
+                        "reason": reason,
+                        "lastEventId": id,
+                        "message": "this id is not from this hub's current history; replaying every retained event",
+                    });
+                    opening.extend_from_slice(&encode_without_id("gap", &data.to_string()));
+                    (0, FirstRead::Quiet)
+                }
+            },
+        };
+        let heartbeat_at = hub.config.heartbeat.map(|d| Instant::now() + d);
+        Subscription {
+            last_event_id: request.last_event_id,
+            hub,
+            topics,
+            waiters,
+            notify,
+            cursor,
+            start: committed,
+            opening: Some(opening.into()),
+            first_read,
+            heartbeat_at,
+            _slot: slot,
+        }
+    }
+
+    /// Waits until there is something to send and appends it to `out`: the stream's opening, a
+    /// `gap` notice, a batch of events, or a heartbeat. Returns `Err` when the stream must end.
+    pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
+        if let Some(opening) = self.opening.take() {
+            out.push(opening);
+            return Ok(());
+        }
+        loop {
+            self.read(out)?;
+            if !out.is_empty() {
+                self.reset_heartbeat();
+                return Ok(());
+            }
+            for (t, w) in self.topics.iter().zip(&self.waiters) {
+                t.enroll(w);
+            }
+            // Read again now that a publish would wake us: nothing falls between the two.
+            self.read(out)?;
+            if !out.is_empty() {
+                self.reset_heartbeat();
+                return Ok(());
+            }
+            if self.hub.is_closing() {
+                return Err(End::Shutdown);
+            }
+            let heartbeat = async {
+                match self.heartbeat_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = self.notify.notified() => {}
+                _ = heartbeat => {
+                    out.push(Bytes::from_static(HEARTBEAT));
+                    self.reset_heartbeat();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Ends the stream if it is too far behind: more unsent bytes or events (published since it
+    /// began) than the hub allows, or events it was owed already left the history. Writers call
+    /// this while a write is stuck; [`next`](Self::next) calls it after every batch.
+    pub fn check_backlog(&self) -> Result<(), End> {
+        let from = self.cursor.max(self.start);
+        let backlog = self.hub.log.backlog(&self.topics, from);
+        let config = &self.hub.config;
+        if backlog.evicted
+            || backlog.bytes > config.max_backlog_bytes
+            || backlog.events > config.max_backlog_events()
+        {
+            self.hub.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+            return Err(End::Lagged);
+        }
+        Ok(())
+    }
+
+    /// True once the hub is shutting down.
+    pub fn hub_closing(&self) -> bool {
+        self.hub.is_closing()
+    }
+
+    fn read(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
+        let before = out.len();
+        let read = self
+            .hub
+            .log
+            .read(&self.topics, self.cursor, BATCH_BYTES, BATCH_EVENTS, out);
+        if read.evicted {
+            match self.first_read {
+                FirstRead::ReportGap => {
+                    let data = serde_json::json!({
+                        "reason": "evicted",
+                        "lastEventId": self.last_event_id,
+                        "resumedAt": read.first.map(|s| self.hub.epoch.id(s)),
+                        "message": "events after lastEventId on these topics left the history before this resume",
+                    });
+                    out.insert(before, encode_without_id("gap", &data.to_string()));
+                }
+                FirstRead::Quiet => {}
+                FirstRead::Done => {
+                    out.truncate(before);
+                    self.hub.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                    return Err(End::Lagged);
+                }
+            }
+        }
+        if read.cursor > self.cursor {
+            self.first_read = FirstRead::Done;
+            self.cursor = read.cursor;
+        }
+        if out.len() > before {
+            self.check_backlog()?;
+        }
+        Ok(())
+    }
+
+    fn reset_heartbeat(&mut self) {
+        if let Some(every) = self.hub.config.heartbeat {
+            self.heartbeat_at = Some(Instant::now() + every);
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        for t in &self.topics {
+            t.subscribers.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! An incremental parser for `text/event-stream`, following the WHATWG HTML rules
+//! ("Interpreting an event stream"). Feed it bytes as they arrive, split anywhere; it yields
+//! what a browser's `EventSource` would dispatch, plus comments and `retry:` changes.
+//!
+//! ```
+//! use ssehub::parse::{Frame, Parser};
+//!
+//! let mut parser = Parser::new();
+//! let mut frames = Vec::new();
+//! parser.feed(b"id: 7\nevent: status\nda", &mut |f| frames.push(f));
+//! parser.feed(b"ta: up\r\n\r\n", &mut |f| frames.push(f));
+//! match &frames[0] {
+//!     Frame::Event(e) => {
+//!         assert_eq!((e.event.as_str(), e.data.as_str(), e.id.as_str()), ("status", "up", "7"))
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+
+/// A dispatched event, as `EventSource` would present it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedEvent {
+    /// The event type: the `event:` field, or `message`.
+    pub event: String,
+    /// The data, lines joined with LF.
+    pub data: String,
+    /// The last event id in force when the event was dispatched.
+    pub id: String,
+}
+
+/// One thing the stream said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// An event was dispatched.
+    Event(ParsedEvent),
+    /// A comment line (text after the colon), such as a heartbeat.
+    Comment(String),
+    /// A valid `retry:` field set the reconnection time (milliseconds).
+    Retry(u64),
+}
+
+/// The parser state. See the module documentation.
+#[derive(Debug, Default)]
+pub struct Parser {
+    line: Vec<u8>,
+    /// The previous chunk ended in CR: a LF at the start of the next one belongs to it.
+    after_cr: bool,
+    /// Still at the very start of the stream (a UTF-8 BOM there is skipped).
+    at_start: bool,
+    data: String,
+    event: String,
+    last_id: String,
+    /// A `data:` field was seen since the last dispatch (the data buffer is not empty).
+    has_data: bool,
+}
+
+impl Parser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Parser {
+        Parser {
+            at_start: true,
+            ..Parser::default()
+        }
+    }
+
+    /// The last event id seen (what `Last-Event-ID` would carry on reconnect).
+    pub fn last_event_id(&self) -> &str {
+        &self.last_id
+    }
+
+    /// Feeds the next bytes of the stream; calls `out` for each frame completed by them.
+    pub fn feed(&mut self, mut chunk: &[u8], out: &mut dyn FnMut(Frame)) {
+        if self.at_start && !chunk.is_empty() {
+            let bom = [0xEF, 0xBB, 0xBF];
+            let have = self.line.len();
+            // The BOM may itself be split across chunks: gather up to three bytes first.
+            let need = (3 - have).min(chunk.len());
+            self.line.extend_from_slice(&chunk[..need]);
+            chunk = &chunk[need..];
+            if self.line.len() < 3 && bom.starts_with(&self.line) {
+                return;
+            }
+            self.at_start = false;
+            let pending = std::mem::take(&mut self.line);
+            let rest = if pending.starts_with(&bom) {
+                &pending[3..]
+            } else {
+                &pending[..]
+            };
+            self.feed_lines(rest, out);
+        }
+        self.feed_lines(chunk, out);
+    }
+
+    fn feed_lines(&mut self, chunk: &[u8], out: &mut dyn FnMut(Frame)) {
+        let mut start = 0;
+        for (i, &b) in chunk.iter().enumerate() {
+            if self.after_cr {
+                self.after_cr = false;
+                if b == b'\n' && i == start {
+                    start = i + 1;
+                    continue;
+                }
+            }
+            if b == b'\n' || b == b'\r' {
+                self.line.extend_from_slice(&chunk[start..i]);
+                let line = std::mem::take(&mut self.line);
+                self.process_line(&line, out);
+                self.line = line;
+                self.line.clear();
+                self.after_cr = b == b'\r';
+                start = i + 1;
+            }
+        }
+        self.line.extend_from_slice(&chunk[start..]);
+    }
+
+    fn process_line(&mut self, line: &[u8], out: &mut dyn FnMut(Frame)) {
+        if line.is_empty() {
+            self.dispatch(out);
+            return;
+        }
+        let line = String::from_utf8_lossy(line);
+        if let Some(comment) = line.strip_prefix(':') {
+            out(Frame::Comment(comment.to_string()));
+            return;
+        }
+        let (field, value) = match line.find(':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(' ').unwrap_or(value))
+            }
+            None => (&line[..], ""),
+        };
+        match field {
+            "event" => self.event = value.to_string(),
+            "data" => {
+                self.data.push_str(value);
+                self.data.push('\n');
+                self.has_data = true;
+            }
+            "id" => {
+                if !value.contains('\0') {
+                    self.last_id = value.to_string();
+                }
+            }
+            "retry" => {
+                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+                    if let Ok(ms) = value.parse() {
+                        out(Frame::Retry(ms));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, out: &mut dyn FnMut(Frame)) {
+        let event = std::mem::take(&mut self.event);
+        if !self.has_data {
+            self.data.clear();
+            return;
+        }
+        self.has_data = false;
+        let mut data = std::mem::take(&mut self.data);
+        if data.ends_with('\n') {
+            data.pop();
+        }
+        out(Frame::Event(ParsedEvent {
+            event: if event.is_empty() {
+                "message".to_string()
+            } else {
+                event
+            },
+            data,
+            id: self.last_id.clone(),
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(input: &[u8]) -> Vec<Frame> {
+        let mut p = Parser::new();
+        let mut v = Vec::new();
+        p.feed(input, &mut |f| v.push(f));
+        v
+    }
+
+    fn parse_split(input: &[u8]) -> Vec<Frame> {
+        let mut p = Parser::new();
+        let mut v = Vec::new();
+        for b in input {
+            p.feed(std::slice::from_ref(b), &mut |f| v.push(f));
+        }
+        v
+    }
+
+    fn ev(event: &str, data: &str, id: &str) -> Frame {
+        Frame::Event(ParsedEvent {
+            event: event.into(),
+            data: data.into(),
+            id: id.into(),
+        })
+    }
+
+    #[test]
+    fn whatwg_examples() {
+        // The spec's own examples.
+        let s = b"data: YHOO\ndata: +2\ndata: 10\n\n";
+        assert_eq!(parse_all(s), vec![ev("message", "YHOO\n+2\n10", "")]);
+        let s = b": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n";
+        assert_eq!(
+            parse_all(s),
+            vec![
+                Frame::Comment(" test stream".into()),
+                ev("message", "first event", "1"),
+                ev("message", "second event", ""),
+                ev("message", " third event", ""),
+            ]
+        );
+        let s = b"data\n\ndata\ndata\n\ndata:";
+        assert_eq!(
+            parse_all(s),
+            vec![ev("message", "", ""), ev("message", "\n", "")]
+        );
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_frames() {
+        let s = "\u{feff}retry: 100\r\nevent: a\r\ndata: x\r\rdata: ü\r\n\r\nid: 5\ndata: y\n\n";
+        let whole = parse_all(s.as_bytes());
+        assert_eq!(
+            whole,
+            vec![
+                Frame::Retry(100),
+                ev("a", "x", ""),
+                ev("message", "ü", ""),
+                ev("message", "y", "5")
+            ]
+        );
+        assert_eq!(parse_split(s.as_bytes()), whole);
+        for cut in 0..s.len() {
+            let mut p = Parser::new();
+            let mut v = Vec::new();
+            p.feed(&s.as_bytes()[..cut], &mut |f| v.push(f));
+            p.feed(&s.as_bytes()[cut..], &mut |f| v.push(f));
+            assert_eq!(v, whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn round_trips_our_encoding() {
+        use crate::event::{encode, Event};
+        for data in ["", "a", "a\nb", "a\r\nb\rc", "\n", " lead", "ü✓"] {
+            let e = Event::new(data).with_name("n").unwrap();
+            let frames = parse_all(&encode("x-1", &e));
+            let want = data.replace("\r\n", "\n").replace('\r', "\n");
+            assert_eq!(frames, vec![ev("n", &want, "x-1")]);
+        }
+    }
+
+    #[test]
+    fn ignores_bad_retry_and_nul_ids() {
+        assert_eq!(parse_all(b"retry: 1x\nid: a\0b\ndata: z\n\n"), vec![ev("message", "z", "")]);
+    }
+}
