@@ -1,1 +1,356 @@
-//! todo
+//! Settings: every flag, its `SSEHUB_*` environment twin, and `--config FILE` (TOML, keys named
+//! like the long flags). Flags beat the environment, the environment beats the file, the file
+//! beats the defaults.
+//!
+//! ```
+//! use ssehub::config::{load, Command};
+//! let cli = load(["ssehub", "serve", "--max-clients", "50"]).unwrap();
+//! let Command::Serve(serve) = cli.command;
+//! assert_eq!(serve.hub_config().max_clients, 50);
+//! ```
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::event::{check_name, Topic};
+use crate::http::{HttpConfig, WhenFull};
+use crate::hub::HubConfig;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ssehub",
+    version,
+    about = "A Server-Sent Events hub: publish over HTTP, every listener gets every event.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a hub.
+    Serve(ServeArgs),
+}
+
+/// `ssehub serve`.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Every flag has an environment twin (SSEHUB_MAX_CLIENTS for --max-clients) and a key in \
+    the --config file (max-clients = 500). Flags beat the environment, which beats the file."
+)]
+pub struct ServeArgs {
+    /// Read settings from this TOML file; keys are the long flag names (max-clients = 500).
+    #[arg(
+        long,
+        env = "SSEHUB_CONFIG",
+        value_name = "FILE",
+        help_heading = "Config"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Address and port to listen on. Off loopback, publishing needs a token (one is made up
+    /// and printed if --publish-token is not given).
+    #[arg(
+        long,
+        env = "SSEHUB_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        help_heading = "Network"
+    )]
+    pub listen: SocketAddr,
+
+    /// Streams open at once, at most. Past it, new subscribers get --when-full.
+    #[arg(long, env = "SSEHUB_MAX_CLIENTS", value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Network")]
+    pub max_clients: u64,
+
+    /// What a full hub answers: 503 (with Retry-After) or retry (a stream that only says
+    /// `retry:` and ends, so an EventSource comes back by itself).
+    #[arg(long, env = "SSEHUB_WHEN_FULL", value_name = "503|retry", default_value = "503",
+          value_parser = ["503", "retry"], help_heading = "Network")]
+    pub when_full: String,
+
+    /// Topics one subscription may name; more gets 400.
+    #[arg(long, env = "SSEHUB_MAX_TOPICS_PER_CLIENT", value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Network")]
+    pub max_topics_per_client: u64,
+
+    /// Events kept for replay with Last-Event-ID, all topics together.
+    #[arg(long, env = "SSEHUB_HISTORY", value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Streams")]
+    pub history: u64,
+
+    /// Seconds between heartbeat comments on an idle stream; 0 for none.
+    #[arg(
+        long,
+        env = "SSEHUB_HEARTBEAT",
+        value_name = "SECS",
+        default_value_t = 15,
+        help_heading = "Streams"
+    )]
+    pub heartbeat: u64,
+
+    /// Reconnection time sent as `retry:` when a stream opens, in milliseconds.
+    #[arg(
+        long,
+        env = "SSEHUB_RETRY",
+        value_name = "MS",
+        default_value_t = 3000,
+        help_heading = "Streams"
+    )]
+    pub retry: u64,
+
+    /// Unsent bytes a subscriber may fall behind by before its stream is ended (it resumes with
+    /// Last-Event-ID). It is also ended when owed more than half of --history events.
+    #[arg(long, env = "SSEHUB_MAX_BACKLOG", value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Streams")]
+    pub max_backlog: u64,
+
+    /// Largest publish body, in bytes; larger gets 413.
+    #[arg(long, env = "SSEHUB_MAX_BODY", value_name = "BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Publishing")]
+    pub max_body: u64,
+
+    /// Publishers must send `Authorization: Bearer TOKEN`.
+    #[arg(
+        long,
+        env = "SSEHUB_PUBLISH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true,
+        help_heading = "Publishing"
+    )]
+    pub publish_token: Option<String>,
+
+    /// Publish every line read on standard input as one event.
+    #[arg(long, env = "SSEHUB_STDIN", help_heading = "Stdin feed")]
+    pub stdin: bool,
+
+    /// Topic of the events read from standard input.
+    #[arg(long, env = "SSEHUB_STDIN_TOPIC", value_name = "TOPIC", default_value = "default",
+          value_parser = parse_topic, help_heading = "Stdin feed")]
+    pub stdin_topic: Topic,
+
+    /// Event name of the events read from standard input (none: plain messages).
+    #[arg(long, env = "SSEHUB_STDIN_EVENT", value_name = "NAME", value_parser = parse_name,
+          help_heading = "Stdin feed")]
+    pub stdin_event: Option<String>,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "SSEHUB_LOG_LEVEL", value_name = "LEVEL", default_value = "info",
+          value_parser = ["error", "warn", "info", "debug", "trace"], help_heading = "Logs")]
+    pub log_level: String,
+}
+
+fn parse_topic(s: &str) -> Result<Topic, String> {
+    Topic::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_name(s: &str) -> Result<String, String> {
+    check_name(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Who may publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishAccess {
+    /// Anyone who can reach the hub (it listens on loopback only).
+    Open,
+    /// Bearer token given by the operator.
+    Token(String),
+    /// Bearer token made up at start because the hub listens beyond loopback; print it once.
+    MadeUp(String),
+}
+
+impl ServeArgs {
+    /// The hub's settings.
+    pub fn hub_config(&self) -> HubConfig {
+        HubConfig {
+            max_clients: self.max_clients as usize,
+            history: self.history as usize,
+            heartbeat: (self.heartbeat > 0).then(|| Duration::from_secs(self.heartbeat)),
+            retry_ms: self.retry,
+            max_backlog_bytes: self.max_backlog,
+            max_topics_per_client: self.max_topics_per_client as usize,
+        }
+    }
+
+    /// Who may publish: the token if given; open on loopback; a made-up token otherwise.
+    pub fn publish_access(&self) -> PublishAccess {
+        match &self.publish_token {
+            Some(token) if !token.is_empty() => PublishAccess::Token(token.clone()),
+            _ if self.listen.ip().is_loopback() => PublishAccess::Open,
+            _ => PublishAccess::MadeUp(random_token()),
+        }
+    }
+
+    /// The HTTP settings, given who may publish.
+    pub fn http_config(&self, access: &PublishAccess) -> HttpConfig {
+        HttpConfig {
+            max_body: self.max_body as usize,
+            publish_token: match access {
+                PublishAccess::Open => None,
+                PublishAccess::Token(t) | PublishAccess::MadeUp(t) => Some(t.clone()),
+            },
+            when_full: if self.when_full == "retry" {
+                WhenFull::Retry
+            } else {
+                WhenFull::Status503
+            },
+        }
+    }
+}
+
+fn random_token() -> String {
+    let mut raw = [0u8; 24];
+    if getrandom::fill(&mut raw).is_err() {
+        // No OS randomness: better no start than a guessable token.
+        eprintln!(
+            "ssehub: cannot make a publish token (no OS random source); pass --publish-token"
+        );
+        std::process::exit(1);
+    }
+    raw.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Settings that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag or environment value is wrong (clap prints it, with usage).
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    /// The config file could not be read.
+    #[error("--config {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    /// The config file is not valid TOML, or a key or value is wrong.
+    #[error("--config {0}: {1}")]
+    File(PathBuf, String),
+}
+
+/// Parses the command line, the environment and the config file.
+pub fn load<I, T>(args: I) -> Result<Cli, ConfigError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let matches = Cli::command().try_get_matches_from(&args)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let Command::Serve(serve) = &cli.command;
+    let (Some(path), Some(sub)) = (&serve.config, matches.subcommand_matches("serve")) else {
+        return Ok(cli);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::File(path.clone(), e.message().to_string()))?;
+    let command = Cli::command();
+    let serve_command = command
+        .find_subcommand("serve")
+        .ok_or_else(|| ConfigError::File(path.clone(), "no serve command".into()))?;
+    let mut extra: Vec<OsString> = Vec::new();
+    for (key, value) in table {
+        let bad = |why: &str| ConfigError::File(path.clone(), format!("key {key:?}: {why}"));
+        let id = key.replace('-', "_");
+        let arg = serve_command
+            .get_arguments()
+            .find(|a| a.get_id() == id.as_str() && id != "config")
+            .ok_or_else(|| bad("unknown key (keys are the long flag names, like max-clients)"))?;
+        let long = arg.get_long().unwrap_or(&id).to_string();
+        // Flags and the environment beat the file.
+        if matches!(
+            sub.value_source(&id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        ) {
+            continue;
+        }
+        let is_flag = !arg.get_action().takes_values();
+        match value {
+            toml::Value::Boolean(true) if is_flag => extra.push(format!("--{long}").into()),
+            toml::Value::Boolean(false) if is_flag => {}
+            toml::Value::String(s) if !is_flag => extra.push(format!("--{long}={s}").into()),
+            toml::Value::Integer(i) if !is_flag => extra.push(format!("--{long}={i}").into()),
+            _ if is_flag => return Err(bad("expected true or false")),
+            _ => return Err(bad("expected a string or a whole number")),
+        }
+    }
+    let mut all = args;
+    all.extend(extra);
+    let matches = Cli::command()
+        .try_get_matches_from(all)
+        .map_err(|e| ConfigError::File(path.clone(), e.render().to_string()))?;
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut all = vec!["ssehub", "serve"];
+        all.extend_from_slice(args);
+        let Command::Serve(s) = load(all).unwrap().command;
+        s
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = serve(&[]);
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        let hub = s.hub_config();
+        assert_eq!(
+            (hub.max_clients, hub.history, hub.retry_ms),
+            (10_000, 10_000, 3000)
+        );
+        assert_eq!(hub.heartbeat, Some(Duration::from_secs(15)));
+        assert_eq!(s.publish_access(), PublishAccess::Open);
+        assert_eq!(s.http_config(&PublishAccess::Open).max_body, 1 << 20);
+    }
+
+    #[test]
+    fn file_values_lose_to_flags() {
+        let dir = std::env::temp_dir().join(format!("ssehub-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "max-clients = 7\nhistory = 9\nwhen_full = \"retry\"\nstdin = true\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let s = serve(&["--config", f, "--history", "11"]);
+        assert_eq!(
+            (s.max_clients, s.history, s.when_full.as_str(), s.stdin),
+            (7, 11, "retry", true)
+        );
+        std::fs::write(&file, "max-clientz = 7\n").unwrap();
+        let err = load(["ssehub", "serve", "--config", f])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max-clientz"), "{err}");
+        std::fs::write(&file, "max-clients = 0\n").unwrap();
+        assert!(load(["ssehub", "serve", "--config", f]).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn off_loopback_makes_up_a_token() {
+        assert!(
+            matches!(serve(&["--listen", "0.0.0.0:0"]).publish_access(), PublishAccess::MadeUp(t) if t.len() == 48)
+        );
+        assert_eq!(
+            serve(&["--listen", "0.0.0.0:0", "--publish-token", "s3"]).publish_access(),
+            PublishAccess::Token("s3".into())
+        );
+    }
+}

@@ -107,7 +107,10 @@ pub fn check_name(name: &str) -> Result<(), EventError> {
         return Err(EventError::BadName(name.into(), "must not be empty"));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(EventError::BadName(truncated(name), "longer than 256 bytes"));
+        return Err(EventError::BadName(
+            truncated(name),
+            "longer than 256 bytes",
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(EventError::BadName(
@@ -256,7 +259,11 @@ fn put_data(out: &mut BytesMut, data: &str) {
         match bytes[i] {
             b'\r' => {
                 put_line(out, &bytes[start..i]);
-                i += if bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                i += if bytes.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
                 start = i;
             }
             b'\n' => {

@@ -23,9 +23,10 @@
 
 #![warn(missing_docs)]
 
-
+pub mod config;
 pub mod event;
-
+pub mod feed;
+pub mod http;
 
 pub mod hub;
 pub mod parse;

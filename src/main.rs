@@ -1,1 +1,79 @@
-fn main(){}
+//! The `ssehub` binary: reads settings, wires the hub, the server and the feeds.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use ssehub::config::{self, Command, PublishAccess, ServeArgs};
+use ssehub::{feed, http, Hub};
+
+fn main() -> ExitCode {
+    let cli = match config::load(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(config::ConfigError::Cli(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("ssehub: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ssehub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    http::raise_open_file_limit();
+    let level: tracing::Level = args.log_level.parse().unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let hub = Hub::builder().config(args.hub_config()).build();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
+    let address = listener.local_addr()?;
+    let access = args.publish_access();
+    if let PublishAccess::MadeUp(token) = &access {
+        eprintln!("ssehub: listening beyond loopback without --publish-token; publishers must send: Authorization: Bearer {token}");
+    }
+    eprintln!("ssehub: listening on http://{address}");
+
+    if args.stdin {
+        let template = feed::LineTemplate {
+            topic: args.stdin_topic.clone(),
+            name: args.stdin_event.clone(),
+        };
+        let reader = tokio::io::BufReader::new(tokio::io::stdin());
+        tokio::spawn(feed::lines(reader, hub.clone(), template));
+    }
+
+    http::serve(listener, hub, args.http_config(&access), shutdown_signal()).await?;
+    eprintln!("ssehub: stopped");
+    // A read blocked on stdin would hold the runtime open; nothing is left to clean up.
+    std::process::exit(0)
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -264,6 +264,9 @@ mod tests {
 
     #[test]
     fn ignores_bad_retry_and_nul_ids() {
-        assert_eq!(parse_all(b"retry: 1x\nid: a\0b\ndata: z\n\n"), vec![ev("message", "z", "")]);
+        assert_eq!(
+            parse_all(b"retry: 1x\nid: a\0b\ndata: z\n\n"),
+            vec![ev("message", "z", "")]
+        );
     }
 }

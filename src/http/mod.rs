@@ -1,1 +1,174 @@
-//! todo
+//! HTTP: the routes, and the server that drives them.
+//!
+//! Every route is an axum handler, so [`router`] mounts the whole hub in any axum app. The
+//! `ssehub` binary serves with [`serve`], which reads each connection's first request head itself:
+//! an HTTP/1 `GET /events` is answered by a small purpose-built writer that owns the socket (an
+//! idle stream then costs about a task and a socket, not a full HTTP connection state), and
+//! everything else goes to hyper and the same router.
+//!
+//! Policy lives here (status codes, `--when-full`, the publish token); the hub holds the state.
+//!
+//! ```
+//! use ssehub::http::{router, HttpConfig, WhenFull};
+//! let hub = ssehub::Hub::builder().build();
+//! let config = HttpConfig { when_full: WhenFull::Retry, ..HttpConfig::default() };
+//! let app: axum::Router = router(hub, config);
+//! ```
+
+mod fast;
+mod pages;
+mod publish;
+pub mod query;
+mod server;
+mod subscribe;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use server::{raise_open_file_limit, serve, ServeError};
+
+use crate::hub::Hub;
+
+/// What a full hub answers a new subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// `503 Service Unavailable` with `Retry-After` (the default).
+    #[default]
+    Status503,
+    /// A `200` stream that sends only `retry: <ms>` and ends, so an `EventSource` comes back.
+    Retry,
+}
+
+impl FromStr for WhenFull {
+    type Err = String;
+    fn from_str(s: &str) -> Result<WhenFull, String> {
+        match s {
+            "503" => Ok(WhenFull::Status503),
+            "retry" => Ok(WhenFull::Retry),
+            _ => Err(format!("expected 503 or retry, got {s:?}")),
+        }
+    }
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest publish body, in bytes; larger gets `413`.
+    pub max_body: usize,
+    /// Bearer token publishers must send; `None` for open publishing.
+    pub publish_token: Option<String>,
+    /// What a full hub answers.
+    pub when_full: WhenFull,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            max_body: 1 << 20,
+            publish_token: None,
+            when_full: WhenFull::Status503,
+        }
+    }
+}
+
+/// What every handler sees.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) hub: Hub,
+    pub(crate) config: Arc<HttpConfig>,
+}
+
+/// The whole hub as an axum router: `GET /events`, `POST /publish`, `GET /`, `GET /healthz`,
+/// `GET /metrics`.
+pub fn router(hub: Hub, config: HttpConfig) -> Router {
+    let state = AppState {
+        hub,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/", get(pages::viewer))
+        .route("/events", get(subscribe::events))
+        .route("/publish", post(publish::publish))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// The headers of every event stream.
+pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
+    ("content-type", "text/event-stream"),
+    ("cache-control", "no-cache"),
+    ("x-accel-buffering", "no"),
+];
+
+/// A refusal: a status and a one-line reason, as `text/plain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: String,
+    pub(crate) retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn bad_request(reason: impl ToString) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, reason.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, format!("{}\n", self.reason)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    let s = app.hub.stats();
+    let body = format!(
+        "# HELP ssehub_clients Open event streams.\n# TYPE ssehub_clients gauge\nssehub_clients {}\n\
+         # HELP ssehub_max_clients The limit on open event streams.\n# TYPE ssehub_max_clients gauge\nssehub_max_clients {}\n\
+         # HELP ssehub_published_total Events published.\n# TYPE ssehub_published_total counter\nssehub_published_total {}\n\
+         # HELP ssehub_rejected_total Subscriptions refused because the hub was full.\n# TYPE ssehub_rejected_total counter\nssehub_rejected_total {}\n\
+         # HELP ssehub_slow_disconnects_total Streams ended for falling too far behind.\n# TYPE ssehub_slow_disconnects_total counter\nssehub_slow_disconnects_total {}\n\
+         # HELP ssehub_topics Topics known.\n# TYPE ssehub_topics gauge\nssehub_topics {}\n\
+         # HELP ssehub_history_events Events retained for replay.\n# TYPE ssehub_history_events gauge\nssehub_history_events {}\n",
+        s.clients,
+        s.max_clients,
+        s.published_total,
+        s.rejected_total,
+        s.slow_disconnects_total,
+        s.topics,
+        s.history_events,
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -421,7 +421,10 @@ mod tests {
             .iter()
             .map(|b| {
                 let s = std::str::from_utf8(b).unwrap();
-                s.lines().find_map(|l| l.strip_prefix("data: ")).unwrap().to_string()
+                s.lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap()
+                    .to_string()
             })
             .collect();
         (data, evicted)
@@ -437,7 +440,11 @@ mod tests {
         publish(&log, &e, "4", &["c"]);
         publish(&log, &e, "5", &["b"]);
         for max in [1, 2, 3, 100] {
-            assert_eq!(read_all(&log, &["a", "b"], 0, max).0, ["1", "2", "3", "5"], "max {max}");
+            assert_eq!(
+                read_all(&log, &["a", "b"], 0, max).0,
+                ["1", "2", "3", "5"],
+                "max {max}"
+            );
             assert_eq!(read_all(&log, &["b", "a"], 1, max).0, ["2", "3", "5"]);
             assert_eq!(read_all(&log, &["a"], 0, max).0, ["1", "3"]);
         }
@@ -453,7 +460,10 @@ mod tests {
         publish(&log, &e, "4", &["b"]);
         // "1" left the history: a reader of "a" from the start lost it, a reader of "b" did not.
         assert_eq!(read_all(&log, &["a"], 0, 10), (vec![], true));
-        assert_eq!(read_all(&log, &["b"], 0, 10), (vec!["2".into(), "3".into(), "4".into()], false));
+        assert_eq!(
+            read_all(&log, &["b"], 0, 10),
+            (vec!["2".into(), "3".into(), "4".into()], false)
+        );
         assert_eq!(log.retained(), 3);
         let b = log.topic(&topic("b"));
         let backlog = log.backlog(&[b], 2);

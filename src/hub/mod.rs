@@ -268,7 +268,13 @@ impl Hub {
         let mut touched: Vec<Topic> = Vec::new();
         for event in &mut events {
             event.ensure_topic();
-            rings.push(event.topics().iter().map(|t| log.topic(t)).collect::<Vec<_>>());
+            rings.push(
+                event
+                    .topics()
+                    .iter()
+                    .map(|t| log.topic(t))
+                    .collect::<Vec<_>>(),
+            );
             for t in event.topics() {
                 if !touched.contains(t) {
                     touched.push(t.clone());

@@ -1,0 +1,174 @@
+//! The event-stream fast path: an HTTP/1 `GET /events` answered on a socket the stream owns.
+//!
+//! After the response head, the task does three things: wait for the subscription's next batch,
+//! write it with one vectored write of the shared event bytes (no copy), and watch the socket so a
+//! client that goes away frees its slot at once. A write that cannot progress checks the
+//! subscriber's backlog every [`STUCK_CHECK`]; past the bound the stream ends.
+
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+
+use super::subscribe::{refusal, subscribe_request, Refusal};
+use super::{ApiError, AppState};
+use crate::hub::Subscription;
+
+/// How often a blocked write looks at the subscriber's backlog.
+const STUCK_CHECK: Duration = Duration::from_millis(100);
+
+/// What the fast path needs from the request head.
+pub(crate) struct Head {
+    /// HTTP/1.1 (chunked body) or HTTP/1.0 (body ends at close).
+    pub(crate) http11: bool,
+    pub(crate) query: String,
+    pub(crate) last_event_id: Option<Vec<u8>>,
+}
+
+const CHUNKED_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n";
+const CLOSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\nconnection: close\r\n\r\n";
+
+pub(crate) async fn serve_events(stream: TcpStream, head: Head, app: &AppState) {
+    let request = match subscribe_request(&head.query, head.last_event_id.as_deref()) {
+        Ok(request) => request,
+        Err(e) => return write_refusal(&stream, &e).await,
+    };
+    match app.hub.subscribe(request) {
+        Ok(subscription) => stream_events(stream, subscription, head.http11).await,
+        Err(e) => match refusal(e, app.config.when_full, app.hub.config().retry_ms) {
+            Refusal::Error(e) => write_refusal(&stream, &e).await,
+            Refusal::RetryStream(bytes) => {
+                let mut slices = [IoSlice::new(CLOSE_HEAD), IoSlice::new(&bytes)];
+                let _ = write_all(&stream, &mut slices, None).await;
+            }
+        },
+    }
+}
+
+async fn stream_events(stream: TcpStream, mut subscription: Subscription, chunked: bool) {
+    let mut head = Some(if chunked { CHUNKED_HEAD } else { CLOSE_HEAD });
+    let mut batch: Vec<Bytes> = Vec::new();
+    loop {
+        let next = tokio::select! {
+            next = subscription.next(&mut batch) => next,
+            _ = peer_closed(&stream) => return,
+        };
+        if next.is_err() {
+            // Shutting down or too far behind: end the body cleanly if the socket takes it now.
+            if chunked {
+                let _ = stream.try_write(b"0\r\n\r\n");
+            }
+            return;
+        }
+        if write_batch(&stream, head.take(), &batch, chunked, &subscription)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        batch.clear();
+        // A burst can leave a big vector behind; idle streams should hold nothing.
+        if batch.capacity() > 64 {
+            batch = Vec::new();
+        }
+    }
+}
+
+/// Resolves when the client closed its side or the socket failed. Whatever it sends is dropped.
+async fn peer_closed(stream: &TcpStream) {
+    let mut sink = [0u8; 64];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+async fn write_batch(
+    stream: &TcpStream,
+    head: Option<&'static [u8]>,
+    parts: &[Bytes],
+    chunked: bool,
+    subscription: &Subscription,
+) -> io::Result<()> {
+    let total: usize = parts.iter().map(Bytes::len).sum();
+    let size_line = format!("{total:x}\r\n");
+    let mut slices = Vec::with_capacity(parts.len() + 3);
+    if let Some(head) = head {
+        slices.push(IoSlice::new(head));
+    }
+    if chunked {
+        slices.push(IoSlice::new(size_line.as_bytes()));
+    }
+    slices.extend(parts.iter().map(|p| IoSlice::new(p)));
+    if chunked {
+        slices.push(IoSlice::new(b"\r\n"));
+    }
+    write_all(stream, &mut slices, Some(subscription)).await
+}
+
+/// Waits for room in the socket, ending the stream if the subscriber falls too far behind.
+async fn wait_writable(stream: &TcpStream, subscription: &Subscription) -> io::Result<()> {
+    loop {
+        tokio::select! {
+            ready = stream.writable() => return ready,
+            _ = tokio::time::sleep(STUCK_CHECK) => {
+                if subscription.check_backlog().is_err() {
+                    return Err(io::Error::other("subscriber fell too far behind"));
+                }
+            }
+        }
+    }
+}
+
+/// Writes every slice. With a subscription, a write that cannot progress watches its backlog.
+async fn write_all(
+    stream: &TcpStream,
+    slices: &mut [IoSlice<'_>],
+    watch: Option<&Subscription>,
+) -> io::Result<()> {
+    let mut bufs = slices;
+    while !bufs.is_empty() {
+        match stream.try_write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match watch {
+                Some(subscription) => wait_writable(stream, subscription).await?,
+                None => stream.writable().await?,
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Answers with a status and a one-line reason, then closes.
+pub(crate) async fn write_refusal(stream: &TcpStream, error: &ApiError) {
+    let body = format!("{}\n", error.reason);
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n",
+        error.status.as_u16(),
+        error.status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    if let Some(secs) = error.retry_after {
+        head.push_str(&format!("retry-after: {secs}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        write_all(
+            stream,
+            &mut [IoSlice::new(head.as_bytes()), IoSlice::new(body.as_bytes())],
+            None,
+        ),
+    )
+    .await;
+}
