@@ -139,16 +139,11 @@ impl Parser {
                 self.data.push('\n');
                 self.has_data = true;
             }
-            "id" => {
-                if !value.contains('\0') {
-                    self.last_id = value.to_string();
-                }
-            }
-            "retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    if let Ok(ms) = value.parse() {
-                        out(Frame::Retry(ms));
-                    }
+            // An id holding NUL is ignored, as the spec says.
+            "id" if !value.contains('\0') => self.last_id = value.to_string(),
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                if let Ok(ms) = value.parse() {
+                    out(Frame::Retry(ms));
                 }
             }
             _ => {}

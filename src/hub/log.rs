@@ -477,7 +477,7 @@ mod tests {
         publish(&log, &e, "1", &["a"]);
         let a = log.topic(&topic("a"));
         let mut out = Vec::new();
-        let r = log.read(&[a.clone()], 1, 1000, 10, &mut out);
+        let r = log.read(std::slice::from_ref(&a), 1, 1000, 10, &mut out);
         assert_eq!((r.cursor, out.len()), (1, 0));
     }
 }

@@ -1,0 +1,339 @@
+//! Shared test helpers: the real `ssehub` binary on an ephemeral port, a real HTTP client
+//! (reqwest) reading streams through our parser, and raw sockets where a test needs control.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ssehub::parse::{Frame, ParsedEvent, Parser};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running hub process, killed when dropped.
+pub struct HubProcess {
+    pub child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl HubProcess {
+    /// `ssehub serve --listen 127.0.0.1:0 <args>`, with no SSEHUB_* from the environment.
+    pub fn start(args: &[&str]) -> HubProcess {
+        let mut cmd = Self::command(args);
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        Self::spawn(cmd)
+    }
+
+    /// The command, for tests that set env or stdin themselves.
+    pub fn command(args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssehub"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SSEHUB_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("serve").args(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Spawns and waits for the "listening on" line.
+    pub fn spawn(mut cmd: Command) -> HubProcess {
+        let mut child = cmd.spawn().expect("start ssehub");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let port = rest.rsplit(':').next().unwrap_or("").to_string();
+                    let _ = tx.send(format!("127.0.0.1:{port}"));
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("ssehub did not start: {:?}", stderr.lock().unwrap())
+        });
+        HubProcess {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// POST /publish with a raw body. Returns status and body text.
+    pub async fn publish_raw(&self, query: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let resp = client()
+            .post(self.url(&format!("/publish{query}")))
+            .header("content-type", "text/plain")
+            .body(body)
+            .send()
+            .await
+            .expect("publish");
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    }
+
+    /// POST /publish with a JSON body. Returns status and body text.
+    pub async fn publish_json(&self, json: &str) -> (u16, String) {
+        let resp = client()
+            .post(self.url("/publish"))
+            .header("content-type", "application/json")
+            .body(json.to_string())
+            .send()
+            .await
+            .expect("publish");
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    }
+
+    /// Publishes, expecting 200; returns the answer as JSON.
+    pub async fn publish_ok(&self, query: &str, body: &str) -> serde_json::Value {
+        let (status, text) = self.publish_raw(query, body.to_string()).await;
+        assert_eq!(status, 200, "publish failed: {text}");
+        serde_json::from_str(&text).expect("publish answer is JSON")
+    }
+
+    /// A value from /metrics.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .trim()
+            .parse()
+            .expect("metric value")
+    }
+
+    /// Polls a metric until `ok` holds or WAIT passes; returns the last value.
+    pub async fn wait_metric(&self, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = self.metric(name).await;
+            if ok(v) || Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Opens a stream with a fresh client (its own connection).
+    pub async fn subscribe(&self, query: &str) -> EventStream {
+        EventStream::open(&self.url(&format!("/events{query}")), &[]).await
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends a signal; returns how long the process took to exit and its exit code.
+    pub fn signal_and_wait(&mut self, signal: &str) -> (Duration, Option<i32>) {
+        let start = Instant::now();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return (start.elapsed(), status.code());
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                return (start.elapsed(), None);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that does not share connections between tests' calls.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+/// Why a stream read stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    Closed,
+    Timeout,
+}
+
+/// An open event stream read through our parser.
+pub struct EventStream {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    response: reqwest::Response,
+    parser: Parser,
+    frames: VecDeque<Frame>,
+}
+
+impl EventStream {
+    pub async fn open(url: &str, headers: &[(&str, &str)]) -> EventStream {
+        let mut req = client().get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = tokio::time::timeout(WAIT, req.send())
+            .await
+            .expect("subscribe timed out")
+            .expect("subscribe");
+        EventStream {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            response,
+            parser: Parser::new(),
+            frames: VecDeque::new(),
+        }
+    }
+
+    pub async fn next_frame(&mut self, within: Duration) -> Result<Frame, Stop> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(f) = self.frames.pop_front() {
+                return Ok(f);
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(Some(bytes))) => {
+                    let frames = &mut self.frames;
+                    self.parser.feed(&bytes, &mut |f| frames.push_back(f));
+                }
+                Ok(Ok(None)) | Ok(Err(_)) => return Err(Stop::Closed),
+                Err(_) => return Err(Stop::Timeout),
+            }
+        }
+    }
+
+    /// The next dispatched event (comments and retry skipped).
+    pub async fn next_event(&mut self) -> ParsedEvent {
+        self.try_next_event(WAIT).await.expect("expected an event")
+    }
+
+    pub async fn try_next_event(&mut self, within: Duration) -> Result<ParsedEvent, Stop> {
+        loop {
+            if let Frame::Event(e) = self.next_frame(within).await? {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// Reads `n` events.
+    pub async fn events(&mut self, n: usize) -> Vec<ParsedEvent> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(self.next_event().await);
+        }
+        v
+    }
+
+    /// Reads to the opening (comment and retry), so the subscription is surely registered.
+    pub async fn opened(mut self) -> EventStream {
+        assert_eq!(self.status, 200);
+        match self.next_frame(WAIT).await {
+            Ok(Frame::Comment(_)) => {}
+            other => panic!("expected the opening comment, got {other:?}"),
+        }
+        match self.next_frame(WAIT).await {
+            Ok(Frame::Retry(_)) => {}
+            other => panic!("expected retry:, got {other:?}"),
+        }
+        self
+    }
+}
+
+/// A raw HTTP/1.1 GET: returns the socket and the response head (status line and headers).
+pub async fn raw_get(
+    addr: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (TcpStream, u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let head = read_head(&mut stream).await;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    (stream, status, head)
+}
+
+/// Reads byte by byte up to the blank line after the response head.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("head timed out")
+            .expect("read head");
+        assert!(
+            n > 0,
+            "closed before the head ended: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads until the peer closes (or `within` passes); returns what came and whether it closed.
+pub async fn read_to_close(stream: &mut TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    let mut all = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (all, true),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+            Err(_) => return (all, false),
+        }
+    }
+}
+
+/// The data of each event.
+pub fn data(events: &[ParsedEvent]) -> Vec<String> {
+    events.iter().map(|e| e.data.clone()).collect()
+}

@@ -1,0 +1,147 @@
+//! The client limit under a burst, refusals, freed slots, and slow subscribers cut loose.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_connects_never_exceeds_max_clients() {
+    const MAX: usize = 50;
+    const BURST: usize = 400;
+    let hub = HubProcess::start(&["--max-clients", &MAX.to_string(), "--retry", "2500"]);
+    let addr = hub.addr.clone();
+    // Everyone connects at once; nobody lets go until all have their answer.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(BURST));
+    let tasks: Vec<_> = (0..BURST)
+        .map(|_| {
+            let addr = addr.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                raw_get(&addr, "/events", &[]).await
+            })
+        })
+        .collect();
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (socket, status, head) = t.await.unwrap();
+        match status {
+            200 => open.push(socket),
+            503 => {
+                assert!(
+                    head.to_ascii_lowercase().contains("retry-after: 3\r\n"),
+                    "{head}"
+                );
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {head}"),
+        }
+    }
+    assert_eq!(open.len(), MAX);
+    assert_eq!(refused, BURST - MAX);
+    assert_eq!(hub.metric("ssehub_clients").await, MAX as u64);
+    assert_eq!(
+        hub.metric("ssehub_rejected_total").await,
+        (BURST - MAX) as u64
+    );
+    // Closing the streams frees their slots promptly (no publish or heartbeat needed).
+    drop(open);
+    assert_eq!(hub.wait_metric("ssehub_clients", |n| n == 0).await, 0);
+    let stream = hub.subscribe("").await;
+    assert_eq!(stream.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_hub_says_503_with_a_reason() {
+    let hub = HubProcess::start(&["--max-clients", "1"]);
+    let _first = hub.subscribe("").await.opened().await;
+    let (mut socket, status, head) = raw_get(&hub.addr, "/events", &[]).await;
+    assert_eq!(status, 503);
+    assert!(head.to_ascii_lowercase().contains("retry-after:"));
+    let (body, closed) = read_to_close(&mut socket, WAIT).await;
+    assert!(closed);
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("full") && body.lines().count() == 1,
+        "{body:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_full_retry_sends_only_retry_and_ends() {
+    let hub = HubProcess::start(&[
+        "--max-clients",
+        "1",
+        "--when-full",
+        "retry",
+        "--retry",
+        "900",
+    ]);
+    let first = hub.subscribe("").await.opened().await;
+    let (mut socket, status, head) = raw_get(&hub.addr, "/events", &[]).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("text/event-stream"));
+    let (body, closed) = read_to_close(&mut socket, WAIT).await;
+    assert!(closed, "the refusal stream ends");
+    assert_eq!(String::from_utf8(body).unwrap(), "retry: 900\n\n");
+    assert_eq!(hub.metric("ssehub_rejected_total").await, 1);
+    drop(first);
+    hub.wait_metric("ssehub_clients", |n| n == 0).await;
+    assert_eq!(hub.subscribe("").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_is_cut_loose() {
+    let hub = HubProcess::start(&["--max-backlog", "262144"]);
+    // A client with a tiny receive buffer that reads nothing after its request.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(hub.addr.parse().unwrap()).await.unwrap();
+    stuck
+        .write_all(b"GET /events?topic=big HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reader = hub.subscribe("?topic=big").await.opened().await;
+    hub.wait_metric("ssehub_clients", |n| n == 2).await;
+    // 24 MiB in 64 KiB events: far more than any socket buffers hold.
+    let chunk = "z".repeat(64 * 1024);
+    const EVENTS: usize = 384;
+    let publishing = {
+        let url = hub.url("/publish?topic=big");
+        tokio::spawn(async move {
+            let c = client();
+            for _ in 0..EVENTS {
+                let resp = c
+                    .post(url.clone())
+                    .body(chunk.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+            }
+        })
+    };
+    // The reading subscriber gets every event while the other one sits there.
+    for i in 0..EVENTS {
+        let e = reader.next_event().await;
+        assert_eq!(e.data.len(), 64 * 1024, "event {i}");
+    }
+    publishing.await.unwrap();
+    assert!(
+        hub.wait_metric("ssehub_slow_disconnects_total", |n| n >= 1)
+            .await
+            >= 1
+    );
+    assert_eq!(hub.wait_metric("ssehub_clients", |n| n == 1).await, 1);
+    // The stuck client finds its stream closed by the hub once it reads.
+    let (bytes, closed) = read_to_close(&mut stuck, Duration::from_secs(20)).await;
+    assert!(closed, "the hub ended the stuck stream");
+    assert!(
+        bytes.len() < EVENTS * 64 * 1024,
+        "it did not get everything"
+    );
+}
