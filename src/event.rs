@@ -51,21 +51,7 @@ pub struct Topic(Arc<str>);
 impl Topic {
     /// Checks and wraps a topic name.
     pub fn new(name: &str) -> Result<Topic, EventError> {
-        if name.is_empty() {
-            return Err(EventError::BadTopic(name.into(), "must not be empty"));
-        }
-        if name.len() > MAX_TOPIC_LEN {
-            return Err(EventError::BadTopic(
-                truncated(name),
-                "longer than 256 bytes",
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(EventError::BadTopic(
-                name.into(),
-                "must not contain control characters",
-            ));
-        }
+        check_label(name, MAX_TOPIC_LEN).map_err(|why| EventError::BadTopic(shown(name), why))?;
         Ok(Topic(name.into()))
     }
 
@@ -92,33 +78,35 @@ impl fmt::Display for Topic {
     }
 }
 
-fn truncated(s: &str) -> String {
-    let mut end = 40.min(s.len());
+/// The rule topics and event names share: 1 to `max` bytes, no control characters (CR and LF
+/// above all, which would let a publisher forge frames).
+fn check_label(s: &str, max: usize) -> Result<(), &'static str> {
+    if s.is_empty() {
+        Err("must not be empty")
+    } else if s.len() > max {
+        Err("longer than 256 bytes")
+    } else if s.chars().any(char::is_control) {
+        Err("must not contain control characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// A label as shown in an error: long ones cut to 40 bytes.
+fn shown(s: &str) -> String {
+    if s.len() <= 40 {
+        return s.into();
+    }
+    let mut end = 40;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
     format!("{}...", &s[..end])
 }
 
-/// Checks an event name (the `event:` field). Same rules as a topic: a control character, CR
-/// and LF above all, would let a publisher forge frames.
+/// Checks an event name (the `event:` field): same rules as a topic.
 pub fn check_name(name: &str) -> Result<(), EventError> {
-    if name.is_empty() {
-        return Err(EventError::BadName(name.into(), "must not be empty"));
-    }
-    if name.len() > MAX_NAME_LEN {
-        return Err(EventError::BadName(
-            truncated(name),
-            "longer than 256 bytes",
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(EventError::BadName(
-            name.into(),
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
+    check_label(name, MAX_NAME_LEN).map_err(|why| EventError::BadName(shown(name), why))
 }
 
 /// One event to publish: its topics (at least one; [`DEFAULT_TOPIC`] when none is given), an
