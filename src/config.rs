@@ -5,7 +5,7 @@
 //! ```
 //! use ssehub::config::{load, Command};
 //! let cli = load(["ssehub", "serve", "--max-clients", "50"]).unwrap();
-//! let Command::Serve(serve) = cli.command;
+//! let Command::Serve(serve) = cli.command else { unreachable!() };
 //! assert_eq!(serve.hub_config().max_clients, 50);
 //! ```
 
@@ -40,6 +40,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a hub.
     Serve(ServeArgs),
+    /// Load-test an SSE server (this one or any other) and report what it delivered.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `ssehub serve`.
@@ -246,7 +248,9 @@ where
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let matches = Cli::command().try_get_matches_from(&args)?;
     let cli = Cli::from_arg_matches(&matches)?;
-    let Command::Serve(serve) = &cli.command;
+    let Command::Serve(serve) = &cli.command else {
+        return Ok(cli);
+    };
     let (Some(path), Some(sub)) = (&serve.config, matches.subcommand_matches("serve")) else {
         return Ok(cli);
     };
@@ -299,8 +303,10 @@ mod tests {
     fn serve(args: &[&str]) -> ServeArgs {
         let mut all = vec!["ssehub", "serve"];
         all.extend_from_slice(args);
-        let Command::Serve(s) = load(all).unwrap().command;
-        s
+        match load(all).unwrap().command {
+            Command::Serve(s) => s,
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod config;
 pub mod event;
 pub mod feed;

@@ -39,6 +39,40 @@ pub enum Frame {
     Retry(u64),
 }
 
+/// One thing the stream said, borrowed from the parser (no allocation per event): what
+/// [`Parser::feed_ref`] hands out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRef<'a> {
+    /// An event was dispatched.
+    Event {
+        /// The event type: the `event:` field, or `message`.
+        event: &'a str,
+        /// The data, lines joined with LF.
+        data: &'a str,
+        /// The last event id in force.
+        id: &'a str,
+    },
+    /// A comment line.
+    Comment(&'a str),
+    /// A valid `retry:` field.
+    Retry(u64),
+}
+
+impl FrameRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(self) -> Frame {
+        match self {
+            FrameRef::Event { event, data, id } => Frame::Event(ParsedEvent {
+                event: event.to_string(),
+                data: data.to_string(),
+                id: id.to_string(),
+            }),
+            FrameRef::Comment(c) => Frame::Comment(c.to_string()),
+            FrameRef::Retry(ms) => Frame::Retry(ms),
+        }
+    }
+}
+
 /// The parser state. See the module documentation.
 #[derive(Debug, Default)]
 pub struct Parser {
@@ -69,7 +103,12 @@ impl Parser {
     }
 
     /// Feeds the next bytes of the stream; calls `out` for each frame completed by them.
-    pub fn feed(&mut self, mut chunk: &[u8], out: &mut dyn FnMut(Frame)) {
+    pub fn feed(&mut self, chunk: &[u8], out: &mut dyn FnMut(Frame)) {
+        self.feed_ref(chunk, &mut |f| out(f.to_owned()))
+    }
+
+    /// Like [`feed`](Self::feed), lending each frame instead of allocating it.
+    pub fn feed_ref(&mut self, mut chunk: &[u8], out: &mut dyn FnMut(FrameRef<'_>)) {
         if self.at_start && !chunk.is_empty() {
             let bom = [0xEF, 0xBB, 0xBF];
             let have = self.line.len();
@@ -92,7 +131,7 @@ impl Parser {
         self.feed_lines(chunk, out);
     }
 
-    fn feed_lines(&mut self, chunk: &[u8], out: &mut dyn FnMut(Frame)) {
+    fn feed_lines(&mut self, chunk: &[u8], out: &mut dyn FnMut(FrameRef<'_>)) {
         let mut start = 0;
         for (i, &b) in chunk.iter().enumerate() {
             if self.after_cr {
@@ -115,14 +154,14 @@ impl Parser {
         self.line.extend_from_slice(&chunk[start..]);
     }
 
-    fn process_line(&mut self, line: &[u8], out: &mut dyn FnMut(Frame)) {
+    fn process_line(&mut self, line: &[u8], out: &mut dyn FnMut(FrameRef<'_>)) {
         if line.is_empty() {
             self.dispatch(out);
             return;
         }
         let line = String::from_utf8_lossy(line);
         if let Some(comment) = line.strip_prefix(':') {
-            out(Frame::Comment(comment.to_string()));
+            out(FrameRef::Comment(comment));
             return;
         }
         let (field, value) = match line.find(':') {
@@ -133,43 +172,47 @@ impl Parser {
             None => (&line[..], ""),
         };
         match field {
-            "event" => self.event = value.to_string(),
+            "event" => {
+                self.event.clear();
+                self.event.push_str(value);
+            }
             "data" => {
                 self.data.push_str(value);
                 self.data.push('\n');
                 self.has_data = true;
             }
             // An id holding NUL is ignored, as the spec says.
-            "id" if !value.contains('\0') => self.last_id = value.to_string(),
+            "id" if !value.contains('\0') => {
+                self.last_id.clear();
+                self.last_id.push_str(value);
+            }
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 if let Ok(ms) = value.parse() {
-                    out(Frame::Retry(ms));
+                    out(FrameRef::Retry(ms));
                 }
             }
             _ => {}
         }
     }
 
-    fn dispatch(&mut self, out: &mut dyn FnMut(Frame)) {
-        let event = std::mem::take(&mut self.event);
-        if !self.has_data {
-            self.data.clear();
-            return;
-        }
-        self.has_data = false;
-        let mut data = std::mem::take(&mut self.data);
-        if data.ends_with('\n') {
-            data.pop();
-        }
-        out(Frame::Event(ParsedEvent {
-            event: if event.is_empty() {
-                "message".to_string()
+    fn dispatch(&mut self, out: &mut dyn FnMut(FrameRef<'_>)) {
+        if self.has_data {
+            self.has_data = false;
+            // The data buffer always ends with the LF its last line added.
+            let data = &self.data[..self.data.len() - 1];
+            let event = if self.event.is_empty() {
+                "message"
             } else {
-                event
-            },
-            data,
-            id: self.last_id.clone(),
-        }));
+                &self.event
+            };
+            out(FrameRef::Event {
+                event,
+                data,
+                id: &self.last_id,
+            });
+        }
+        self.data.clear();
+        self.event.clear();
     }
 }
 

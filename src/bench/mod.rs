@@ -1,0 +1,665 @@
+//! `ssehub bench`: a load generator for any SSE server (ssehub, Nchan, Mercure, a hand-written
+//! axum endpoint).
+//!
+//! It opens N subscriber connections, publishes M events through a configurable publish request,
+//! and checks every delivery: each event's data carries `<publisher> <sequence> <send time>`, so a
+//! subscriber can tell lost, duplicated and out-of-order deliveries apart and measure
+//! publish-to-receive latency. Subscribers are raw sockets read into one buffer per thread, decoded
+//! by our chunked decoder and our event-stream parser without allocating per event, so the bench
+//! stays lighter than what it measures.
+//!
+//! ```no_run
+//! use clap::Parser;
+//! #[derive(Parser)]
+//! struct Cli { #[command(flatten)] bench: ssehub::bench::BenchArgs }
+//! let cli = Cli::parse_from(["bench", "--subscribers", "10", "--events", "100"]);
+//! let report = ssehub::bench::run(&cli.bench).unwrap();
+//! assert_eq!(report.deliveries.lost, 0);
+//! ```
+
+pub mod http1;
+mod report;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::parse::{FrameRef, Parser};
+use http1::{Body, Url};
+pub use report::Report;
+
+/// `ssehub bench` flags.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Each event's data is \"<publisher> <sequence> <microseconds since start> \" padded with x \
+    to --size bytes. Every flag has an environment twin: SSEHUB_BENCH_<FLAG>."
+)]
+pub struct BenchArgs {
+    /// The event stream to subscribe to.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080/events?topic=bench",
+        help_heading = "Target"
+    )]
+    pub url: String,
+
+    /// Where to publish (each request is a POST).
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_PUBLISH_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080/publish?topic=bench",
+        help_heading = "Target"
+    )]
+    pub publish_url: String,
+
+    /// Publish body: raw (the data), json ({"data": ...}, an array with --batch), or form
+    /// (<--form-field>=<data>, after --form-extra).
+    #[arg(long, env = "SSEHUB_BENCH_BODY", value_name = "raw|json|form", default_value = "raw",
+          value_parser = ["raw", "json", "form"], help_heading = "Target")]
+    pub body: String,
+
+    /// Form field that carries the data (Mercure: data).
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_FORM_FIELD",
+        value_name = "NAME",
+        default_value = "data",
+        help_heading = "Target"
+    )]
+    pub form_field: String,
+
+    /// Form fields put before the data, already encoded (Mercure: topic=https%3A%2F%2Fexample.com%2Fbench).
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_FORM_EXTRA",
+        value_name = "FIELDS",
+        default_value = "",
+        help_heading = "Target"
+    )]
+    pub form_extra: String,
+
+    /// Extra header on publish requests ("Authorization: Bearer x"); repeatable.
+    #[arg(
+        long = "header",
+        env = "SSEHUB_BENCH_HEADER",
+        value_name = "NAME: VALUE",
+        help_heading = "Target"
+    )]
+    pub headers: Vec<String>,
+
+    /// Subscriber connections.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_SUBSCRIBERS",
+        value_name = "N",
+        default_value_t = 100,
+        help_heading = "Load"
+    )]
+    pub subscribers: usize,
+
+    /// Events to publish (0: only connect, hold and measure).
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_EVENTS",
+        value_name = "M",
+        default_value_t = 1000,
+        help_heading = "Load"
+    )]
+    pub events: u64,
+
+    /// Bytes of data per event (at least 40).
+    #[arg(long, env = "SSEHUB_BENCH_SIZE", value_name = "BYTES", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(40..), help_heading = "Load")]
+    pub size: u64,
+
+    /// Events per second, all publishers together; 0 publishes flat out.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_RATE",
+        value_name = "N",
+        default_value_t = 0.0,
+        help_heading = "Load"
+    )]
+    pub rate: f64,
+
+    /// Publisher connections, each sending one request at a time.
+    #[arg(long, env = "SSEHUB_BENCH_PUBLISHERS", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Load")]
+    pub publishers: u64,
+
+    /// Events per publish request (more than 1 needs --body json).
+    #[arg(long, env = "SSEHUB_BENCH_BATCH", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Load")]
+    pub batch: u64,
+
+    /// Subscriber connects in flight at once.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_CONNECT_CONCURRENCY",
+        value_name = "N",
+        default_value_t = 256,
+        help_heading = "Load"
+    )]
+    pub connect_concurrency: usize,
+
+    /// Seconds to hold the connections idle before publishing (RSS is measured at the end of it).
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_HOLD",
+        value_name = "SECS",
+        default_value_t = 1.0,
+        help_heading = "Load"
+    )]
+    pub hold: f64,
+
+    /// Seconds to wait for deliveries after the last publish.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_DRAIN_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 10.0,
+        help_heading = "Load"
+    )]
+    pub drain_timeout: f64,
+
+    /// Worker threads of the load generator.
+    #[arg(long, env = "SSEHUB_BENCH_THREADS", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Load")]
+    pub threads: u64,
+
+    /// The server's process id: report its memory per connection and its CPU time.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_PID",
+        value_name = "PID",
+        help_heading = "Report"
+    )]
+    pub pid: Option<u32>,
+
+    /// Print the report as JSON.
+    #[arg(long, env = "SSEHUB_BENCH_JSON", help_heading = "Report")]
+    pub json: bool,
+
+    /// Show progress on stderr (default: when stderr is a terminal).
+    #[arg(long, env = "SSEHUB_BENCH_PROGRESS", help_heading = "Report")]
+    pub progress: bool,
+}
+
+/// The bench could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A flag is wrong.
+    #[error("{0}")]
+    Flag(String),
+    /// The runtime could not start.
+    #[error("runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// What the publishers and subscribers share.
+struct Shared {
+    start: Instant,
+    events: u64,
+    publishers: usize,
+    connected: AtomicUsize,
+    refused: Mutex<BTreeMap<String, usize>>,
+    resolved: AtomicUsize,
+    received: AtomicU64,
+    duplicated: AtomicU64,
+    out_of_order: AtomicU64,
+    malformed: AtomicU64,
+    ended_by_server: AtomicUsize,
+    latency: Mutex<Histogram<u64>>,
+    last_receive_us: AtomicU64,
+    next_seq: AtomicU64,
+    published: AtomicU64,
+    publish_failed: Mutex<BTreeMap<String, u64>>,
+    publish_latency: Mutex<Histogram<u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn histogram() -> Histogram<u64> {
+    // Microseconds, up to an hour, 3 significant digits: constant bounds that are valid.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Runs the bench and returns its report.
+pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
+    let url = Url::parse(&args.url).map_err(|e| BenchError::Flag(format!("--url {e}")))?;
+    let publish_url = Url::parse(&args.publish_url)
+        .map_err(|e| BenchError::Flag(format!("--publish-url {e}")))?;
+    if args.batch > 1 && args.body != "json" {
+        return Err(BenchError::Flag("--batch above 1 needs --body json".into()));
+    }
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        return Err(BenchError::Flag(
+            "--rate must be 0 or a positive number".into(),
+        ));
+    }
+    let mut extra_headers = String::new();
+    for h in &args.headers {
+        if !h.contains(':') || h.contains(['\r', '\n']) {
+            return Err(BenchError::Flag(format!(
+                "--header {h:?}: expected \"Name: value\""
+            )));
+        }
+        extra_headers.push_str(h);
+        extra_headers.push_str("\r\n");
+    }
+    crate::http::raise_open_file_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads as usize)
+        .enable_all()
+        .build()?;
+    let args = args.clone();
+    Ok(runtime.block_on(async move { bench(args, url, publish_url, extra_headers).await }))
+}
+
+async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: String) -> Report {
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        events: args.events,
+        publishers: args.publishers as usize,
+        connected: AtomicUsize::new(0),
+        refused: Mutex::new(BTreeMap::new()),
+        resolved: AtomicUsize::new(0),
+        received: AtomicU64::new(0),
+        duplicated: AtomicU64::new(0),
+        out_of_order: AtomicU64::new(0),
+        malformed: AtomicU64::new(0),
+        ended_by_server: AtomicUsize::new(0),
+        latency: Mutex::new(histogram()),
+        last_receive_us: AtomicU64::new(0),
+        next_seq: AtomicU64::new(0),
+        published: AtomicU64::new(0),
+        publish_failed: Mutex::new(BTreeMap::new()),
+        publish_latency: Mutex::new(histogram()),
+    });
+    let progress = args.progress || std::io::stderr().is_terminal();
+    let hub_before = args.pid.map(report::ProcessSample::of);
+    let bench_cpu_before = report::self_cpu_seconds();
+
+    // Connect everyone, a bounded number at a time.
+    let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let url = Arc::new(url);
+    let mut subscribers = Vec::with_capacity(args.subscribers);
+    for _ in 0..args.subscribers {
+        let (shared, url, gate) = (shared.clone(), url.clone(), gate.clone());
+        subscribers.push(tokio::spawn(subscriber(shared, url, gate)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while shared.resolved.load(Ordering::Acquire) < args.subscribers && Instant::now() < deadline {
+        if progress {
+            eprint!(
+                "\rconnecting {}/{}   ",
+                shared.connected.load(Ordering::Relaxed),
+                args.subscribers
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(args.hold.max(0.0))).await;
+    let hub_connected = args.pid.map(report::ProcessSample::of);
+
+    // Publish.
+    let publish_start = shared.start.elapsed();
+    let mut publishers = Vec::new();
+    for index in 0..args.publishers {
+        let job = PublishJob {
+            index,
+            url: publish_url.clone(),
+            body: args.body.clone(),
+            form_field: args.form_field.clone(),
+            form_extra: args.form_extra.clone(),
+            headers: extra_headers.clone(),
+            batch: args.batch,
+            size: args.size as usize,
+            rate: args.rate,
+            offset: publish_start,
+        };
+        publishers.push(tokio::spawn(publisher(shared.clone(), job)));
+    }
+    let connected = shared.connected.load(Ordering::Acquire);
+    while publishers.iter().any(|p| !p.is_finished()) {
+        if progress {
+            show_progress(&shared, connected);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let publish_end = shared.start.elapsed();
+
+    // Let deliveries finish.
+    let expected = connected as u64 * shared.published.load(Ordering::Acquire);
+    let drain_deadline = Instant::now() + Duration::from_secs_f64(args.drain_timeout.max(0.0));
+    while shared.received.load(Ordering::Acquire) < expected && Instant::now() < drain_deadline {
+        if progress {
+            show_progress(&shared, connected);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if progress {
+        show_progress(&shared, connected);
+        eprintln!();
+    }
+    let hub_after = args.pid.map(report::ProcessSample::of);
+    for s in &subscribers {
+        s.abort();
+    }
+    Report::new(report::Inputs {
+        args: &args,
+        shared: &shared,
+        expected,
+        publish_start,
+        publish_end,
+        hub: (hub_before, hub_connected, hub_after),
+        bench_cpu: report::self_cpu_seconds() - bench_cpu_before,
+    })
+}
+
+fn show_progress(shared: &Shared, connected: usize) {
+    eprint!(
+        "\rconnected {connected}  published {}/{}  received {}   ",
+        shared.published.load(Ordering::Relaxed),
+        shared.events,
+        shared.received.load(Ordering::Relaxed),
+    );
+}
+
+thread_local! {
+    /// Every subscriber on a thread reads into this one buffer: idle subscribers hold none.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; 256 * 1024]);
+}
+
+/// One subscriber's tallies; flushed to `Shared` after every read.
+struct Tally {
+    seen: Vec<u64>,
+    last: Vec<u64>,
+    unique: u64,
+    flushed: u64,
+    duplicated: u64,
+    out_of_order: u64,
+    malformed: u64,
+    latencies: Vec<u64>,
+}
+
+impl Tally {
+    fn event(&mut self, data: &str, shared: &Shared, now_us: u64) {
+        let mut fields = data.split_ascii_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(p)), Some(Ok(seq)), Some(Ok(sent))) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            self.malformed += 1;
+            return;
+        };
+        if seq >= shared.events || p as usize >= shared.publishers {
+            self.malformed += 1;
+            return;
+        }
+        let (word, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+        if self.seen[word] & bit != 0 {
+            self.duplicated += 1;
+            return;
+        }
+        self.seen[word] |= bit;
+        self.unique += 1;
+        // Each publisher sends increasing sequence numbers; `last` holds the newest + 1.
+        let last = &mut self.last[p as usize];
+        if seq + 1 < *last {
+            self.out_of_order += 1;
+        } else {
+            *last = seq + 1;
+        }
+        self.latencies.push(now_us.saturating_sub(sent).max(1));
+    }
+
+    fn flush(&mut self, shared: &Shared, now_us: u64) {
+        shared
+            .received
+            .fetch_add(self.unique - self.flushed, Ordering::AcqRel);
+        self.flushed = self.unique;
+        for (counter, value) in [
+            (&shared.duplicated, &mut self.duplicated),
+            (&shared.out_of_order, &mut self.out_of_order),
+            (&shared.malformed, &mut self.malformed),
+        ] {
+            if *value > 0 {
+                counter.fetch_add(std::mem::take(value), Ordering::Relaxed);
+            }
+        }
+        if !self.latencies.is_empty() {
+            shared.last_receive_us.fetch_max(now_us, Ordering::Relaxed);
+            let mut h = lock(&shared.latency);
+            for l in self.latencies.drain(..) {
+                let _ = h.record(l);
+            }
+        }
+    }
+}
+
+async fn subscriber(shared: Arc<Shared>, url: Arc<Url>, gate: Arc<Semaphore>) {
+    let opened = {
+        let _permit = gate.acquire().await;
+        open_stream(&url).await
+    };
+    let (mut stream, mut body, rest) = match opened {
+        Ok(Opened::Stream(stream, body, rest)) => (stream, body, rest),
+        Ok(Opened::Refused(status)) => {
+            *lock(&shared.refused).entry(status.to_string()).or_default() += 1;
+            shared.resolved.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+        Err(e) => {
+            *lock(&shared.refused)
+                .entry(format!("error: {}", e.kind()))
+                .or_default() += 1;
+            shared.resolved.fetch_add(1, Ordering::AcqRel);
+            return;
+        }
+    };
+    shared.connected.fetch_add(1, Ordering::AcqRel);
+    shared.resolved.fetch_add(1, Ordering::AcqRel);
+    let mut parser = Parser::new();
+    let mut tally = Tally {
+        seen: vec![0; shared.events.div_ceil(64) as usize],
+        last: vec![0; shared.publishers],
+        unique: 0,
+        flushed: 0,
+        duplicated: 0,
+        out_of_order: 0,
+        malformed: 0,
+        latencies: Vec::new(),
+    };
+    let feed = |bytes: &[u8], body: &mut Body, parser: &mut Parser, tally: &mut Tally| {
+        let now_us = shared.start.elapsed().as_micros() as u64;
+        let decoded = body.decode(bytes, &mut |payload| {
+            parser.feed_ref(payload, &mut |frame| {
+                if let FrameRef::Event { data, .. } = frame {
+                    tally.event(data, &shared, now_us);
+                }
+            })
+        });
+        tally.flush(&shared, now_us);
+        decoded.is_ok() && !body.is_done()
+    };
+    if !feed(&rest, &mut body, &mut parser, &mut tally) {
+        shared.ended_by_server.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    loop {
+        if stream.readable().await.is_err() {
+            break;
+        }
+        let outcome = READ_BUF.with_borrow_mut(|buf| match stream.try_read(buf) {
+            Ok(0) => Some(false),
+            Ok(n) => Some(feed(&buf[..n], &mut body, &mut parser, &mut tally)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(_) => Some(false),
+        });
+        if outcome == Some(false) {
+            break;
+        }
+    }
+    shared.ended_by_server.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.shutdown().await;
+}
+
+enum Opened {
+    Stream(TcpStream, Body, Vec<u8>),
+    Refused(u16),
+}
+
+async fn open_stream(url: &Url) -> std::io::Result<Opened> {
+    let mut stream = TcpStream::connect(&url.authority).await?;
+    let _ = stream.set_nodelay(true);
+    let request = format!(
+        "GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\ncache-control: no-cache\r\n\r\n",
+        url.target, url.authority
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let head = http1::read_head(&mut stream, &mut buf).await?;
+    if head.status != 200 {
+        return Ok(Opened::Refused(head.status));
+    }
+    Ok(Opened::Stream(stream, head.body_kind(), buf))
+}
+
+struct PublishJob {
+    index: u64,
+    url: Url,
+    body: String,
+    form_field: String,
+    form_extra: String,
+    headers: String,
+    batch: u64,
+    size: usize,
+    rate: f64,
+    offset: Duration,
+}
+
+impl PublishJob {
+    /// The data of event `seq`: "<publisher> <seq> <micros> " padded to the size.
+    fn data(&self, seq: u64, now_us: u64, out: &mut String) {
+        use std::fmt::Write;
+        let start = out.len();
+        let _ = write!(out, "{} {seq} {now_us} ", self.index);
+        while out.len() - start < self.size {
+            out.push('x');
+        }
+    }
+
+    fn request(&self, first: u64, n: u64, now_us: u64) -> (&'static str, Vec<u8>) {
+        let mut body = String::with_capacity((self.size + 16) * n as usize);
+        match self.body.as_str() {
+            "json" => {
+                body.push_str(if self.batch > 1 { "[" } else { "" });
+                for seq in first..first + n {
+                    if seq > first {
+                        body.push(',');
+                    }
+                    body.push_str("{\"data\":\"");
+                    self.data(seq, now_us, &mut body);
+                    body.push_str("\"}");
+                }
+                body.push_str(if self.batch > 1 { "]" } else { "" });
+                ("application/json", body.into_bytes())
+            }
+            "form" => {
+                body.push_str(&self.form_extra);
+                if !self.form_extra.is_empty() && !self.form_extra.ends_with('&') {
+                    body.push('&');
+                }
+                body.push_str(&self.form_field);
+                body.push('=');
+                let at = body.len();
+                self.data(first, now_us, &mut body);
+                // Spaces are the only characters that need encoding in our data.
+                let encoded = body[at..].replace(' ', "+");
+                body.truncate(at);
+                body.push_str(&encoded);
+                ("application/x-www-form-urlencoded", body.into_bytes())
+            }
+            _ => {
+                self.data(first, now_us, &mut body);
+                ("text/plain", body.into_bytes())
+            }
+        }
+    }
+}
+
+async fn publisher(shared: Arc<Shared>, job: PublishJob) {
+    let mut connection: Option<TcpStream> = None;
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        let first = shared.next_seq.fetch_add(job.batch, Ordering::AcqRel);
+        if first >= shared.events {
+            return;
+        }
+        let n = job.batch.min(shared.events - first);
+        if job.rate > 0.0 {
+            let due = job.offset + Duration::from_secs_f64(first as f64 / job.rate);
+            let now = shared.start.elapsed();
+            if due > now {
+                tokio::time::sleep(due - now).await;
+            }
+        }
+        let sent = shared.start.elapsed();
+        let (content_type, body) = job.request(first, n, sent.as_micros() as u64);
+        let outcome = async {
+            let stream = match connection.as_mut() {
+                Some(s) => s,
+                None => {
+                    let s = TcpStream::connect(&job.url.authority).await?;
+                    let _ = s.set_nodelay(true);
+                    connection.insert(s)
+                }
+            };
+            http1::post(
+                stream,
+                &job.url,
+                content_type,
+                &job.headers,
+                &body,
+                &mut buf,
+            )
+            .await
+        }
+        .await;
+        let took = (shared.start.elapsed() - sent).as_micros() as u64;
+        let _ = lock(&shared.publish_latency).record(took.max(1));
+        match outcome {
+            Ok((status, reusable)) => {
+                if !reusable {
+                    connection = None;
+                }
+                if (200..300).contains(&status) {
+                    shared.published.fetch_add(n, Ordering::AcqRel);
+                } else {
+                    *lock(&shared.publish_failed)
+                        .entry(status.to_string())
+                        .or_default() += n;
+                }
+            }
+            Err(e) => {
+                connection = None;
+                *lock(&shared.publish_failed)
+                    .entry(format!("error: {}", e.kind()))
+                    .or_default() += n;
+            }
+        }
+    }
+}

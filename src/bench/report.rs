@@ -1,0 +1,336 @@
+//! The bench's report: a table for people, JSON for scripts.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{lock, BenchArgs, Shared};
+
+/// Memory and CPU time of a process, read from `/proc`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ProcessSample {
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// User + system CPU time, seconds.
+    pub cpu_seconds: f64,
+}
+
+impl ProcessSample {
+    /// Reads `/proc/<pid>`; zeros if the process is gone.
+    pub fn of(pid: u32) -> ProcessSample {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        // SAFETY: sysconf only reads a system constant.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        ProcessSample {
+            rss_kib,
+            cpu_seconds: ticks as f64 / hz,
+        }
+    }
+}
+
+/// This process's CPU time so far, seconds.
+pub(super) fn self_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes only into the struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// What the report is made from.
+pub(super) struct Inputs<'a> {
+    pub(super) args: &'a BenchArgs,
+    pub(super) shared: &'a Shared,
+    pub(super) expected: u64,
+    pub(super) publish_start: Duration,
+    pub(super) publish_end: Duration,
+    pub(super) hub: (
+        Option<ProcessSample>,
+        Option<ProcessSample>,
+        Option<ProcessSample>,
+    ),
+    pub(super) bench_cpu: f64,
+}
+
+/// A bench run's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The stream subscribed to.
+    pub url: String,
+    /// Subscriber connections.
+    pub subscribers: Subscribers,
+    /// Publishing.
+    pub events: Events,
+    /// Deliveries checked by the subscribers.
+    pub deliveries: Deliveries,
+    /// Publish-to-receive latency, milliseconds.
+    pub latency_ms: Percentiles,
+    /// Publish request latency (request sent to answer read), milliseconds.
+    pub publish_latency_ms: Percentiles,
+    /// The server, when `--pid` was given.
+    pub server: Option<Server>,
+    /// The load generator itself.
+    pub bench: BenchSelf,
+}
+
+/// Subscriber connections.
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscribers {
+    /// Asked for.
+    pub requested: usize,
+    /// Got a 200 stream.
+    pub connected: usize,
+    /// Refused, by status (or connection error).
+    pub refused: std::collections::BTreeMap<String, usize>,
+    /// Streams the server ended (or that failed) before the run ended.
+    pub ended_by_server: usize,
+}
+
+/// Publishing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Events {
+    /// Asked for.
+    pub requested: u64,
+    /// Accepted (2xx).
+    pub published: u64,
+    /// Refused, by status (or connection error).
+    pub failed: std::collections::BTreeMap<String, u64>,
+    /// Bytes of data per event.
+    pub size: u64,
+    /// Accepted events per second, first request to last answer.
+    pub per_second: f64,
+    /// Seconds from the first publish to the last answer.
+    pub seconds: f64,
+}
+
+/// Deliveries.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deliveries {
+    /// Connected subscribers times published events.
+    pub expected: u64,
+    /// Distinct events received, all subscribers together.
+    pub received: u64,
+    /// Expected but never received.
+    pub lost: u64,
+    /// Received more than once.
+    pub duplicated: u64,
+    /// Received before an earlier event of the same publisher.
+    pub out_of_order: u64,
+    /// Events whose data was not a bench event.
+    pub malformed: u64,
+    /// Received per second, first publish to last delivery.
+    pub per_second: f64,
+}
+
+/// Latency percentiles, milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p99_9: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// The measured server.
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    /// Its process id.
+    pub pid: u32,
+    /// Before the subscribers connected.
+    pub before: ProcessSample,
+    /// With every subscriber connected, idle, before publishing.
+    pub connected: ProcessSample,
+    /// At the end.
+    pub after: ProcessSample,
+    /// RSS growth per connected subscriber, bytes.
+    pub rss_per_connection_bytes: f64,
+    /// CPU seconds the server spent during publishing and delivery.
+    pub cpu_seconds_under_load: f64,
+}
+
+/// The load generator.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchSelf {
+    /// Worker threads.
+    pub threads: u64,
+    /// CPU seconds it spent.
+    pub cpu_seconds: f64,
+}
+
+fn percentiles(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
+    let ms = |us: u64| us as f64 / 1000.0;
+    Percentiles {
+        count: h.len(),
+        p50: ms(h.value_at_quantile(0.5)),
+        p90: ms(h.value_at_quantile(0.9)),
+        p99: ms(h.value_at_quantile(0.99)),
+        p99_9: ms(h.value_at_quantile(0.999)),
+        max: ms(h.max()),
+    }
+}
+
+impl Report {
+    pub(super) fn new(i: Inputs<'_>) -> Report {
+        let s = i.shared;
+        let received = s.received.load(Ordering::Acquire);
+        let published = s.published.load(Ordering::Acquire);
+        let publish_seconds = (i.publish_end - i.publish_start).as_secs_f64();
+        let last_us = s.last_receive_us.load(Ordering::Acquire);
+        let delivery_seconds = (last_us as f64 / 1e6 - i.publish_start.as_secs_f64()).max(1e-9);
+        let connected = s.connected.load(Ordering::Acquire);
+        let server = match (i.args.pid, i.hub) {
+            (Some(pid), (Some(before), Some(connected_sample), Some(after))) => Some(Server {
+                pid,
+                before,
+                connected: connected_sample,
+                after,
+                rss_per_connection_bytes: if connected > 0 {
+                    (connected_sample.rss_kib as f64 - before.rss_kib as f64) * 1024.0
+                        / connected as f64
+                } else {
+                    0.0
+                },
+                cpu_seconds_under_load: after.cpu_seconds - connected_sample.cpu_seconds,
+            }),
+            _ => None,
+        };
+        Report {
+            url: i.args.url.clone(),
+            subscribers: Subscribers {
+                requested: i.args.subscribers,
+                connected,
+                refused: lock(&s.refused).clone(),
+                ended_by_server: s.ended_by_server.load(Ordering::Acquire),
+            },
+            events: Events {
+                requested: i.args.events,
+                published,
+                failed: lock(&s.publish_failed).clone(),
+                size: i.args.size,
+                per_second: if publish_seconds > 0.0 {
+                    published as f64 / publish_seconds
+                } else {
+                    0.0
+                },
+                seconds: publish_seconds,
+            },
+            deliveries: Deliveries {
+                expected: i.expected,
+                received,
+                lost: i.expected.saturating_sub(received),
+                duplicated: s.duplicated.load(Ordering::Acquire),
+                out_of_order: s.out_of_order.load(Ordering::Acquire),
+                malformed: s.malformed.load(Ordering::Acquire),
+                per_second: if received > 0 {
+                    received as f64 / delivery_seconds
+                } else {
+                    0.0
+                },
+            },
+            latency_ms: percentiles(&lock(&s.latency)),
+            publish_latency_ms: percentiles(&lock(&s.publish_latency)),
+            server,
+            bench: BenchSelf {
+                threads: i.args.threads,
+                cpu_seconds: i.bench_cpu,
+            },
+        }
+    }
+
+    /// The report as a table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let refused: Vec<String> = self
+            .subscribers
+            .refused
+            .iter()
+            .map(|(k, v)| format!("{v} x {k}"))
+            .collect();
+        let failed: Vec<String> = self
+            .events
+            .failed
+            .iter()
+            .map(|(k, v)| format!("{v} x {k}"))
+            .collect();
+        let d = &self.deliveries;
+        let _ = writeln!(t, "ssehub bench: {}", self.url);
+        let _ = writeln!(
+            t,
+            "subscribers  {} requested, {} connected, refused: {}, ended by server: {}",
+            self.subscribers.requested,
+            self.subscribers.connected,
+            if refused.is_empty() {
+                "none".into()
+            } else {
+                refused.join(", ")
+            },
+            self.subscribers.ended_by_server
+        );
+        let _ =
+            writeln!(
+            t,
+            "events       {} requested, {} published ({} B each), failed: {}, {:.0} published/s",
+            self.events.requested,
+            self.events.published,
+            self.events.size,
+            if failed.is_empty() { "none".into() } else { failed.join(", ") },
+            self.events.per_second
+        );
+        let _ = writeln!(
+            t,
+            "deliveries   {} expected, {} received, {} lost, {} duplicated, {} out of order, {} malformed",
+            d.expected, d.received, d.lost, d.duplicated, d.out_of_order, d.malformed
+        );
+        let _ = writeln!(t, "throughput   {:.0} deliveries/s", d.per_second);
+        for (name, p) in [
+            ("latency ms", &self.latency_ms),
+            ("publish ms", &self.publish_latency_ms),
+        ] {
+            let _ = writeln!(
+                t,
+                "{name:<12} p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  ({} samples)",
+                p.p50, p.p90, p.p99, p.p99_9, p.max, p.count
+            );
+        }
+        if let Some(s) = &self.server {
+            let _ = writeln!(
+                t,
+                "server       pid {}: RSS {} KiB before, {} KiB connected ({:.0} B per connection), {} KiB after; {:.2} CPU s under load",
+                s.pid, s.before.rss_kib, s.connected.rss_kib, s.rss_per_connection_bytes, s.after.rss_kib, s.cpu_seconds_under_load
+            );
+        }
+        let _ = writeln!(
+            t,
+            "bench        {} thread(s), {:.2} CPU s",
+            self.bench.threads, self.bench.cpu_seconds
+        );
+        t
+    }
+}
