@@ -48,6 +48,19 @@ impl Url {
     }
 }
 
+impl Url {
+    /// This URL with every `{topic}` replaced by the topic number.
+    pub fn with_topic(&self, topic: usize) -> Url {
+        if !self.target.contains("{topic}") {
+            return self.clone();
+        }
+        Url {
+            authority: self.authority.clone(),
+            target: self.target.replace("{topic}", &topic.to_string()),
+        }
+    }
+}
+
 /// A response head.
 #[derive(Debug, Clone)]
 pub struct Head {

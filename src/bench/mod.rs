@@ -98,6 +98,12 @@ pub struct BenchArgs {
     )]
     pub headers: Vec<String>,
 
+    /// Topics: "{topic}" in --url and --publish-url becomes 0..N-1; subscriber i is on topic
+    /// i mod N, event number s goes to topic s mod N.
+    #[arg(long, env = "SSEHUB_BENCH_TOPICS", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Load")]
+    pub topics: u64,
+
     /// Subscriber connections.
     #[arg(
         long,
@@ -213,6 +219,8 @@ struct Shared {
     events: u64,
     publishers: usize,
     connected: AtomicUsize,
+    /// Connected subscribers per topic.
+    on_topic: Vec<AtomicUsize>,
     refused: Mutex<BTreeMap<String, usize>>,
     resolved: AtomicUsize,
     received: AtomicU64,
@@ -245,6 +253,11 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     if args.batch > 1 && args.body != "json" {
         return Err(BenchError::Flag("--batch above 1 needs --body json".into()));
     }
+    if args.batch > 1 && args.topics > 1 {
+        return Err(BenchError::Flag(
+            "--batch above 1 needs --topics 1 (a batch goes to one URL)".into(),
+        ));
+    }
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
         return Err(BenchError::Flag(
             "--rate must be 0 or a positive number".into(),
@@ -275,6 +288,7 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
         events: args.events,
         publishers: args.publishers as usize,
         connected: AtomicUsize::new(0),
+        on_topic: (0..args.topics).map(|_| AtomicUsize::new(0)).collect(),
         refused: Mutex::new(BTreeMap::new()),
         resolved: AtomicUsize::new(0),
         received: AtomicU64::new(0),
@@ -295,11 +309,12 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
 
     // Connect everyone, a bounded number at a time.
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
-    let url = Arc::new(url);
     let mut subscribers = Vec::with_capacity(args.subscribers);
-    for _ in 0..args.subscribers {
-        let (shared, url, gate) = (shared.clone(), url.clone(), gate.clone());
-        subscribers.push(tokio::spawn(subscriber(shared, url, gate)));
+    for i in 0..args.subscribers {
+        let topic = i % args.topics as usize;
+        let url = url.with_topic(topic);
+        let (shared, gate) = (shared.clone(), gate.clone());
+        subscribers.push(tokio::spawn(subscriber(shared, url, topic, gate)));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while shared.resolved.load(Ordering::Acquire) < args.subscribers && Instant::now() < deadline {
@@ -327,6 +342,7 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
             form_extra: args.form_extra.clone(),
             headers: extra_headers.clone(),
             batch: args.batch,
+            topics: args.topics,
             size: args.size as usize,
             rate: args.rate,
             offset: publish_start,
@@ -334,6 +350,14 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
         publishers.push(tokio::spawn(publisher(shared.clone(), job)));
     }
     let connected = shared.connected.load(Ordering::Acquire);
+    // Every event reaches the subscribers of its topic.
+    let topics = args.topics;
+    let all_events: u64 = (0..topics)
+        .map(|t| {
+            let events_on_t = args.events / topics + u64::from(t < args.events % topics);
+            events_on_t * shared.on_topic[t as usize].load(Ordering::Acquire) as u64
+        })
+        .sum();
     while publishers.iter().any(|p| !p.is_finished()) {
         if progress {
             show_progress(&shared, connected);
@@ -343,7 +367,13 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
     let publish_end = shared.start.elapsed();
 
     // Let deliveries finish.
-    let expected = connected as u64 * shared.published.load(Ordering::Acquire);
+    // If some publishes failed, expect that share less (exact when none failed).
+    let published = shared.published.load(Ordering::Acquire);
+    let expected = if args.events == 0 {
+        0
+    } else {
+        (all_events as u128 * published as u128 / args.events as u128) as u64
+    };
     let drain_deadline = Instant::now() + Duration::from_secs_f64(args.drain_timeout.max(0.0));
     while shared.received.load(Ordering::Acquire) < expected && Instant::now() < drain_deadline {
         if progress {
@@ -450,7 +480,7 @@ impl Tally {
     }
 }
 
-async fn subscriber(shared: Arc<Shared>, url: Arc<Url>, gate: Arc<Semaphore>) {
+async fn subscriber(shared: Arc<Shared>, url: Url, topic: usize, gate: Arc<Semaphore>) {
     let opened = {
         let _permit = gate.acquire().await;
         open_stream(&url).await
@@ -470,6 +500,7 @@ async fn subscriber(shared: Arc<Shared>, url: Arc<Url>, gate: Arc<Semaphore>) {
             return;
         }
     };
+    shared.on_topic[topic].fetch_add(1, Ordering::AcqRel);
     shared.connected.fetch_add(1, Ordering::AcqRel);
     shared.resolved.fetch_add(1, Ordering::AcqRel);
     let mut parser = Parser::new();
@@ -546,6 +577,7 @@ struct PublishJob {
     form_extra: String,
     headers: String,
     batch: u64,
+    topics: u64,
     size: usize,
     rate: f64,
     offset: Duration,
@@ -617,20 +649,21 @@ async fn publisher(shared: Arc<Shared>, job: PublishJob) {
                 tokio::time::sleep(due - now).await;
             }
         }
+        let url = job.url.with_topic((first % job.topics) as usize);
         let sent = shared.start.elapsed();
         let (content_type, body) = job.request(first, n, sent.as_micros() as u64);
         let outcome = async {
             let stream = match connection.as_mut() {
                 Some(s) => s,
                 None => {
-                    let s = TcpStream::connect(&job.url.authority).await?;
+                    let s = TcpStream::connect(&url.authority).await?;
                     let _ = s.set_nodelay(true);
                     connection.insert(s)
                 }
             };
             http1::post(
                 stream,
-                &job.url,
+                &url,
                 content_type,
                 &job.headers,
                 &body,
