@@ -118,6 +118,17 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Streams")]
     pub max_backlog: u64,
 
+    /// Milliseconds a busy stream waits after a write before the next one, so that under load
+    /// events leave in big writes; an idle stream sends at once. 0 writes every wake-up.
+    #[arg(
+        long,
+        env = "SSEHUB_BATCH_WINDOW",
+        value_name = "MS",
+        default_value_t = 5,
+        help_heading = "Streams"
+    )]
+    pub batch_window: u64,
+
     /// Largest publish body, in bytes; larger gets 413.
     #[arg(long, env = "SSEHUB_MAX_BODY", value_name = "BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Publishing")]
@@ -184,6 +195,7 @@ impl ServeArgs {
             retry_ms: self.retry,
             max_backlog_bytes: self.max_backlog,
             max_topics_per_client: self.max_topics_per_client as usize,
+            batch_window: Duration::from_millis(self.batch_window),
         }
     }
 

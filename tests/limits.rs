@@ -127,7 +127,10 @@ async fn a_subscriber_that_never_reads_is_cut_loose() {
     };
     // The reading subscriber gets every event while the other one sits there.
     for i in 0..EVENTS {
-        let e = reader.next_event().await;
+        let e = match reader.try_next_event(WAIT).await {
+            Ok(e) => e,
+            Err(stop) => panic!("event {i}: {stop:?}; hub said: {}", hub.stderr_text()),
+        };
         assert_eq!(e.data.len(), 64 * 1024, "event {i}");
     }
     publishing.await.unwrap();

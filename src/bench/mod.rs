@@ -661,15 +661,7 @@ async fn publisher(shared: Arc<Shared>, job: PublishJob) {
                     connection.insert(s)
                 }
             };
-            http1::post(
-                stream,
-                &url,
-                content_type,
-                &job.headers,
-                &body,
-                &mut buf,
-            )
-            .await
+            http1::post(stream, &url, content_type, &job.headers, &body, &mut buf).await
         }
         .await;
         let took = (shared.start.elapsed() - sent).as_micros() as u64;

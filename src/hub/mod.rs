@@ -50,6 +50,9 @@ pub struct HubConfig {
     pub max_backlog_bytes: u64,
     /// Topics one subscription may name.
     pub max_topics_per_client: usize,
+    /// A subscriber that sent less than this long ago waits out the rest before sending again,
+    /// so that under load its events leave in one write. Zero sends every wake-up at once.
+    pub batch_window: Duration,
 }
 
 impl Default for HubConfig {
@@ -61,6 +64,7 @@ impl Default for HubConfig {
             retry_ms: 3000,
             max_backlog_bytes: 1 << 20,
             max_topics_per_client: 64,
+            batch_window: Duration::from_millis(5),
         }
     }
 }
@@ -121,6 +125,11 @@ impl HubBuilder {
         self.config.max_topics_per_client = n;
         self
     }
+    /// Batch window under load (default 5 ms; zero for none).
+    pub fn batch_window(mut self, window: Duration) -> Self {
+        self.config.batch_window = window;
+        self
+    }
     /// All settings at once.
     pub fn config(mut self, config: HubConfig) -> Self {
         self.config = config;
@@ -144,6 +153,8 @@ impl HubBuilder {
                 store,
                 config,
                 closing: AtomicBool::new(false),
+                heartbeat_tick: AtomicU64::new(0),
+                ticker: std::sync::Once::new(),
                 published: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 slow_disconnects: AtomicU64::new(0),
@@ -165,6 +176,9 @@ pub(crate) struct Inner {
     slots: Arc<Slots>,
     store: Arc<dyn Store>,
     closing: AtomicBool,
+    /// Counts the heartbeat ticker's rounds; subscriptions compare it with what they saw.
+    pub(crate) heartbeat_tick: AtomicU64,
+    ticker: std::sync::Once,
     published: AtomicU64,
     rejected: AtomicU64,
     pub(crate) slow_disconnects: AtomicU64,
@@ -327,6 +341,7 @@ impl Hub {
                 max,
             });
         }
+        self.start_ticker();
         let Some(slot) = self.inner.slots.try_acquire() else {
             self.inner.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(SubscribeError::Full {
@@ -334,6 +349,33 @@ impl Hub {
             });
         };
         Ok(Subscription::new(self.inner.clone(), request, slot))
+    }
+
+    /// Starts, once, the task that wakes idle streams every half heartbeat period so they can
+    /// send one; it ends when the hub is dropped. One timer for the hub instead of one per
+    /// stream. Without a tokio runtime at hand there are no heartbeats.
+    fn start_ticker(&self) {
+        let Some(every) = self.inner.config.heartbeat else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.inner.ticker.call_once(|| {
+            let hub = Arc::downgrade(&self.inner);
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(every / 2);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(hub) = hub.upgrade() else { return };
+                    hub.heartbeat_tick.fetch_add(1, Ordering::AcqRel);
+                    for t in hub.log.all_topics() {
+                        t.wake();
+                    }
+                }
+            });
+        });
     }
 
     /// Refuses new publishes and subscriptions and ends every stream at its next wake-up (this

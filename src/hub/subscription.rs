@@ -115,7 +115,12 @@ pub struct Subscription {
     opening: Option<Bytes>,
     first_read: FirstRead,
     last_event_id: Option<String>,
-    heartbeat_at: Option<Instant>,
+    /// When this stream last handed out bytes.
+    last_sent: Instant,
+    /// The hub's heartbeat tick this subscription last looked at.
+    seen_tick: u64,
+    /// Under load, the next read waits until here so that events gather into one write.
+    read_at: Option<Instant>,
     _slot: SlotGuard,
 }
 
@@ -149,7 +154,7 @@ impl Subscription {
                 }
             },
         };
-        let heartbeat_at = hub.config.heartbeat.map(|d| Instant::now() + d);
+        let seen_tick = hub.heartbeat_tick.load(Ordering::Acquire);
         Subscription {
             last_event_id: request.last_event_id,
             hub,
@@ -160,23 +165,33 @@ impl Subscription {
             start: committed,
             opening: Some(opening.into()),
             first_read,
-            heartbeat_at,
+            last_sent: Instant::now(),
+            seen_tick,
+            read_at: None,
             _slot: slot,
         }
     }
 
     /// Waits until there is something to send and appends it to `out`: the stream's opening, a
     /// `gap` notice, a batch of events, or a heartbeat. Returns `Err` when the stream must end.
+    ///
+    /// A subscriber that handed out bytes less than the batch window ago first waits out the
+    /// window: under load, events then leave in one write instead of one write each. One that
+    /// was idle sends at once.
     pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
         if let Some(opening) = self.opening.take() {
             out.push(opening);
             return Ok(());
         }
+        if let Some(at) = self.read_at.take() {
+            if at > Instant::now() {
+                tokio::time::sleep_until(at).await;
+            }
+        }
         loop {
             self.read(out)?;
             if !out.is_empty() {
-                self.reset_heartbeat();
-                return Ok(());
+                return Ok(self.sent());
             }
             for (t, w) in self.topics.iter().zip(&self.waiters) {
                 t.enroll(w);
@@ -184,32 +199,49 @@ impl Subscription {
             // Read again now that a publish would wake us: nothing falls between the two.
             self.read(out)?;
             if !out.is_empty() {
-                self.reset_heartbeat();
-                return Ok(());
+                return Ok(self.sent());
             }
             if self.hub.is_closing() {
                 return Err(End::Shutdown);
             }
-            let heartbeat = async {
-                match self.heartbeat_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = self.notify.notified() => {}
-                _ = heartbeat => {
-                    out.push(Bytes::from_static(HEARTBEAT));
-                    self.reset_heartbeat();
-                    return Ok(());
-                }
+            if self.heartbeat_due() {
+                out.push(Bytes::from_static(HEARTBEAT));
+                self.last_sent = Instant::now();
+                return Ok(());
             }
+            // Woken by a publish, shutdown, or the hub's heartbeat tick.
+            self.notify.notified().await;
         }
+    }
+
+    /// Bytes are going out: note when, and open the batch window.
+    fn sent(&mut self) {
+        let now = Instant::now();
+        self.last_sent = now;
+        let window = self.hub.config.batch_window;
+        if !window.is_zero() {
+            self.read_at = Some(now + window);
+        }
+    }
+
+    /// A heartbeat is due when the hub ticked since we last looked and this stream has been
+    /// quiet for half a period (the tick comes every half period, so the gap stays within one).
+    fn heartbeat_due(&mut self) -> bool {
+        let Some(every) = self.hub.config.heartbeat else {
+            return false;
+        };
+        let tick = self.hub.heartbeat_tick.load(Ordering::Acquire);
+        if tick == self.seen_tick {
+            return false;
+        }
+        self.seen_tick = tick;
+        self.last_sent.elapsed() >= every / 2
     }
 
     /// Ends the stream if it is too far behind: more unsent bytes or events (published since it
     /// began) than the hub allows, or events it was owed already left the history. Writers call
-    /// this while a write is stuck; [`next`](Self::next) calls it after every batch.
+    /// this while a write is blocked; [`next`](Self::next) ends the stream itself when events
+    /// it was owed left the history.
     pub fn check_backlog(&self) -> Result<(), End> {
         let from = self.cursor.max(self.start);
         let backlog = self.hub.log.backlog(&self.topics, from);
@@ -258,16 +290,9 @@ impl Subscription {
             self.first_read = FirstRead::Done;
             self.cursor = read.cursor;
         }
-        if out.len() > before {
-            self.check_backlog()?;
-        }
+        // No backlog check here: a subscriber being read for has room to write. The writer
+        // checks while a write is blocked, which is when falling behind shows.
         Ok(())
-    }
-
-    fn reset_heartbeat(&mut self) {
-        if let Some(every) = self.hub.config.heartbeat {
-            self.heartbeat_at = Some(Instant::now() + every);
-        }
     }
 }
 
