@@ -124,7 +124,7 @@ pub struct ServeArgs {
         long,
         env = "SSEHUB_BATCH_WINDOW",
         value_name = "MS",
-        default_value_t = 5,
+        default_value_t = 10,
         help_heading = "Streams"
     )]
     pub batch_window: u64,

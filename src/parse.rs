@@ -131,27 +131,36 @@ impl Parser {
         self.feed_lines(chunk, out);
     }
 
-    fn feed_lines(&mut self, chunk: &[u8], out: &mut dyn FnMut(FrameRef<'_>)) {
-        let mut start = 0;
-        for (i, &b) in chunk.iter().enumerate() {
-            if self.after_cr {
-                self.after_cr = false;
-                if b == b'\n' && i == start {
-                    start = i + 1;
-                    continue;
-                }
+    fn feed_lines(&mut self, mut chunk: &[u8], out: &mut dyn FnMut(FrameRef<'_>)) {
+        if self.after_cr && !chunk.is_empty() {
+            // The CR that ended the last chunk and this LF are one line end.
+            self.after_cr = false;
+            if chunk[0] == b'\n' {
+                chunk = &chunk[1..];
             }
-            if b == b'\n' || b == b'\r' {
-                self.line.extend_from_slice(&chunk[start..i]);
+        }
+        while let Some(i) = memchr::memchr2(b'\n', b'\r', chunk) {
+            if self.line.is_empty() {
+                // The common case: a whole line inside this chunk, read in place.
+                self.process_line(&chunk[..i], out);
+            } else {
+                self.line.extend_from_slice(&chunk[..i]);
                 let line = std::mem::take(&mut self.line);
                 self.process_line(&line, out);
                 self.line = line;
                 self.line.clear();
-                self.after_cr = b == b'\r';
-                start = i + 1;
+            }
+            let ended_by_cr = chunk[i] == b'\r';
+            chunk = &chunk[i + 1..];
+            if ended_by_cr {
+                match chunk.first() {
+                    Some(b'\n') => chunk = &chunk[1..],
+                    Some(_) => {}
+                    None => self.after_cr = true,
+                }
             }
         }
-        self.line.extend_from_slice(&chunk[start..]);
+        self.line.extend_from_slice(chunk);
     }
 
     fn process_line(&mut self, line: &[u8], out: &mut dyn FnMut(FrameRef<'_>)) {
@@ -159,7 +168,11 @@ impl Parser {
             self.dispatch(out);
             return;
         }
-        let line = String::from_utf8_lossy(line);
+        // Strict decoding first (fast); replacement characters only for a broken line.
+        let line = match std::str::from_utf8(line) {
+            Ok(line) => std::borrow::Cow::Borrowed(line),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         if let Some(comment) = line.strip_prefix(':') {
             out(FrameRef::Comment(comment));
             return;

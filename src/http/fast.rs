@@ -49,10 +49,13 @@ pub(crate) async fn serve_events(stream: TcpStream, head: Head, app: &AppState) 
 async fn stream_events(stream: TcpStream, mut subscription: Subscription, chunked: bool) {
     let mut head = Some(if chunked { CHUNKED_HEAD } else { CLOSE_HEAD });
     let mut batch: Vec<Bytes> = Vec::new();
+    // One watch on the socket for the stream's whole life (not one per batch).
+    let closed = peer_closed(&stream);
+    tokio::pin!(closed);
     loop {
         let next = tokio::select! {
             next = subscription.next(&mut batch) => next,
-            _ = peer_closed(&stream) => return,
+            _ = &mut closed => return,
         };
         if next.is_err() {
             // Shutting down or too far behind: end the body cleanly if the socket takes it now.

@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::fast::{serve_events, write_refusal, Head};
 use super::{router, ApiError, AppState, HttpConfig};
@@ -60,16 +60,15 @@ where
         hub: hub.clone(),
         config: Arc::new(config.clone()),
     };
-    let routes = router(hub.clone(), config);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let requests = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(Requests::start(router(hub.clone(), config), stop_rx)?);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, app.clone(), routes.clone(), stop_rx.clone(), requests.clone()));
+                    tokio::spawn(connection(stream, app.clone(), requests.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait for some to be freed.
@@ -84,7 +83,7 @@ where
     let _ = stop_tx.send(true);
     let deadline = tokio::time::Instant::now() + DRAIN;
     while tokio::time::Instant::now() < deadline
-        && (hub.stats().clients > 0 || requests.load(Ordering::Acquire) > 0)
+        && (hub.stats().clients > 0 || requests.live.load(Ordering::Acquire) > 0)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -98,13 +97,7 @@ enum Route {
     Refuse(ApiError),
 }
 
-async fn connection(
-    mut stream: TcpStream,
-    app: AppState,
-    routes: Router,
-    stop: watch::Receiver<bool>,
-    requests: Arc<AtomicUsize>,
-) {
+async fn connection(mut stream: TcpStream, app: AppState, requests: Arc<Requests>) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
     let route = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
@@ -118,10 +111,56 @@ async fn connection(
             serve_events(stream, head, &app).await;
         }
         Route::Refuse(error) => write_refusal(&stream, &error).await,
-        Route::Hyper => {
-            requests.fetch_add(1, Ordering::AcqRel);
-            serve_hyper(stream, Bytes::from(buf), routes, stop).await;
-            requests.fetch_sub(1, Ordering::AcqRel);
+        Route::Hyper => requests.hand_off(stream, Bytes::from(buf)),
+    }
+}
+
+/// Request/response connections (publish, metrics, the page, anything not a fast-path stream)
+/// run on a thread of their own. A publisher then never waits behind a fan-out round over
+/// thousands of streams: its latency does not grow with the number of subscribers, and under
+/// load each round carries many events (bigger batches, fewer writes per event).
+struct Requests {
+    handoff: mpsc::UnboundedSender<(std::net::TcpStream, Bytes)>,
+    /// Connections being served, for the shutdown drain.
+    live: Arc<AtomicUsize>,
+}
+
+impl Requests {
+    fn start(routes: Router, stop: watch::Receiver<bool>) -> io::Result<Requests> {
+        let (handoff, mut incoming) = mpsc::unbounded_channel::<(std::net::TcpStream, Bytes)>();
+        let live = Arc::new(AtomicUsize::new(0));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let counter = live.clone();
+        std::thread::Builder::new()
+            .name("ssehub-requests".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    // Ends when the server drops its sender, after the shutdown drain.
+                    while let Some((stream, read)) = incoming.recv().await {
+                        let (routes, stop, counter) =
+                            (routes.clone(), stop.clone(), counter.clone());
+                        tokio::spawn(async move {
+                            if let Ok(stream) = TcpStream::from_std(stream) {
+                                serve_hyper(stream, read, routes, stop).await;
+                            }
+                            counter.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    }
+                })
+            })?;
+        Ok(Requests { handoff, live })
+    }
+
+    /// Moves a connection, and the bytes already read from it, to the request thread.
+    fn hand_off(&self, stream: TcpStream, read: Bytes) {
+        let Ok(stream) = stream.into_std() else {
+            return;
+        };
+        self.live.fetch_add(1, Ordering::AcqRel);
+        if self.handoff.send((stream, read)).is_err() {
+            self.live.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -64,7 +64,7 @@ impl Default for HubConfig {
             retry_ms: 3000,
             max_backlog_bytes: 1 << 20,
             max_topics_per_client: 64,
-            batch_window: Duration::from_millis(5),
+            batch_window: Duration::from_millis(10),
         }
     }
 }
@@ -125,7 +125,7 @@ impl HubBuilder {
         self.config.max_topics_per_client = n;
         self
     }
-    /// Batch window under load (default 5 ms; zero for none).
+    /// Batch window under load (default 10 ms; zero for none).
     pub fn batch_window(mut self, window: Duration) -> Self {
         self.config.batch_window = window;
         self
