@@ -191,7 +191,8 @@ impl Subscription {
         loop {
             self.read(out)?;
             if !out.is_empty() {
-                return Ok(self.sent());
+                self.sent();
+                return Ok(());
             }
             for (t, w) in self.topics.iter().zip(&self.waiters) {
                 t.enroll(w);
@@ -199,7 +200,8 @@ impl Subscription {
             // Read again now that a publish would wake us: nothing falls between the two.
             self.read(out)?;
             if !out.is_empty() {
-                return Ok(self.sent());
+                self.sent();
+                return Ok(());
             }
             if self.hub.is_closing() {
                 return Err(End::Shutdown);
