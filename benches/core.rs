@@ -1,0 +1,130 @@
+//! Micro-benchmarks of the hot paths: encoding an event once, parsing a stream, publishing into
+//! the log (with 1 topic or 10,000 topics around), and a subscriber taking a batch.
+//! Run: `cargo bench --bench core`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use ssehub::event::{encode, Event};
+use ssehub::parse::{FrameRef, Parser};
+use ssehub::{Hub, SubscribeRequest};
+
+fn data(size: usize) -> String {
+    "x".repeat(size)
+}
+
+fn encoding(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode");
+    let one_line = Event::new(data(128)).with_topic("t").unwrap();
+    let named = Event::new("a\nb\r\nc".repeat(20))
+        .with_name("status")
+        .unwrap();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("128 B, one line", |b| {
+        b.iter(|| encode("0123456789ab-123456", &one_line))
+    });
+    g.bench_function("named, 60 lines", |b| {
+        b.iter(|| encode("0123456789ab-123456", &named))
+    });
+    g.finish();
+}
+
+fn parsing(c: &mut Criterion) {
+    let mut stream = Vec::new();
+    for i in 0..1000 {
+        let e = Event::new(data(128)).with_topic("t").unwrap();
+        stream.extend_from_slice(&encode(&format!("0123456789ab-{i}"), &e));
+    }
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("1000 events of 128 B, one buffer", |b| {
+        b.iter(|| {
+            let mut p = Parser::new();
+            let mut n = 0;
+            p.feed_ref(&stream, &mut |f| {
+                n += matches!(f, FrameRef::Event { .. }) as usize
+            });
+            assert_eq!(n, 1000);
+        })
+    });
+    g.bench_function("1000 events of 128 B, 1460-byte pieces", |b| {
+        b.iter(|| {
+            let mut p = Parser::new();
+            let mut n = 0;
+            for piece in stream.chunks(1460) {
+                p.feed_ref(piece, &mut |f| {
+                    n += matches!(f, FrameRef::Event { .. }) as usize
+                });
+            }
+            assert_eq!(n, 1000);
+        })
+    });
+    g.finish();
+}
+
+fn log(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("publish 100 events");
+    g.throughput(Throughput::Elements(100));
+    for topics in [1usize, 10_000] {
+        // `topics` topics exist, each with a subscriber; the batch goes to one of them.
+        let hub = Hub::builder().max_clients(20_000).history(10_000).build();
+        let subs: Vec<_> = runtime.block_on(async {
+            (0..topics)
+                .map(|i| {
+                    hub.subscribe(SubscribeRequest::topics([format!("t{i}")]).unwrap())
+                        .unwrap()
+                })
+                .collect()
+        });
+        g.bench_function(format!("{topics} topics with a subscriber each"), |b| {
+            b.iter_batched(
+                || {
+                    (0..100)
+                        .map(|_| Event::new(data(128)).with_topic("t0").unwrap())
+                        .collect::<Vec<_>>()
+                },
+                |events| runtime.block_on(hub.publish(events)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        drop(subs);
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("subscriber");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("take a batch of 100 events", |b| {
+        // Criterion prepares many inputs before timing them: room for all of them.
+        let hub = Hub::builder().max_clients(1 << 20).history(1 << 20).build();
+        b.iter_batched(
+            || {
+                runtime.block_on(async {
+                    let mut sub = hub
+                        .subscribe(SubscribeRequest::topics(["t"]).unwrap())
+                        .unwrap();
+                    let mut out = Vec::new();
+                    sub.next(&mut out).await.unwrap(); // the opening
+                    let events = (0..100)
+                        .map(|_| Event::new(data(128)).with_topic("t").unwrap())
+                        .collect();
+                    hub.publish(events).await.unwrap();
+                    sub
+                })
+            },
+            |mut sub| {
+                runtime.block_on(async {
+                    let mut out = Vec::with_capacity(100);
+                    sub.next(&mut out).await.unwrap();
+                    assert_eq!(out.len(), 100);
+                })
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encoding, parsing, log);
+criterion_main!(benches);
