@@ -175,9 +175,9 @@ impl Subscription {
     /// Waits until there is something to send and appends it to `out`: the stream's opening, a
     /// `gap` notice, a batch of events, or a heartbeat. Returns `Err` when the stream must end.
     ///
-    /// A subscriber that handed out bytes less than the batch window ago first waits out the
-    /// window: under load, events then leave in one write instead of one write each. One that
-    /// was idle sends at once.
+    /// A subscriber that is behind (its last batch held several events) first waits out the
+    /// batch window: under load, events then leave in one write instead of one write each. One
+    /// that keeps up sends each event at once.
     pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
         if let Some(opening) = self.opening.take() {
             out.push(opening);
@@ -189,18 +189,18 @@ impl Subscription {
             }
         }
         loop {
-            self.read(out)?;
+            let events = self.read(out)?;
             if !out.is_empty() {
-                self.sent();
+                self.sent(events);
                 return Ok(());
             }
             for (t, w) in self.topics.iter().zip(&self.waiters) {
                 t.enroll(w);
             }
             // Read again now that a publish would wake us: nothing falls between the two.
-            self.read(out)?;
+            let events = self.read(out)?;
             if !out.is_empty() {
-                self.sent();
+                self.sent(events);
                 return Ok(());
             }
             if self.hub.is_closing() {
@@ -216,12 +216,14 @@ impl Subscription {
         }
     }
 
-    /// Bytes are going out: note when, and open the batch window.
-    fn sent(&mut self) {
+    /// Bytes are going out: note when. If more than one event was waiting, events arrive
+    /// faster than this stream writes: open the batch window so the next ones go out together.
+    /// One event alone means the stream keeps up, and the next event goes out at once.
+    fn sent(&mut self, events: usize) {
         let now = Instant::now();
         self.last_sent = now;
         let window = self.hub.config.batch_window;
-        if !window.is_zero() {
+        if events > 1 && !window.is_zero() {
             self.read_at = Some(now + window);
         }
     }
@@ -263,7 +265,8 @@ impl Subscription {
         self.hub.is_closing()
     }
 
-    fn read(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
+    /// Takes what is after the cursor into `out`; returns how many events that was.
+    fn read(&mut self, out: &mut Vec<Bytes>) -> Result<usize, End> {
         let before = out.len();
         let read = self
             .hub
@@ -294,7 +297,7 @@ impl Subscription {
         }
         // No backlog check here: a subscriber being read for has room to write. The writer
         // checks while a write is blocked, which is when falling behind shows.
-        Ok(())
+        Ok(out.len() - before)
     }
 }
 
