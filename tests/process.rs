@@ -149,7 +149,20 @@ async fn healthz_and_metrics() {
         .to_str()
         .unwrap()
         .starts_with("text/html"));
-    assert!(page.text().await.unwrap().contains("EventSource"));
+    assert!(page.text().await.unwrap().contains("/assets/viewer.js"));
+    for (path, kind) in [
+        ("/assets/viewer.js", "text/javascript"),
+        ("/assets/viewer.css", "text/css"),
+    ] {
+        let asset = client().get(hub.url(path)).send().await.unwrap();
+        assert_eq!(asset.status(), 200);
+        assert!(asset.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+        let text = asset.text().await.unwrap();
+        assert!(kind != "text/javascript" || text.contains("new EventSource("));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,8 @@ pub fn router(hub: Hub, config: HttpConfig) -> Router {
     };
     Router::new()
         .route("/", get(pages::viewer))
+        .route("/assets/viewer.js", get(pages::script))
+        .route("/assets/viewer.css", get(pages::style))
         .route("/events", get(subscribe::events))
         .route("/publish", post(publish::publish))
         .route("/healthz", get(|| async { "ok\n" }))
