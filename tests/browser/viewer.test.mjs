@@ -49,12 +49,23 @@ test('shows events, named events, the status panel and a gap marker', async () =
     const { page, errors } = await openViewer(hub.url, '?topic=news&topic=device&event=custom');
     assert.equal(await page.locator('#topics').textContent(), 'news, device');
 
-    const first = await publish(hub.url, { topic: 'news', data: 'hello, world' });
-    await publish(hub.url, { topic: 'device', event: 'status', data: JSON.stringify({ cpu: 0.5, up: true }) });
-    await publish(hub.url, { topic: 'news', event: 'custom', data: 'line one\nline two' });
-    await publish(hub.url, { topic: ['news', 'device'], data: 'on both topics' });
-
-    await waitFor(async () => (await rows(page)) === 4, { message: 'four rows (the two-topic event once)' });
+    // Each topic is its own stream, so events on different topics may arrive in either order:
+    // publish the next one only once the last is shown.
+    const sent = [
+      { topic: 'news', data: 'hello, world' },
+      { topic: 'device', event: 'status', data: JSON.stringify({ cpu: 0.5, up: true }) },
+      { topic: 'news', event: 'custom', data: 'line one\nline two' },
+      { topic: ['news', 'device'], data: 'on both topics' },
+    ];
+    const ids = [];
+    for (const [i, event] of sent.entries()) {
+      ids.push((await publish(hub.url, event)).id);
+      await waitFor(async () => (await rows(page)) === i + 1, { message: `row ${i + 1}` });
+    }
+    // The two-topic event is one row; give its second copy time to arrive and be merged.
+    await waitFor(async () => (await page.locator('#events tr').last().locator('td.topic').textContent()).includes(','));
+    assert.equal(await rows(page), 4);
+    const first = { id: ids[0] };
     const cells = await page.locator('#events tr').evaluateAll((trs) =>
       trs.map((tr) => Array.from(tr.cells).map((td) => td.textContent)),
     );
