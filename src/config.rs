@@ -87,6 +87,16 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Network")]
     pub max_topics_per_client: u64,
 
+    /// Streams one client address may hold open; past it, 429 with Retry-After. 0: no limit.
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_CLIENTS_PER_IP",
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "Network"
+    )]
+    pub max_clients_per_ip: u64,
+
     /// Events kept for replay with Last-Event-ID, all topics together.
     #[arg(long, env = "SSEHUB_HISTORY", value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Streams")]
@@ -221,6 +231,7 @@ impl ServeArgs {
             } else {
                 WhenFull::Status503
             },
+            max_clients_per_ip: self.max_clients_per_ip as usize,
         }
     }
 }

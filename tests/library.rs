@@ -114,3 +114,21 @@ async fn the_embed_example_runs() {
     assert_eq!(e.event, "status");
     assert!(e.data.starts_with("{\"tick\":"), "{}", e.data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mounted_router_limits_per_address_when_it_knows_the_address() {
+    use std::net::SocketAddr;
+    let hub = Hub::builder().build();
+    let config = HttpConfig {
+        max_clients_per_ip: 1,
+        ..HttpConfig::default()
+    };
+    let app = router(hub, config).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let first = EventStream::open(&format!("{base}/events"), &[]).await;
+    assert_eq!(first.status, 200);
+    let second = EventStream::open(&format!("{base}/events"), &[]).await;
+    assert_eq!(second.status, 429);
+}

@@ -148,3 +148,55 @@ async fn a_subscriber_that_never_reads_is_cut_loose() {
         "it did not get everything"
     );
 }
+
+/// A raw stream request from a chosen loopback source address (to 127.0.0.1 as always).
+async fn get_from(source: &str, addr: &str, target: &str) -> (tokio::net::TcpStream, u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let req = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (stream, status, head)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_slot() {
+    let hub = HubProcess::start(&[
+        "--max-clients-per-ip",
+        "3",
+        "--max-clients",
+        "10",
+        "--retry",
+        "2000",
+    ]);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (s, status, _) = get_from("127.0.0.1", &hub.addr, "/events").await;
+        assert_eq!(status, 200);
+        held.push(s);
+    }
+    // The flood from that address is refused with 429 and a Retry-After...
+    for _ in 0..20 {
+        let (mut s, status, head) = get_from("127.0.0.1", &hub.addr, "/events").await;
+        assert_eq!(status, 429, "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("retry-after: 2\r\n"),
+            "{head}"
+        );
+        let (body, _) = read_to_close(&mut s, WAIT).await;
+        assert!(String::from_utf8_lossy(&body).contains("127.0.0.1"));
+    }
+    // ...while another address is served, and the global slots were not used up by the flood.
+    let (_other, status, _) = get_from("127.0.0.2", &hub.addr, "/events").await;
+    assert_eq!(status, 200);
+    assert_eq!(hub.metric("ssehub_clients").await, 4);
+    assert_eq!(hub.metric("ssehub_rejected_total").await, 0);
+    // A closed stream frees its address's count.
+    drop(held.pop());
+    hub.wait_metric("ssehub_clients", |n| n == 3).await;
+    let (_again, status, _) = get_from("127.0.0.1", &hub.addr, "/events").await;
+    assert_eq!(status, 200);
+}

@@ -6,12 +6,13 @@
 //! subscriber's backlog every [`STUCK_CHECK`]; past the bound the stream ends.
 
 use std::io::{self, IoSlice};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
-use super::subscribe::{refusal, subscribe_request, Refusal};
+use super::subscribe::{per_address, refusal, subscribe_request, Refusal};
 use super::{ApiError, AppState};
 use crate::hub::Subscription;
 
@@ -29,9 +30,13 @@ pub(crate) struct Head {
 const CHUNKED_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n";
 const CLOSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\nconnection: close\r\n\r\n";
 
-pub(crate) async fn serve_events(stream: TcpStream, head: Head, app: &AppState) {
+pub(crate) async fn serve_events(stream: TcpStream, peer: IpAddr, head: Head, app: &AppState) {
     let request = match subscribe_request(&head.query, head.last_event_id.as_deref()) {
         Ok(request) => request,
+        Err(e) => return write_refusal(&stream, &e).await,
+    };
+    let _per_ip = match per_address(app, peer) {
+        Ok(guard) => guard,
         Err(e) => return write_refusal(&stream, &e).await,
     };
     match app.hub.subscribe(request) {

@@ -17,6 +17,7 @@
 
 mod fast;
 mod pages;
+mod per_ip;
 mod publish;
 pub mod query;
 mod server;
@@ -64,6 +65,8 @@ pub struct HttpConfig {
     pub publish_token: Option<String>,
     /// What a full hub answers.
     pub when_full: WhenFull,
+    /// Streams one client address may hold open; past it, `429`. 0: no limit.
+    pub max_clients_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +75,7 @@ impl Default for HttpConfig {
             max_body: 1 << 20,
             publish_token: None,
             when_full: WhenFull::Status503,
+            max_clients_per_ip: 0,
         }
     }
 }
@@ -81,15 +85,27 @@ impl Default for HttpConfig {
 pub(crate) struct AppState {
     pub(crate) hub: Hub,
     pub(crate) config: Arc<HttpConfig>,
+    pub(crate) per_ip: Arc<per_ip::PerIp>,
+}
+
+impl AppState {
+    pub(crate) fn new(hub: Hub, config: HttpConfig) -> AppState {
+        AppState {
+            hub,
+            per_ip: per_ip::PerIp::new(config.max_clients_per_ip),
+            config: Arc::new(config),
+        }
+    }
 }
 
 /// The whole hub as an axum router: `GET /events`, `POST /publish`, `GET /`, `GET /healthz`,
 /// `GET /metrics`.
 pub fn router(hub: Hub, config: HttpConfig) -> Router {
-    let state = AppState {
-        hub,
-        config: Arc::new(config),
-    };
+    routes(AppState::new(hub, config))
+}
+
+/// The routes over a given state (the server shares one state between them and its fast path).
+pub(crate) fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::viewer))
         .route("/assets/viewer.js", get(pages::script))

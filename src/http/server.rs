@@ -2,14 +2,16 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
-use axum::Router;
+use axum::{Extension, Router};
 use bytes::{Buf, Bytes};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -18,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use super::fast::{serve_events, write_refusal, Head};
-use super::{router, ApiError, AppState, HttpConfig};
+use super::{routes, ApiError, AppState, HttpConfig};
 use crate::hub::Hub;
 
 /// A request head must arrive within this time...
@@ -56,19 +58,16 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()>,
 {
-    let app = AppState {
-        hub: hub.clone(),
-        config: Arc::new(config.clone()),
-    };
+    let app = AppState::new(hub.clone(), config);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let requests = Arc::new(Requests::start(router(hub.clone(), config), stop_rx)?);
+    let requests = Arc::new(Requests::start(routes(app.clone()), stop_rx)?);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, app.clone(), requests.clone()));
+                Ok((stream, peer)) => {
+                    tokio::spawn(connection(stream, peer, app.clone(), requests.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait for some to be freed.
@@ -97,7 +96,12 @@ enum Route {
     Refuse(ApiError),
 }
 
-async fn connection(mut stream: TcpStream, app: AppState, requests: Arc<Requests>) {
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    app: AppState,
+    requests: Arc<Requests>,
+) {
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
     let route = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
@@ -108,10 +112,10 @@ async fn connection(mut stream: TcpStream, app: AppState, requests: Arc<Requests
     match route {
         Route::Events(head) => {
             drop(buf);
-            serve_events(stream, head, &app).await;
+            serve_events(stream, peer.ip(), head, &app).await;
         }
         Route::Refuse(error) => write_refusal(&stream, &error).await,
-        Route::Hyper => requests.hand_off(stream, Bytes::from(buf)),
+        Route::Hyper => requests.hand_off(stream, peer, Bytes::from(buf)),
     }
 }
 
@@ -120,14 +124,15 @@ async fn connection(mut stream: TcpStream, app: AppState, requests: Arc<Requests
 /// thousands of streams: its latency does not grow with the number of subscribers, and under
 /// load each round carries many events (bigger batches, fewer writes per event).
 struct Requests {
-    handoff: mpsc::UnboundedSender<(std::net::TcpStream, Bytes)>,
+    handoff: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr, Bytes)>,
     /// Connections being served, for the shutdown drain.
     live: Arc<AtomicUsize>,
 }
 
 impl Requests {
     fn start(routes: Router, stop: watch::Receiver<bool>) -> io::Result<Requests> {
-        let (handoff, mut incoming) = mpsc::unbounded_channel::<(std::net::TcpStream, Bytes)>();
+        let (handoff, mut incoming) =
+            mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Bytes)>();
         let live = Arc::new(AtomicUsize::new(0));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -138,9 +143,10 @@ impl Requests {
             .spawn(move || {
                 runtime.block_on(async move {
                     // Ends when the server drops its sender, after the shutdown drain.
-                    while let Some((stream, read)) = incoming.recv().await {
-                        let (routes, stop, counter) =
-                            (routes.clone(), stop.clone(), counter.clone());
+                    while let Some((stream, peer, read)) = incoming.recv().await {
+                        // Handlers see the client's address (the per-address stream limit).
+                        let routes = routes.clone().layer(Extension(ConnectInfo(peer)));
+                        let (stop, counter) = (stop.clone(), counter.clone());
                         tokio::spawn(async move {
                             if let Ok(stream) = TcpStream::from_std(stream) {
                                 serve_hyper(stream, read, routes, stop).await;
@@ -154,12 +160,12 @@ impl Requests {
     }
 
     /// Moves a connection, and the bytes already read from it, to the request thread.
-    fn hand_off(&self, stream: TcpStream, read: Bytes) {
+    fn hand_off(&self, stream: TcpStream, peer: SocketAddr, read: Bytes) {
         let Ok(stream) = stream.into_std() else {
             return;
         };
         self.live.fetch_add(1, Ordering::AcqRel);
-        if self.handoff.send((stream, read)).is_err() {
+        if self.handoff.send((stream, peer, read)).is_err() {
             self.live.fetch_sub(1, Ordering::AcqRel);
         }
     }

@@ -5,13 +5,16 @@
 //! Both read the request and shape refusals with the same functions below.
 
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::{Bytes, BytesMut};
 
+use super::per_ip::IpGuard;
 use super::query::parse_query;
 use super::{ApiError, AppState, WhenFull, STREAM_HEADERS};
 use crate::event::Topic;
@@ -66,8 +69,21 @@ pub(crate) fn refusal(error: SubscribeError, when_full: WhenFull, retry_ms: u64)
     }
 }
 
+/// Counts a stream against its address's limit (`--max-clients-per-ip`): `429` past it.
+pub(crate) fn per_address(app: &AppState, ip: IpAddr) -> Result<IpGuard, ApiError> {
+    app.per_ip.try_acquire(ip).ok_or_else(|| ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        reason: format!(
+            "too many streams from {ip} (at most {} per address); retry later",
+            app.per_ip.max()
+        ),
+        retry_after: Some(app.hub.config().retry_ms.div_ceil(1000).max(1)),
+    })
+}
+
 pub(crate) async fn events(
     State(app): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -76,8 +92,14 @@ pub(crate) async fn events(
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
+    // Mounted in an app that does not say who the client is, there is no per-address limit.
+    let per_ip = match peer.map(|Extension(ConnectInfo(addr))| per_address(&app, addr.ip())) {
+        Some(Err(e)) => return e.into_response(),
+        Some(Ok(guard)) => Some(guard),
+        None => None,
+    };
     match app.hub.subscribe(request) {
-        Ok(subscription) => stream_response(subscription),
+        Ok(subscription) => stream_response(subscription, per_ip),
         Err(e) => match refusal(e, app.config.when_full, app.hub.config().retry_ms) {
             Refusal::Error(e) => e.into_response(),
             Refusal::RetryStream(bytes) => with_stream_headers(Body::from(bytes)),
@@ -95,12 +117,14 @@ fn with_stream_headers(body: Body) -> Response {
     response
 }
 
-fn stream_response(subscription: Subscription) -> Response {
-    let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
-        let mut out = Vec::new();
-        sub.next(&mut out).await.ok()?;
-        Some((Ok::<_, Infallible>(concat(out)), sub))
-    });
+fn stream_response(subscription: Subscription, per_ip: Option<IpGuard>) -> Response {
+    // The address's count is held as long as the body (the stream) lives.
+    let stream =
+        futures_util::stream::unfold((subscription, per_ip), |(mut sub, per_ip)| async move {
+            let mut out = Vec::new();
+            sub.next(&mut out).await.ok()?;
+            Some((Ok::<_, Infallible>(concat(out)), (sub, per_ip)))
+        });
     with_stream_headers(Body::from_stream(stream))
 }
 
