@@ -97,6 +97,12 @@ pub struct ServeArgs {
     )]
     pub max_clients_per_ip: u64,
 
+    /// A web origin allowed cross-origin access (scheme://host[:port], exactly; repeat the flag
+    /// for more; the env twin takes a comma-separated list). None by default; "*" is refused.
+    #[arg(long = "cors-origin", env = "SSEHUB_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',',
+          value_parser = crate::http::check_origin, help_heading = "Network")]
+    pub cors_origins: Vec<String>,
+
     /// Events kept for replay with Last-Event-ID, all topics together.
     #[arg(long, env = "SSEHUB_HISTORY", value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Streams")]
@@ -232,6 +238,7 @@ impl ServeArgs {
                 WhenFull::Status503
             },
             max_clients_per_ip: self.max_clients_per_ip as usize,
+            cors_origins: self.cors_origins.clone(),
         }
     }
 }
@@ -307,6 +314,14 @@ where
             toml::Value::Boolean(false) if is_flag => {}
             toml::Value::String(s) if !is_flag => extra.push(format!("--{long}={s}").into()),
             toml::Value::Integer(i) if !is_flag => extra.push(format!("--{long}={i}").into()),
+            toml::Value::Array(items) if !is_flag => {
+                for item in items {
+                    let toml::Value::String(s) = item else {
+                        return Err(bad("expected an array of strings"));
+                    };
+                    extra.push(format!("--{long}={s}").into());
+                }
+            }
             _ if is_flag => return Err(bad("expected true or false")),
             _ => return Err(bad("expected a string or a whole number")),
         }

@@ -37,6 +37,10 @@ fn help_lists_every_flag_with_default_and_env() {
         ("--when-full", Some("503")),
         ("--max-topics-per-client", Some("64")),
         ("--max-backlog", Some("1048576")),
+        ("--max-clients-per-ip", Some("0")),
+        ("--cors-origin", None),
+        ("--batch-window", Some("10")),
+        ("--log-level", Some("info")),
         ("--config", None),
     ] {
         let start = help

@@ -5,6 +5,7 @@
 //! client that goes away frees its slot at once. A write that cannot progress checks the
 //! subscriber's backlog every [`STUCK_CHECK`]; past the bound the stream ends.
 
+use std::borrow::Cow;
 use std::io::{self, IoSlice};
 use std::net::IpAddr;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 
 use super::subscribe::{per_address, refusal, subscribe_request, Refusal};
-use super::{ApiError, AppState};
+use super::{cors, ApiError, AppState};
 use crate::hub::Subscription;
 
 /// How often a blocked write looks at the subscriber's backlog.
@@ -25,34 +26,59 @@ pub(crate) struct Head {
     pub(crate) http11: bool,
     pub(crate) query: String,
     pub(crate) last_event_id: Option<Vec<u8>>,
+    pub(crate) origin: Option<Vec<u8>>,
 }
 
 const CHUNKED_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n";
 const CLOSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\nconnection: close\r\n\r\n";
 
 pub(crate) async fn serve_events(stream: TcpStream, peer: IpAddr, head: Head, app: &AppState) {
+    let cors = cors::allowed(app, head.origin.as_deref());
     let request = match subscribe_request(&head.query, head.last_event_id.as_deref()) {
         Ok(request) => request,
-        Err(e) => return write_refusal(&stream, &e).await,
+        Err(e) => return write_refusal(&stream, &e, cors).await,
     };
     let _per_ip = match per_address(app, peer) {
         Ok(guard) => guard,
-        Err(e) => return write_refusal(&stream, &e).await,
+        Err(e) => return write_refusal(&stream, &e, cors).await,
     };
     match app.hub.subscribe(request) {
-        Ok(subscription) => stream_events(stream, subscription, head.http11).await,
+        Ok(subscription) => {
+            let response_head = stream_head(head.http11, cors);
+            stream_events(stream, subscription, response_head, head.http11).await
+        }
         Err(e) => match refusal(e, app.config.when_full, app.hub.config().retry_ms) {
-            Refusal::Error(e) => write_refusal(&stream, &e).await,
+            Refusal::Error(e) => write_refusal(&stream, &e, cors).await,
             Refusal::RetryStream(bytes) => {
-                let mut slices = [IoSlice::new(CLOSE_HEAD), IoSlice::new(&bytes)];
+                let head = stream_head(false, cors);
+                let mut slices = [IoSlice::new(&head), IoSlice::new(&bytes)];
                 let _ = write_all(&stream, &mut slices, None).await;
             }
         },
     }
 }
 
-async fn stream_events(stream: TcpStream, mut subscription: Subscription, chunked: bool) {
-    let mut head = Some(if chunked { CHUNKED_HEAD } else { CLOSE_HEAD });
+/// The response head of a stream: chunked on HTTP/1.1, ending at close on HTTP/1.0.
+fn stream_head(chunked: bool, cors: Option<&str>) -> Cow<'static, [u8]> {
+    let head = if chunked { CHUNKED_HEAD } else { CLOSE_HEAD };
+    let Some(origin) = cors else {
+        return Cow::Borrowed(head);
+    };
+    let mut with_cors = head[..head.len() - 2].to_vec();
+    for (name, value) in cors::response_headers(origin) {
+        with_cors.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    with_cors.extend_from_slice(b"\r\n");
+    Cow::Owned(with_cors)
+}
+
+async fn stream_events(
+    stream: TcpStream,
+    mut subscription: Subscription,
+    head: Cow<'static, [u8]>,
+    chunked: bool,
+) {
+    let mut head = Some(head);
     let mut batch: Vec<Bytes> = Vec::new();
     // One watch on the socket for the stream's whole life (not one per batch).
     let closed = peer_closed(&stream);
@@ -69,9 +95,15 @@ async fn stream_events(stream: TcpStream, mut subscription: Subscription, chunke
             }
             return;
         }
-        if write_batch(&stream, head.take(), &batch, chunked, &subscription)
-            .await
-            .is_err()
+        if write_batch(
+            &stream,
+            head.take().as_deref(),
+            &batch,
+            chunked,
+            &subscription,
+        )
+        .await
+        .is_err()
         {
             return;
         }
@@ -101,7 +133,7 @@ async fn peer_closed(stream: &TcpStream) {
 
 async fn write_batch(
     stream: &TcpStream,
-    head: Option<&'static [u8]>,
+    head: Option<&[u8]>,
     parts: &[Bytes],
     chunked: bool,
     subscription: &Subscription,
@@ -158,7 +190,7 @@ async fn write_all(
 }
 
 /// Answers with a status and a one-line reason, then closes.
-pub(crate) async fn write_refusal(stream: &TcpStream, error: &ApiError) {
+pub(crate) async fn write_refusal(stream: &TcpStream, error: &ApiError, cors: Option<&str>) {
     let body = format!("{}\n", error.reason);
     let mut head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -168,6 +200,9 @@ pub(crate) async fn write_refusal(stream: &TcpStream, error: &ApiError) {
     );
     if let Some(secs) = error.retry_after {
         head.push_str(&format!("retry-after: {secs}\r\n"));
+    }
+    for (name, value) in cors.map(cors::response_headers).into_iter().flatten() {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
     let _ = tokio::time::timeout(

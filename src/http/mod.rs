@@ -15,6 +15,7 @@
 //! let app: axum::Router = router(hub, config);
 //! ```
 
+mod cors;
 mod fast;
 mod pages;
 mod per_ip;
@@ -31,6 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use cors::check_origin;
 pub use server::{raise_open_file_limit, serve, ServeError};
 
 use crate::hub::Hub;
@@ -67,6 +69,8 @@ pub struct HttpConfig {
     pub when_full: WhenFull,
     /// Streams one client address may hold open; past it, `429`. 0: no limit.
     pub max_clients_per_ip: usize,
+    /// Origins allowed cross-origin access, exactly as browsers send them (see [`check_origin`]).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -76,6 +80,7 @@ impl Default for HttpConfig {
             publish_token: None,
             when_full: WhenFull::Status503,
             max_clients_per_ip: 0,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -114,6 +119,10 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/publish", post(publish::publish))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::layer,
+        ))
         .with_state(state)
 }
 

@@ -114,7 +114,7 @@ async fn connection(
             drop(buf);
             serve_events(stream, peer.ip(), head, &app).await;
         }
-        Route::Refuse(error) => write_refusal(&stream, &error).await,
+        Route::Refuse(error) => write_refusal(&stream, &error, None).await,
         Route::Hyper => requests.hand_off(stream, peer, Bytes::from(buf)),
     }
 }
@@ -230,6 +230,7 @@ fn route(request: &httparse::Request<'_, '_>) -> Route {
         http11: request.version == Some(1),
         query: query.to_string(),
         last_event_id: header("last-event-id").map(<[u8]>::to_vec),
+        origin: header("origin").map(<[u8]>::to_vec),
     })
 }
 
