@@ -200,3 +200,33 @@ async fn one_address_cannot_take_every_slot() {
     let (_again, status, _) = get_from("127.0.0.1", &hub.addr, "/events").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_to_ever_new_topics_keeps_the_topic_table_bounded() {
+    let hub = HubProcess::start(&["--history", "100"]);
+    let mut kept = hub.subscribe("?topic=kept").await.opened().await;
+    let first = hub.publish_ok("?topic=t0", "first").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for batch in 0..20 {
+        let items: Vec<String> = (0..1000)
+            .map(|i| format!(r#"{{"topic": "t{}", "data": "x"}}"#, batch * 1000 + i + 1))
+            .collect();
+        let (status, text) = hub.publish_json(&format!("[{}]", items.join(","))).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    let topics = hub.metric("ssehub_topics").await;
+    assert!(
+        topics < 2500,
+        "{topics} topics kept after 20,000 were used once"
+    );
+    // The subscribed topic was never dropped: it still gets what is published to it.
+    hub.publish_ok("?topic=kept", "still here").await;
+    assert_eq!(kept.next_event().await.data, "still here");
+    // A resume on a dropped topic is told that events may be gone.
+    let mut again =
+        EventStream::open(&hub.url("/events?topic=t0"), &[("last-event-id", &first)]).await;
+    let gap = again.next_event().await;
+    assert_eq!(gap.event, "gap");
+}

@@ -43,8 +43,40 @@ pub(crate) struct Log {
     order: Mutex<Order>,
     /// Every event with a sequence number up to this one is in its rings.
     committed: AtomicU64,
-    topics: RwLock<HashMap<Topic, Arc<TopicLog>>>,
+    topics: RwLock<Topics>,
     history: usize,
+}
+
+/// Sweeps look for idle topics once the table has grown to this many, at least.
+const MIN_SWEEP: usize = 1024;
+
+/// The topic table. Idle topics (no subscriber, nothing retained, nobody holding them) are
+/// dropped when the table has doubled since the last sweep, so publishing to ever-new topics
+/// keeps memory bounded, at an amortized constant cost per new topic.
+struct Topics {
+    map: HashMap<Topic, Arc<TopicLog>>,
+    sweep_at: usize,
+    /// The newest sequence number any dropped topic had lost. A topic made anew starts from
+    /// here: a resume on it from before then may have missed events, and is told so.
+    dropped_up_to: u64,
+}
+
+impl Topics {
+    fn sweep(&mut self) {
+        let mut dropped_up_to = self.dropped_up_to;
+        self.map.retain(|_, t| {
+            // Only the table holds it (checked under the table's write lock, so nobody can be
+            // taking it right now), and its ring is empty: nothing would notice it gone.
+            let ring = read!(t.ring);
+            let idle = Arc::strong_count(t) == 1 && ring.entries.is_empty();
+            if idle {
+                dropped_up_to = dropped_up_to.max(ring.evicted_up_to);
+            }
+            !idle
+        });
+        self.dropped_up_to = dropped_up_to;
+        self.sweep_at = (self.map.len() * 2).max(MIN_SWEEP);
+    }
 }
 
 struct Order {
@@ -124,11 +156,11 @@ impl Waiter {
 }
 
 impl TopicLog {
-    fn new() -> TopicLog {
+    fn new(evicted_up_to: u64) -> TopicLog {
         TopicLog {
             ring: RwLock::new(Ring {
                 entries: VecDeque::new(),
-                evicted_up_to: 0,
+                evicted_up_to,
                 evicted_bytes: 0,
             }),
             waiters: Mutex::new(Vec::new()),
@@ -189,7 +221,11 @@ impl Log {
                 retained: VecDeque::new(),
             }),
             committed: AtomicU64::new(next_seq.max(1) - 1),
-            topics: RwLock::new(HashMap::new()),
+            topics: RwLock::new(Topics {
+                map: HashMap::new(),
+                sweep_at: MIN_SWEEP,
+                dropped_up_to: 0,
+            }),
             history: history.max(1),
         }
     }
@@ -201,22 +237,28 @@ impl Log {
 
     /// The log of a topic, made if it is new.
     pub(crate) fn topic(&self, topic: &Topic) -> Arc<TopicLog> {
-        if let Some(t) = read!(self.topics).get(topic) {
+        if let Some(t) = read!(self.topics).map.get(topic) {
             return t.clone();
         }
-        write!(self.topics)
-            .entry(topic.clone())
-            .or_insert_with(|| Arc::new(TopicLog::new()))
-            .clone()
+        let mut topics = write!(self.topics);
+        if let Some(t) = topics.map.get(topic) {
+            return t.clone();
+        }
+        if topics.map.len() >= topics.sweep_at {
+            topics.sweep();
+        }
+        let t = Arc::new(TopicLog::new(topics.dropped_up_to));
+        topics.map.insert(topic.clone(), t.clone());
+        t
     }
 
     /// The log of a topic if it exists.
     pub(crate) fn existing_topic(&self, topic: &Topic) -> Option<Arc<TopicLog>> {
-        read!(self.topics).get(topic).cloned()
+        read!(self.topics).map.get(topic).cloned()
     }
 
     pub(crate) fn topic_count(&self) -> usize {
-        read!(self.topics).len()
+        read!(self.topics).map.len()
     }
 
     pub(crate) fn retained(&self) -> usize {
@@ -225,7 +267,7 @@ impl Log {
 
     /// Every topic log, for waking them all at shutdown.
     pub(crate) fn all_topics(&self) -> Vec<Arc<TopicLog>> {
-        read!(self.topics).values().cloned().collect()
+        read!(self.topics).map.values().cloned().collect()
     }
 
     /// Numbers, encodes and appends a batch atomically: readers see all of it or none of it.
@@ -468,6 +510,22 @@ mod tests {
         let b = log.topic(&topic("b"));
         let backlog = log.backlog(&[b], 2);
         assert_eq!((backlog.events, backlog.evicted), (2, false));
+    }
+
+    #[test]
+    fn idle_topics_are_dropped_and_their_losses_remembered() {
+        let log = Log::new(10, 1);
+        let e = Epoch::random();
+        let kept = log.topic(&topic("kept")); // a subscriber holds it
+        for i in 0..5000 {
+            publish(&log, &e, "x", &[&format!("t{i}")]);
+        }
+        // At most the sweep threshold's worth of topics stayed; the held one is among them.
+        assert!(log.topic_count() <= 2 * MIN_SWEEP, "{}", log.topic_count());
+        assert!(Arc::ptr_eq(&kept, &log.topic(&topic("kept"))));
+        // "t0" was dropped after losing its event: made anew, it still knows that much.
+        let t0 = log.topic(&topic("t0"));
+        assert!(read!(t0.ring).evicted_up_to >= 1);
     }
 
     #[test]
