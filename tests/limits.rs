@@ -149,19 +149,6 @@ async fn a_subscriber_that_never_reads_is_cut_loose() {
     );
 }
 
-/// A raw stream request from a chosen loopback source address (to 127.0.0.1 as always).
-async fn get_from(source: &str, addr: &str, target: &str) -> (tokio::net::TcpStream, u16, String) {
-    use tokio::io::AsyncWriteExt;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
-    let req = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    let head = read_head(&mut stream).await;
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (stream, status, head)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_cannot_take_every_slot() {
     let hub = HubProcess::start(&[

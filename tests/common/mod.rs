@@ -300,6 +300,43 @@ pub async fn raw_get(
     (stream, status, head)
 }
 
+/// A raw stream request from a chosen loopback source address (to `addr`, 127.0.0.1 as always).
+pub async fn get_from(source: &str, addr: &str, target: &str) -> (TcpStream, u16, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    let req = format!("GET {target} HTTP/1.1\r\nhost: {addr}\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (stream, status, head)
+}
+
+/// Reads a chunked event stream from a raw socket until `n` events came (or WAIT passes).
+pub async fn raw_events(stream: &mut TcpStream, n: usize) -> Vec<ParsedEvent> {
+    let mut body = ssehub::bench::http1::Body::chunked();
+    let mut parser = Parser::new();
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while events.len() < n {
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut buf)).await;
+        let Ok(Ok(len)) = read else { break };
+        if len == 0 {
+            break;
+        }
+        body.decode(&buf[..len], &mut |payload| {
+            parser.feed(payload, &mut |f| {
+                if let Frame::Event(e) = f {
+                    events.push(e)
+                }
+            })
+        })
+        .expect("chunked framing");
+    }
+    events
+}
+
 /// Reads byte by byte up to the blank line after the response head.
 pub async fn read_head(stream: &mut TcpStream) -> String {
     let mut head = Vec::new();
