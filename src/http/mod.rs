@@ -126,6 +126,33 @@ pub(crate) fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The events a `POST /publish` with this query string and body would publish (JSON when
+/// `json`), or its one-line refusal. For fuzzing and tools; the route uses the same code.
+///
+/// ```
+/// let events = ssehub::http::publish_request_events("topic=a&event=status", false, b"up").unwrap();
+/// assert_eq!(events[0].name(), Some("status"));
+/// assert!(ssehub::http::publish_request_events("", true, b"{\"data\": 1, \"event\": \"a\\nb\"}").is_err());
+/// ```
+pub fn publish_request_events(
+    query: &str,
+    json: bool,
+    body: &[u8],
+) -> Result<Vec<crate::event::Event>, String> {
+    publish::request_events(query, json, body)
+        .map(|(events, _)| events)
+        .map_err(|e| e.reason)
+}
+
+/// The subscription a `GET /events` with this query string and `Last-Event-ID` would open, or its
+/// one-line refusal. For fuzzing and tools; the route uses the same code.
+pub fn subscribe_request_from(
+    query: &str,
+    last_event_id: Option<&[u8]>,
+) -> Result<crate::hub::SubscribeRequest, String> {
+    subscribe::subscribe_request(query, last_event_id).map_err(|e| e.reason)
+}
+
 /// The headers of every event stream.
 pub(crate) const STREAM_HEADERS: [(&str, &str); 3] = [
     ("content-type", "text/event-stream"),

@@ -21,14 +21,7 @@ pub(crate) async fn publish(
 ) -> Result<Response, ApiError> {
     authorize(&app.config, &headers)?;
     let body = read_body(body, &headers, app.config.max_body).await?;
-    let defaults = Defaults::from_query(query.as_deref().unwrap_or(""))?;
-    let (events, batch) = if is_json(&headers) {
-        parse_json(&body, &defaults)?
-    } else {
-        let data = std::str::from_utf8(&body)
-            .map_err(|_| ApiError::bad_request("the body is not valid UTF-8"))?;
-        (vec![defaults.event(data.to_string())?], false)
-    };
+    let (events, batch) = request_events(query.as_deref().unwrap_or(""), is_json(&headers), &body)?;
     let receipt = app.hub.publish(events).await.map_err(|e| match e {
         PublishError::Closing => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         PublishError::Event(e) => ApiError::bad_request(e),
@@ -40,6 +33,22 @@ pub(crate) async fn publish(
         serde_json::json!({"id": receipt.ids.first(), "subscribers": receipt.subscribers})
     };
     Ok(axum::Json(answer).into_response())
+}
+
+/// The events a publish request asks for (all checked), and whether its body was a JSON array.
+pub(crate) fn request_events(
+    query: &str,
+    json: bool,
+    body: &[u8],
+) -> Result<(Vec<Event>, bool), ApiError> {
+    let defaults = Defaults::from_query(query)?;
+    if json {
+        parse_json(body, &defaults)
+    } else {
+        let data = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("the body is not valid UTF-8"))?;
+        Ok((vec![defaults.event(data.to_string())?], false))
+    }
 }
 
 /// With a token set, the request must carry `Authorization: Bearer <token>`. Compared in
