@@ -39,7 +39,9 @@ pub enum ServeError {
 }
 
 /// Serves the hub on `listener` until `shutdown` resolves, then closes the hub, ends every
-/// stream, lets requests in flight finish (up to 3 s) and returns.
+/// stream, lets requests in flight finish (up to 3 s) and returns. HTTP/1 event streams are
+/// served on the current runtime; every other request on a thread of its own, so publishers
+/// never wait behind fan-out.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -26,11 +26,6 @@ impl Epoch {
         Epoch(s.into())
     }
 
-    /// An epoch read back from a store. It must not contain `-`.
-    pub fn from_stored(s: &str) -> Option<Epoch> {
-        (!s.is_empty() && !s.contains('-') && s.is_ascii()).then(|| Epoch(s.into()))
-    }
-
     /// The epoch as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -260,11 +260,6 @@ impl Subscription {
         Ok(())
     }
 
-    /// True once the hub is shutting down.
-    pub fn hub_closing(&self) -> bool {
-        self.hub.is_closing()
-    }
-
     /// Takes what is after the cursor into `out`; returns how many events that was.
     fn read(&mut self, out: &mut Vec<Bytes>) -> Result<usize, End> {
         let before = out.len();
