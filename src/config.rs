@@ -108,7 +108,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Streams")]
     pub history: u64,
 
-    /// Seconds between heartbeat comments on an idle stream; 0 for none.
+    /// Seconds between heartbeat comments on an idle stream; 0 for none. A client that vanishes
+    /// without closing loses its stream once data to it goes unacknowledged twice this long.
     #[arg(
         long,
         env = "SSEHUB_HEARTBEAT",

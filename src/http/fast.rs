@@ -44,6 +44,9 @@ pub(crate) async fn serve_events(stream: TcpStream, peer: IpAddr, head: Head, ap
     };
     match app.hub.subscribe(request) {
         Ok(subscription) => {
+            if let Some(every) = app.hub.config().heartbeat {
+                give_up_unacknowledged_after(&stream, every * 2);
+            }
             let response_head = stream_head(head.http11, cors);
             stream_events(stream, subscription, response_head, head.http11).await
         }
@@ -55,6 +58,28 @@ pub(crate) async fn serve_events(stream: TcpStream, peer: IpAddr, head: Head, ap
                 let _ = write_all(&stream, &mut slices, None).await;
             }
         },
+    }
+}
+
+/// A client that vanishes without closing (no FIN, no RST: unplugged, gone off the network)
+/// would otherwise hold its stream for the kernel's whole retransmission schedule, about 15
+/// minutes. With TCP_USER_TIMEOUT the kernel gives up once sent data (a heartbeat at the latest)
+/// goes unacknowledged this long, and the stream ends.
+fn give_up_unacknowledged_after(stream: &TcpStream, after: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let ms = libc::c_uint::try_from(after.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: setsockopt reads `ms` for the given length; the descriptor is the stream's own.
+    let failed = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    } != 0;
+    if failed {
+        tracing::debug!("TCP_USER_TIMEOUT: {}", std::io::Error::last_os_error());
     }
 }
 
