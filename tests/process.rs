@@ -3,19 +3,13 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
 
 fn ssehub(args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssehub"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SSEHUB_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.args(args).output().expect("run ssehub")
+    bare_command().args(args).output().expect("run ssehub")
 }
 
 #[test]

@@ -47,6 +47,11 @@ pub(crate) fn subscribe_request(
     })
 }
 
+/// `Retry-After` (whole seconds, at least 1) for the hub's `--retry` milliseconds.
+fn retry_after_secs(retry_ms: u64) -> u64 {
+    retry_ms.div_ceil(1000).max(1)
+}
+
 /// How a refused subscription is answered.
 pub(crate) enum Refusal {
     /// A status with a reason.
@@ -63,7 +68,7 @@ pub(crate) fn refusal(error: SubscribeError, when_full: WhenFull, retry_ms: u64)
         SubscribeError::Full { .. } | SubscribeError::Closing => Refusal::Error(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             reason: error.to_string(),
-            retry_after: Some(retry_ms.div_ceil(1000).max(1)),
+            retry_after: Some(retry_after_secs(retry_ms)),
         }),
         SubscribeError::TooManyTopics { .. } => Refusal::Error(ApiError::bad_request(error)),
     }
@@ -77,7 +82,7 @@ pub(crate) fn per_address(app: &AppState, ip: IpAddr) -> Result<IpGuard, ApiErro
             "too many streams from {ip} (at most {} per address); retry later",
             app.per_ip.max()
         ),
-        retry_after: Some(app.hub.config().retry_ms.div_ceil(1000).max(1)),
+        retry_after: Some(retry_after_secs(app.hub.config().retry_ms)),
     })
 }
 

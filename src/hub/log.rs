@@ -252,11 +252,6 @@ impl Log {
         t
     }
 
-    /// The log of a topic if it exists.
-    pub(crate) fn existing_topic(&self, topic: &Topic) -> Option<Arc<TopicLog>> {
-        read!(self.topics).map.get(topic).cloned()
-    }
-
     pub(crate) fn topic_count(&self) -> usize {
         read!(self.topics).map.len()
     }

@@ -30,7 +30,7 @@ use std::time::Duration;
 pub use id::{Epoch, IdMatch};
 pub use subscription::{End, SubscribeRequest, Subscription};
 
-use crate::event::{Event, EventError, Topic};
+use crate::event::{Event, EventError};
 use crate::store::{Memory, Record, Store, StoreError};
 use log::Log;
 use slots::Slots;
@@ -279,7 +279,6 @@ impl Hub {
         }
         let log = &self.inner.log;
         let mut rings = Vec::with_capacity(events.len());
-        let mut touched: Vec<Topic> = Vec::new();
         for event in &mut events {
             event.ensure_topic();
             rings.push(
@@ -289,11 +288,6 @@ impl Hub {
                     .map(|t| log.topic(t))
                     .collect::<Vec<_>>(),
             );
-            for t in event.topics() {
-                if !touched.contains(t) {
-                    touched.push(t.clone());
-                }
-            }
         }
         let appended = log.append(&self.inner.epoch, &events, &rings);
         let records: Vec<Record<'_>> = appended
@@ -309,9 +303,15 @@ impl Hub {
         self.inner
             .published
             .fetch_add(events.len() as u64, Ordering::Relaxed);
+        // Each topic published to counts once, from the logs already in hand.
+        let mut touched: Vec<&Arc<log::TopicLog>> = Vec::new();
+        for t in rings.iter().flatten() {
+            if !touched.iter().any(|seen| Arc::ptr_eq(seen, t)) {
+                touched.push(t);
+            }
+        }
         let subscribers = touched
             .iter()
-            .filter_map(|t| log.existing_topic(t))
             .map(|t| t.subscribers.load(Ordering::Relaxed))
             .sum();
         Ok(Receipt {

@@ -32,12 +32,7 @@ impl HubProcess {
 
     /// The command, for tests that set env or stdin themselves.
     pub fn command(args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssehub"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("SSEHUB_") {
-                cmd.env_remove(k);
-            }
-        }
+        let mut cmd = bare_command();
         cmd.arg("serve").args(args);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         cmd
@@ -179,6 +174,17 @@ impl Drop for HubProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The ssehub binary with no SSEHUB_* variables from the test's environment.
+pub fn bare_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssehub"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SSEHUB_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
 }
 
 /// A client that does not share connections between tests' calls.
