@@ -20,6 +20,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use crate::event::{check_name, Topic};
 use crate::http::{HttpConfig, WhenFull};
 use crate::hub::HubConfig;
+use crate::store::{Memory, Store, StoreError};
+use std::sync::Arc;
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -103,10 +105,28 @@ pub struct ServeArgs {
           value_parser = crate::http::check_origin, help_heading = "Network")]
     pub cors_origins: Vec<String>,
 
-    /// Events kept for replay with Last-Event-ID, all topics together.
+    /// Events kept for replay with Last-Event-ID, all topics together (the newest ones).
     #[arg(long, env = "SSEHUB_HISTORY", value_name = "N", default_value_t = 10_000,
-          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Streams")]
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "History")]
     pub history: u64,
+
+    /// Keep the history on disk in this directory (a redb file, history.redb): publishes are
+    /// answered once on disk, and after a restart, even a crash, ids continue and clients resume
+    /// without a gap. Without it, history lives in memory and a restart starts a new one.
+    #[arg(long, env = "SSEHUB_DATA_DIR", value_name = "PATH", help_heading = "History")]
+    pub data_dir: Option<PathBuf>,
+
+    /// With --data-dir, also prune events older than this (90s, 15m, 12h, 7d; a bare number is
+    /// seconds), in the background. Without it, only --history bounds the history.
+    #[arg(long, env = "SSEHUB_HISTORY_AGE", value_name = "DURATION", value_parser = parse_duration,
+          requires = "data_dir", help_heading = "History")]
+    pub history_age: Option<Duration>,
+
+    /// With --data-dir, the newest this many events also stay in memory, where live delivery
+    /// and recent replays read; older replays read the disk. (At most --history.)
+    #[arg(long, env = "SSEHUB_MEMORY_HISTORY", value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "History")]
+    pub memory_history: u64,
 
     /// Seconds between heartbeat comments on an idle stream; 0 for none. A client that vanishes
     /// without closing loses its stream once data to it goes unacknowledged twice this long.
@@ -181,6 +201,29 @@ pub struct ServeArgs {
     pub log_level: String,
 }
 
+/// A duration: a whole number with an optional unit (s, m, h, d); bare numbers are seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let text = s.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 12h, 7d)"))?;
+    let unit_secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    if n == 0 {
+        return Err("a history age must be above zero".into());
+    }
+    n.checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
 fn parse_topic(s: &str) -> Result<Topic, String> {
     Topic::new(s).map_err(|e| e.to_string())
 }
@@ -208,12 +251,34 @@ impl ServeArgs {
         HubConfig {
             max_clients: self.max_clients as usize,
             history: self.history as usize,
+            memory_history: self.memory_history as usize,
             heartbeat: (self.heartbeat > 0).then(|| Duration::from_secs(self.heartbeat)),
             retry_ms: self.retry,
             max_backlog_bytes: self.max_backlog,
             max_topics_per_client: self.max_topics_per_client as usize,
             batch_window: Duration::from_millis(self.batch_window),
         }
+    }
+
+    /// The history store: on disk in --data-dir, or memory. Fails, naming the path, if the data
+    /// dir cannot be used.
+    pub fn history_store(&self) -> Result<Arc<dyn Store>, StoreError> {
+        let Some(dir) = &self.data_dir else {
+            return Ok(Arc::new(Memory::new()));
+        };
+        #[cfg(feature = "durable")]
+        {
+            let retention = crate::store::Retention {
+                events: self.history as usize,
+                age: self.history_age,
+            };
+            Ok(Arc::new(crate::store::Disk::open(dir, retention)?))
+        }
+        #[cfg(not(feature = "durable"))]
+        Err(StoreError(format!(
+            "--data-dir {}: this ssehub was built without the `durable` feature",
+            dir.display()
+        )))
     }
 
     /// Who may publish: the token if given; open on loopback; a made-up token otherwise.

@@ -47,7 +47,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    let hub = Hub::builder().config(args.hub_config()).build();
+    let store = args.history_store()?;
+    let hub = Hub::builder()
+        .config(args.hub_config())
+        .store(store)
+        .build();
+    if let Some(dir) = &args.data_dir {
+        eprintln!(
+            "ssehub: history on disk in {}; next id {}",
+            dir.display(),
+            hub.epoch().id(hub.next_seq())
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;

@@ -26,6 +26,15 @@ impl Epoch {
         Epoch(s.into())
     }
 
+    /// An epoch read back from a store: 12 lowercase hex digits, or `None`.
+    pub fn from_text(text: &str) -> Option<Epoch> {
+        let ok = text.len() == 12
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| Epoch(text.into()))
+    }
+
     /// The epoch as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -83,5 +92,8 @@ mod tests {
         assert_eq!(a.parse(&format!("{}-x", a.as_str())), IdMatch::Unknown);
         assert_eq!(a.parse(&format!("{}-+5", a.as_str())), IdMatch::Unknown);
         assert_eq!(a.parse(""), IdMatch::Unknown);
+        assert_eq!(Epoch::from_text(a.as_str()), Some(a.clone()));
+        assert_eq!(Epoch::from_text("ABCDEF012345"), None);
+        assert_eq!(Epoch::from_text("abc"), None);
     }
 }

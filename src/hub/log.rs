@@ -202,6 +202,8 @@ pub(crate) struct Read {
     pub(crate) first: Option<u64>,
     /// Some event on these topics after the old cursor had already left the history.
     pub(crate) evicted: bool,
+    /// The newest sequence number that left any of these topics (meaningful when `evicted`).
+    pub(crate) evicted_up_to: u64,
 }
 
 /// How much a subscriber has not been sent yet.
@@ -213,7 +215,22 @@ pub(crate) struct Backlog {
     pub(crate) evicted: bool,
 }
 
+/// Wakes each distinct topic once.
+fn wake_once<'a>(rings: impl Iterator<Item = &'a Arc<TopicLog>>) {
+    let mut woken: Vec<*const TopicLog> = Vec::new();
+    for t in rings {
+        let p = Arc::as_ptr(t);
+        if !woken.contains(&p) {
+            woken.push(p);
+            t.wake();
+        }
+    }
+}
+
 impl Log {
+    /// A log holding up to `history` events, numbering from `next_seq`. Events before `next_seq`
+    /// (kept by a store from an earlier run) count as evicted on every topic, so a resume from
+    /// before the start is sent to the store.
     pub(crate) fn new(history: usize, next_seq: u64) -> Log {
         Log {
             order: Mutex::new(Order {
@@ -224,7 +241,7 @@ impl Log {
             topics: RwLock::new(Topics {
                 map: HashMap::new(),
                 sweep_at: MIN_SWEEP,
-                dropped_up_to: 0,
+                dropped_up_to: next_seq.max(1) - 1,
             }),
             history: history.max(1),
         }
@@ -252,6 +269,10 @@ impl Log {
         t
     }
 
+    pub(crate) fn next_seq(&self) -> u64 {
+        lock!(self.order).next_seq
+    }
+
     pub(crate) fn topic_count(&self) -> usize {
         read!(self.topics).map.len()
     }
@@ -274,9 +295,49 @@ impl Log {
         events: &[Event],
         rings: &[Vec<Arc<TopicLog>>],
     ) -> Vec<(u64, Bytes)> {
+        let out = self.insert(epoch, events, rings, None);
+        // Wake outside the publish lock; each touched topic once.
+        wake_once(rings.iter().flatten());
+        out
+    }
+
+    /// Like [`append`](Self::append), but the batch stays unreadable until
+    /// [`make_readable`](Self::make_readable) is called with its last sequence number: `submit`
+    /// gets the numbered batch while the publish lock is held, so batches reach it in sequence
+    /// order (a durable store writes them in that order, then makes them readable).
+    pub(crate) fn append_deferred(
+        &self,
+        epoch: &Epoch,
+        events: &[Event],
+        rings: &[Vec<Arc<TopicLog>>],
+        submit: &mut dyn FnMut(&[(u64, Bytes)]),
+    ) -> Vec<(u64, Bytes)> {
+        self.insert(epoch, events, rings, Some(submit))
+    }
+
+    /// Everything up to `upto` is now readable; wakes the waiters of `rings`.
+    pub(crate) fn make_readable(&self, upto: u64, rings: &[Arc<TopicLog>]) {
+        self.committed.fetch_max(upto, Ordering::AcqRel);
+        wake_once(rings.iter());
+    }
+
+    fn insert(
+        &self,
+        epoch: &Epoch,
+        events: &[Event],
+        rings: &[Vec<Arc<TopicLog>>],
+        mut deferred: Option<&mut dyn FnMut(&[(u64, Bytes)])>,
+    ) -> Vec<(u64, Bytes)> {
         let mut out = Vec::with_capacity(events.len());
         {
             let mut order = lock!(self.order);
+            // Deferred batches are evicted only once readable, so memory never drops an event a
+            // reader would have to fetch from a store that does not hold it yet.
+            let evictable = if deferred.is_some() {
+                self.committed()
+            } else {
+                u64::MAX
+            };
             for (event, topics) in events.iter().zip(rings) {
                 let seq = order.next_seq;
                 order.next_seq += 1;
@@ -295,7 +356,9 @@ impl Log {
                     many => Placement::Many(many.into()),
                 };
                 order.retained.push_back((seq, placement));
-                while order.retained.len() > self.history {
+                while order.retained.len() > self.history
+                    && order.retained.front().is_some_and(|(s, _)| *s <= evictable)
+                {
                     if let Some((old, placement)) = order.retained.pop_front() {
                         for t in placement.rings() {
                             let mut ring = write!(t.ring);
@@ -311,18 +374,12 @@ impl Log {
                 }
                 out.push((seq, bytes));
             }
-            if let Some((last, _)) = out.last() {
-                self.committed.store(*last, Ordering::Release);
-            }
-        }
-        // Wake outside the publish lock; each touched topic once.
-        let mut woken: Vec<*const TopicLog> = Vec::new();
-        for topics in rings {
-            for t in topics {
-                let p = Arc::as_ptr(t);
-                if !woken.contains(&p) {
-                    woken.push(p);
-                    t.wake();
+            match deferred.as_mut() {
+                Some(submit) => submit(&out),
+                None => {
+                    if let Some((last, _)) = out.last() {
+                        self.committed.store(*last, Ordering::Release);
+                    }
                 }
             }
         }
@@ -344,6 +401,7 @@ impl Log {
             cursor: after,
             first: None,
             evicted: false,
+            evicted_up_to: 0,
         };
         if upto <= after {
             return read;
@@ -351,6 +409,7 @@ impl Log {
         if let [topic] = topics {
             let ring = read!(topic.ring);
             read.evicted = ring.evicted_up_to > after;
+            read.evicted_up_to = ring.evicted_up_to;
             let (mut bytes, mut taken, mut last) = (0, 0, after);
             read.cursor = upto;
             for e in ring.entries.range(ring.after(after)..) {
@@ -377,6 +436,7 @@ impl Log {
         for topic in topics {
             let ring = read!(topic.ring);
             read.evicted |= ring.evicted_up_to > after;
+            read.evicted_up_to = read.evicted_up_to.max(ring.evicted_up_to);
             let (mut bytes, mut taken, mut last) = (0, 0, after);
             for e in ring.entries.range(ring.after(after)..) {
                 if e.seq > upto {

@@ -32,6 +32,7 @@ pub use subscription::{End, SubscribeRequest, Subscription};
 
 use crate::event::{Event, EventError};
 use crate::store::{Memory, Record, Store, StoreError};
+
 use log::Log;
 use slots::Slots;
 
@@ -42,6 +43,9 @@ pub struct HubConfig {
     pub max_clients: usize,
     /// Events retained for replay (all topics together).
     pub history: usize,
+    /// With a store that keeps events (`--data-dir`), the newest this many of them also stay in
+    /// memory, where live delivery and recent replays read; older replays read the store.
+    pub memory_history: usize,
     /// Comment sent on idle streams this often; `None` for never.
     pub heartbeat: Option<Duration>,
     /// Reconnection time sent as `retry:` when a stream opens, in milliseconds.
@@ -60,6 +64,7 @@ impl Default for HubConfig {
         HubConfig {
             max_clients: 10_000,
             history: 10_000,
+            memory_history: 10_000,
             heartbeat: Some(Duration::from_secs(15)),
             retry_ms: 3000,
             max_backlog_bytes: 1 << 20,
@@ -74,6 +79,16 @@ impl HubConfig {
     /// back the history still holds what it missed.
     pub fn max_backlog_events(&self) -> usize {
         (self.history / 2).max(1)
+    }
+
+    /// Events the in-memory log holds: all of the history, or with a store that keeps events,
+    /// the newest `memory_history` of it.
+    pub fn memory_len(&self, store_keeps_events: bool) -> usize {
+        if store_keeps_events {
+            self.history.min(self.memory_history).max(1)
+        } else {
+            self.history.max(1)
+        }
     }
 }
 
@@ -103,6 +118,11 @@ impl HubBuilder {
     /// Events retained for replay (default 10,000; at least 1).
     pub fn history(mut self, n: usize) -> Self {
         self.config.history = n.max(1);
+        self
+    }
+    /// Events also kept in memory when the store keeps the history (default 10,000).
+    pub fn memory_history(mut self, n: usize) -> Self {
+        self.config.memory_history = n.max(1);
         self
     }
     /// Heartbeat period for idle streams (default 15 s; `None` for off).
@@ -145,9 +165,14 @@ impl HubBuilder {
         let store = self.store.unwrap_or_else(|| Arc::new(Memory::new()));
         let origin = store.origin();
         let config = self.config;
+        let durable = store.keeps_events();
+        let memory_len = config.memory_len(durable);
         Hub {
             inner: Arc::new(Inner {
-                log: Log::new(config.history, origin.next_seq),
+                log: Log::new(memory_len, origin.next_seq),
+                durable,
+                max_backlog_events: (memory_len / 2).max(1),
+                store_failed: AtomicBool::new(false),
                 slots: Slots::new(config.max_clients),
                 epoch: origin.epoch,
                 store,
@@ -174,7 +199,13 @@ pub(crate) struct Inner {
     pub(crate) epoch: Epoch,
     pub(crate) log: Log,
     slots: Arc<Slots>,
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
+    /// The store keeps events: batches become readable once it has them, and replays older
+    /// than the memory log read it.
+    pub(crate) durable: bool,
+    pub(crate) max_backlog_events: usize,
+    /// The store failed a write: publishes are refused from then on.
+    store_failed: AtomicBool,
     closing: AtomicBool,
     /// Counts the heartbeat ticker's rounds; subscriptions compare it with what they saw.
     pub(crate) heartbeat_tick: AtomicU64,
@@ -270,6 +301,11 @@ impl Hub {
         &self.inner.epoch
     }
 
+    /// The sequence number the next published event gets.
+    pub fn next_seq(&self) -> u64 {
+        self.inner.log.next_seq()
+    }
+
     /// Publishes a batch in order, atomically: no subscriber sees a later event before an earlier
     /// one, and a batch with an invalid event is refused whole before anything is published.
     /// Events without a topic go to `default`.
@@ -289,17 +325,11 @@ impl Hub {
                     .collect::<Vec<_>>(),
             );
         }
-        let appended = log.append(&self.inner.epoch, &events, &rings);
-        let records: Vec<Record<'_>> = appended
-            .iter()
-            .zip(&events)
-            .map(|((seq, bytes), e)| Record {
-                seq: *seq,
-                topics: e.topics(),
-                bytes,
-            })
-            .collect();
-        self.inner.store.append(&records).await?;
+        let appended = if self.inner.durable {
+            self.append_durably(&events, &rings).await?
+        } else {
+            log.append(&self.inner.epoch, &events, &rings)
+        };
         self.inner
             .published
             .fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -321,6 +351,65 @@ impl Hub {
                 .collect(),
             subscribers,
         })
+    }
+
+    /// Hands the batch to the store while numbering it, and waits until it is durable; the
+    /// store's writer makes it readable (in sequence order) before this returns.
+    async fn append_durably(
+        &self,
+        events: &[Event],
+        rings: &[Vec<Arc<log::TopicLog>>],
+    ) -> Result<Vec<(u64, bytes::Bytes)>, PublishError> {
+        if self.inner.store_failed.load(Ordering::Acquire) {
+            return Err(StoreError("the history store failed earlier; see the log".into()).into());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut tx = Some(tx);
+        let mut submit = |batch: &[(u64, bytes::Bytes)]| {
+            let records = batch
+                .iter()
+                .zip(events)
+                .map(|((seq, bytes), e)| Record {
+                    seq: *seq,
+                    topics: e.topics().to_vec(),
+                    bytes: bytes.clone(),
+                })
+                .collect();
+            let mut wake: Vec<Arc<log::TopicLog>> = Vec::new();
+            for t in rings.iter().flatten() {
+                if !wake.iter().any(|seen| Arc::ptr_eq(seen, t)) {
+                    wake.push(t.clone());
+                }
+            }
+            let last = batch.last().map(|(seq, _)| *seq);
+            // Weak: a queued batch must not keep a dropped hub alive.
+            let hub = Arc::downgrade(&self.inner);
+            let tx = tx.take();
+            self.inner.store.append(
+                records,
+                Box::new(move |result| {
+                    if let Some(hub) = hub.upgrade() {
+                        match (&result, last) {
+                            (Ok(()), Some(last)) => hub.log.make_readable(last, &wake),
+                            (Ok(()), None) => {}
+                            (Err(_), _) => hub.store_failed.store(true, Ordering::Release),
+                        }
+                    }
+                    if let Some(tx) = tx {
+                        let _ = tx.send(result);
+                    }
+                }),
+            );
+        };
+        let appended = self
+            .inner
+            .log
+            .append_deferred(&self.inner.epoch, events, rings, &mut submit);
+        match rx.await {
+            Ok(Ok(())) => Ok(appended),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(StoreError("the history store stopped".into()).into()),
+        }
     }
 
     /// Publishes one event. See [`Hub::publish`].

@@ -88,6 +88,9 @@ pub enum End {
     /// The subscriber fell too far behind; it should resume with its last event id.
     #[error("the subscriber fell too far behind")]
     Lagged,
+    /// The history store could not be read for a replay; the client may retry.
+    #[error("the history store could not be read")]
+    History,
 }
 
 /// How the first read treats events that already left the history.
@@ -105,6 +108,10 @@ enum FirstRead {
 pub struct Subscription {
     hub: Arc<Inner>,
     topics: Vec<Arc<TopicLog>>,
+    /// The topics' names, for reading the store.
+    names: Vec<Topic>,
+    /// Events after the cursor up to here left memory: read them from the store next.
+    from_store: Option<u64>,
     waiters: Vec<Arc<Waiter>>,
     notify: Arc<Notify>,
     /// The last sequence number handed out (or skipped as not on these topics).
@@ -159,6 +166,8 @@ impl Subscription {
             last_event_id: request.last_event_id,
             hub,
             topics,
+            names: request.topics,
+            from_store: None,
             waiters,
             notify,
             cursor,
@@ -189,7 +198,18 @@ impl Subscription {
             }
         }
         loop {
+            if let Some(upto) = self.from_store.take() {
+                let events = self.read_store(upto, out).await?;
+                if !out.is_empty() {
+                    self.sent(events);
+                    return Ok(());
+                }
+                continue;
+            }
             let events = self.read(out)?;
+            if self.from_store.is_some() {
+                continue;
+            }
             if !out.is_empty() {
                 self.sent(events);
                 return Ok(());
@@ -199,6 +219,9 @@ impl Subscription {
             }
             // Read again now that a publish would wake us: nothing falls between the two.
             let events = self.read(out)?;
+            if self.from_store.is_some() {
+                continue;
+            }
             if !out.is_empty() {
                 self.sent(events);
                 return Ok(());
@@ -252,7 +275,7 @@ impl Subscription {
         let config = &self.hub.config;
         if backlog.evicted
             || backlog.bytes > config.max_backlog_bytes
-            || backlog.events > config.max_backlog_events()
+            || backlog.events > self.hub.max_backlog_events
         {
             self.hub.slow_disconnects.fetch_add(1, Ordering::Relaxed);
             return Err(End::Lagged);
@@ -267,24 +290,14 @@ impl Subscription {
             .hub
             .log
             .read(&self.topics, self.cursor, BATCH_BYTES, BATCH_EVENTS, out);
+        if read.evicted && self.hub.durable {
+            // The store still has what memory let go: read that first, then come back here.
+            out.truncate(before);
+            self.from_store = Some(read.evicted_up_to.min(self.hub.log.committed()));
+            return Ok(0);
+        }
         if read.evicted {
-            match self.first_read {
-                FirstRead::ReportGap => {
-                    let data = serde_json::json!({
-                        "reason": "evicted",
-                        "lastEventId": self.last_event_id,
-                        "resumedAt": read.first.map(|s| self.hub.epoch.id(s)),
-                        "message": "events after lastEventId on these topics left the history before this resume",
-                    });
-                    out.insert(before, encode_without_id("gap", &data.to_string()));
-                }
-                FirstRead::Quiet => {}
-                FirstRead::Done => {
-                    out.truncate(before);
-                    self.hub.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-                    return Err(End::Lagged);
-                }
-            }
+            self.report_loss(out, before, read.first)?;
         }
         if read.cursor > self.cursor {
             self.first_read = FirstRead::Done;
@@ -292,6 +305,53 @@ impl Subscription {
         }
         // No backlog check here: a subscriber being read for has room to write. The writer
         // checks while a write is blocked, which is when falling behind shows.
+        Ok(out.len() - before)
+    }
+
+    /// Events owed to this subscriber left the history. A resume is told with a `gap` event
+    /// (inserted at `at`, before `first`, the first event it does get); a subscriber past its
+    /// first read fell behind and is ended.
+    fn report_loss(&mut self, out: &mut Vec<Bytes>, at: usize, first: Option<u64>) -> Result<(), End> {
+        match self.first_read {
+            FirstRead::ReportGap => {
+                let data = serde_json::json!({
+                    "reason": "evicted",
+                    "lastEventId": self.last_event_id,
+                    "resumedAt": first.map(|s| self.hub.epoch.id(s)),
+                    "message": "events after lastEventId on these topics left the history before this resume",
+                });
+                out.insert(at, encode_without_id("gap", &data.to_string()));
+                Ok(())
+            }
+            FirstRead::Quiet => Ok(()),
+            FirstRead::Done => {
+                out.truncate(at);
+                self.hub.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+                Err(End::Lagged)
+            }
+        }
+    }
+
+    /// Takes the events after the cursor up to `upto` (or a batch of them) from the store.
+    async fn read_store(&mut self, upto: u64, out: &mut Vec<Bytes>) -> Result<usize, End> {
+        let before = out.len();
+        let replay = self
+            .hub
+            .store
+            .read_after(&self.names, self.cursor, upto, BATCH_EVENTS)
+            .await
+            .map_err(|e| {
+                tracing::warn!("replay: {e}");
+                End::History
+            })?;
+        if replay.lost {
+            self.report_loss(out, before, replay.events.first().map(|e| e.seq))?;
+        }
+        out.extend(replay.events.into_iter().map(|e| e.bytes));
+        if replay.cursor > self.cursor {
+            self.first_read = FirstRead::Done;
+            self.cursor = replay.cursor;
+        }
         Ok(out.len() - before)
     }
 }

@@ -5,21 +5,29 @@
 //! for replays older than memory holds. It also names the history (its [`Epoch`]) and says where
 //! numbering continues after a restart. Three backends share this trait:
 //! - [`Memory`] (default): nothing beyond the in-memory log; a fresh epoch per run.
-//! - redb (feature `durable`, planned): an embedded file; `append` resolves after the commit, so
-//!   a publish is acknowledged only once its events are on disk.
-//! - Redis Streams (feature `cluster`, planned): the shared log of several hubs; `append` is an
-//!   `XADD` per event and the hub's local log is fed from an `XREAD` tail.
+//! - [`Disk`] (feature `durable`, on by default): an embedded redb file. Batches are committed
+//!   in sequence order, many publishes per fsync, and become readable (and acknowledged) only
+//!   once on disk.
+//! - Redis Streams (feature `cluster`, planned): the shared log of several hubs; `append` becomes
+//!   a pipelined `XADD` per event, and `read_after` an `XRANGE` on each topic's stream.
 //!
 //! ```
 //! use ssehub::store::{Memory, Store};
 //! let memory = Memory::new();
 //! assert_eq!(memory.origin().next_seq, 1);
+//! assert!(!memory.keeps_events());
 //! ```
+
+#[cfg(feature = "durable")]
+mod disk;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
+
+#[cfg(feature = "durable")]
+pub use disk::{Disk, Retention};
 
 use crate::event::Topic;
 use crate::hub::Epoch;
@@ -27,8 +35,11 @@ use crate::hub::Epoch;
 /// A boxed future, so the trait can be used as `dyn Store`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// A store failed. The text names what failed (a file, a server).
-#[derive(Debug, thiserror::Error)]
+/// Called once a batch handed to [`Store::append`] is durable (or failed).
+pub type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// A store failed, or cannot be used. The text names what failed (a file, a server).
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct StoreError(pub String);
 
@@ -42,14 +53,14 @@ pub struct Origin {
 }
 
 /// One published event, as handed to [`Store::append`].
-#[derive(Debug, Clone, Copy)]
-pub struct Record<'a> {
+#[derive(Debug, Clone)]
+pub struct Record {
     /// Its sequence number.
     pub seq: u64,
     /// Its topics.
-    pub topics: &'a [Topic],
-    /// Its wire bytes (id included).
-    pub bytes: &'a Bytes,
+    pub topics: Vec<Topic>,
+    /// Its wire bytes (id included), the same buffer subscribers send.
+    pub bytes: Bytes,
 }
 
 /// An event read back from a store.
@@ -61,22 +72,40 @@ pub struct StoredEvent {
     pub bytes: Bytes,
 }
 
+/// What [`Store::read_after`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// The events, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// Every event on the topics up to here was returned (or lost): the reader's new cursor.
+    pub cursor: u64,
+    /// Some event on these topics after `after` was pruned by retention before this read.
+    pub lost: bool,
+}
+
 /// A history backend. See the [module documentation](self).
 pub trait Store: Send + Sync + 'static {
     /// The history's epoch and where numbering continues.
     fn origin(&self) -> Origin;
 
-    /// Keeps these events (in sequence order); resolves once they are as durable as this store
-    /// makes them. The publish is acknowledged after this.
-    fn append<'a>(&'a self, records: &'a [Record<'a>]) -> StoreFuture<'a, ()>;
+    /// Whether this store keeps events beyond the in-memory log. If it does, the hub hands it
+    /// every batch and lets readers see a batch only once `done` reports it durable.
+    fn keeps_events(&self) -> bool;
 
-    /// Events after `after` on any of `topics`, oldest first, at most `limit`.
+    /// Takes a batch. The hub calls this in sequence order, while it holds its publish lock, so
+    /// it must not block: queue the work and return. `done` is called once the batch is as
+    /// durable as this store makes it (in call order), or with the error that stopped it.
+    fn append(&self, records: Vec<Record>, done: Done);
+
+    /// Events with a sequence number in `after+1 ..= upto` on any of `topics`, oldest first, at
+    /// most `limit`. The hub only asks for ranges whose events were all reported done.
     fn read_after<'a>(
         &'a self,
         topics: &'a [Topic],
         after: u64,
+        upto: u64,
         limit: usize,
-    ) -> StoreFuture<'a, Vec<StoredEvent>>;
+    ) -> StoreFuture<'a, Replay>;
 }
 
 /// The default: history lives only in the hub's in-memory log, under a fresh random epoch.
@@ -108,17 +137,26 @@ impl Store for Memory {
         }
     }
 
-    fn append<'a>(&'a self, _records: &'a [Record<'a>]) -> StoreFuture<'a, ()> {
-        Box::pin(std::future::ready(Ok(())))
+    fn keeps_events(&self) -> bool {
+        false
+    }
+
+    fn append(&self, _records: Vec<Record>, done: Done) {
+        done(Ok(()));
     }
 
     fn read_after<'a>(
         &'a self,
         _topics: &'a [Topic],
         _after: u64,
+        upto: u64,
         _limit: usize,
-    ) -> StoreFuture<'a, Vec<StoredEvent>> {
+    ) -> StoreFuture<'a, Replay> {
         // Everything this store keeps is in the in-memory log already.
-        Box::pin(std::future::ready(Ok(Vec::new())))
+        Box::pin(std::future::ready(Ok(Replay {
+            events: Vec::new(),
+            cursor: upto,
+            lost: false,
+        })))
     }
 }

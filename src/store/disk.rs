@@ -1,0 +1,730 @@
+//! The durable store: history in one redb file (`history.redb` in the data dir).
+//!
+//! One writer thread owns all writes. Publishes queue their batch and wait; the thread takes
+//! everything queued, writes it in one transaction, prunes what retention no longer allows in the
+//! same transaction, commits (one fsync for all of them), then reports each batch done in order.
+//! While one commit is on its way to disk the next batches gather, so concurrent publishes share
+//! fsyncs. Age-based pruning also runs on a timer when nothing is published.
+//!
+//! Tables:
+//! - `ssehub_meta`: the format, the epoch, the last sequence number given, and `dropped_up_to`
+//!   (the newest event pruned from a topic that then had nothing left).
+//! - `ssehub_events`: sequence number → publish time and topics (what pruning needs).
+//! - `ssehub_by_topic`: (topic, sequence number) → wire bytes (what replay reads, one range scan
+//!   per topic).
+//! - `ssehub_pruned`: topic → the newest of its events pruned, so a replay knows exactly whether
+//!   events on *its* topics are gone.
+//!
+//! ```
+//! use ssehub::store::{Disk, Retention, Store};
+//! let dir = std::env::temp_dir().join(format!("ssehub-doc-{}", std::process::id()));
+//! let disk = Disk::open(&dir, Retention::default())?;
+//! assert_eq!(disk.origin().next_seq, 1);
+//! # drop(disk);
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), ssehub::store::StoreError>(())
+//! ```
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+    WriteTransaction,
+};
+
+use super::{Done, Origin, Record, Replay, Store, StoreError, StoreFuture, StoredEvent};
+use crate::event::Topic;
+use crate::hub::Epoch;
+
+const META: TableDefinition<&str, &str> = TableDefinition::new("ssehub_meta");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ssehub_events");
+const BY_TOPIC: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("ssehub_by_topic");
+const PRUNED: TableDefinition<&str, u64> = TableDefinition::new("ssehub_pruned");
+
+/// The file in the data dir.
+pub const FILE_NAME: &str = "history.redb";
+/// What `ssehub_meta/format` says in a file this version can use.
+const FORMAT: &str = "ssehub-history-1";
+/// Events pruned per transaction at most, beyond what the batch itself pushes out, so that
+/// lowering the retention between runs is caught up gradually instead of stalling one commit.
+const PRUNE_BUDGET: usize = 4096;
+/// redb's page cache. Replays of old events are rare; the hot window lives in the hub's memory.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// What the store keeps.
+///
+/// ```
+/// use std::time::Duration;
+/// let keep = ssehub::store::Retention { events: 100_000, age: Some(Duration::from_secs(3600)) };
+/// assert_eq!(keep.events, 100_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events kept, all topics together (the newest ones).
+    pub events: usize,
+    /// Events older than this are pruned; `None` keeps them until `events` pushes them out.
+    pub age: Option<Duration>,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention {
+            events: 10_000,
+            age: None,
+        }
+    }
+}
+
+/// History in a redb file. See the [module documentation](self).
+pub struct Disk {
+    path: PathBuf,
+    db: Arc<Database>,
+    origin: Origin,
+    queue: Arc<Queue>,
+    writer: Option<JoinHandle<()>>,
+}
+
+struct Queue {
+    state: Mutex<Pending>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    batches: Vec<(Vec<Record>, Done)>,
+    closed: bool,
+}
+
+/// The writer thread's own state.
+struct Writer {
+    db: Arc<Database>,
+    path: PathBuf,
+    retention: Retention,
+    last_seq: u64,
+    dropped_up_to: u64,
+    /// Set by the first failed commit: every later batch fails with it, so nothing after a lost
+    /// batch is ever acknowledged.
+    failed: Option<StoreError>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Disk {
+    /// Opens (or creates) the history in `dir`. Fails, naming the path, if the directory cannot
+    /// be made or written, if the file is corrupt or not an ssehub history, or if another process
+    /// has it open.
+    pub fn open(dir: &Path, retention: Retention) -> Result<Disk, StoreError> {
+        let fail = |what: &Path, why: String| StoreError(format!("{}: {why}", what.display()));
+        std::fs::create_dir_all(dir).map_err(|e| fail(dir, format!("cannot create it: {e}")))?;
+        if !dir.is_dir() {
+            return Err(fail(dir, "not a directory".into()));
+        }
+        let path = dir.join(FILE_NAME);
+        // A file altered behind redb's back fails the integrity check instead of being trusted;
+        // any panic left in the open of a mangled file is caught and reported the same way.
+        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .set_check_integrity_on_open(true)
+                .create(&path)
+        }));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => {
+                return Err(fail(
+                    &path,
+                    "in use by another process (another ssehub on this --data-dir?)".into(),
+                ))
+            }
+            Ok(Err(DatabaseError::Storage(redb::StorageError::Io(e)))) => {
+                return Err(fail(&path, format!("cannot open it: {e}")))
+            }
+            Ok(Err(e)) => {
+                return Err(fail(
+                    &path,
+                    format!("not a usable ssehub history file (corrupt or foreign: {e})"),
+                ))
+            }
+            Err(_) => {
+                return Err(fail(
+                    &path,
+                    "not a usable ssehub history file (corrupt: the database reader gave up)"
+                        .into(),
+                ))
+            }
+        };
+        let meta = read_or_init_meta(&db).map_err(|why| fail(&path, why))?;
+        let db = Arc::new(db);
+        let queue = Arc::new(Queue {
+            state: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+        });
+        let mut writer = Writer {
+            db: db.clone(),
+            path: path.clone(),
+            retention: Retention {
+                events: retention.events.max(1),
+                age: retention.age,
+            },
+            last_seq: meta.last_seq,
+            dropped_up_to: meta.dropped_up_to,
+            failed: None,
+        };
+        let thread_queue = queue.clone();
+        let writer = std::thread::Builder::new()
+            .name("ssehub-history".into())
+            .spawn(move || writer.run(&thread_queue))
+            .map_err(|e| fail(&path, format!("cannot start its writer thread: {e}")))?;
+        Ok(Disk {
+            path,
+            db,
+            origin: Origin {
+                epoch: meta.epoch,
+                next_seq: meta.last_seq + 1,
+            },
+            queue,
+            writer: Some(writer),
+        })
+    }
+
+    /// The history file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl std::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Disk").field("path", &self.path).finish()
+    }
+}
+
+impl Drop for Disk {
+    /// Finishes the queued batches, then stops the writer.
+    fn drop(&mut self) {
+        lock(&self.queue.state).closed = true;
+        self.queue.wake.notify_all();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+struct Meta {
+    epoch: Epoch,
+    last_seq: u64,
+    dropped_up_to: u64,
+}
+
+fn read_or_init_meta(db: &Database) -> Result<Meta, String> {
+    let broken = |e: &dyn std::fmt::Display| format!("not a usable ssehub history file ({e})");
+    let txn = db.begin_write().map_err(|e| broken(&e))?;
+    let names: Vec<String> = txn
+        .list_tables()
+        .map_err(|e| broken(&e))?
+        .map(|t| t.name().to_string())
+        .collect();
+    let meta = if names.iter().any(|n| n == META.name()) {
+        let table = txn.open_table(META).map_err(|e| broken(&e))?;
+        let get = |key: &str| -> Result<Option<String>, String> {
+            Ok(table
+                .get(key)
+                .map_err(|e| broken(&e))?
+                .map(|v| v.value().to_string()))
+        };
+        let format = get("format")?.unwrap_or_default();
+        if format != FORMAT {
+            return Err(format!(
+                "a history in format {format:?}, which this ssehub cannot read (it reads {FORMAT:?})"
+            ));
+        }
+        let number = |key: &str| -> Result<u64, String> {
+            get(key)?
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| broken(&format!("its {key} is missing or damaged")))
+        };
+        let epoch = get("epoch")?
+            .and_then(|e| Epoch::from_text(&e))
+            .ok_or_else(|| broken(&"its epoch is missing or damaged"))?;
+        Meta {
+            epoch,
+            last_seq: number("last_seq")?,
+            dropped_up_to: number("dropped_up_to")?,
+        }
+    } else if names.is_empty() {
+        let epoch = Epoch::random();
+        {
+            let mut table = txn.open_table(META).map_err(|e| broken(&e))?;
+            for (k, v) in [
+                ("format", FORMAT),
+                ("epoch", epoch.as_str()),
+                ("last_seq", "0"),
+                ("dropped_up_to", "0"),
+            ] {
+                table.insert(k, v).map_err(|e| broken(&e))?;
+            }
+        }
+        Meta {
+            epoch,
+            last_seq: 0,
+            dropped_up_to: 0,
+        }
+    } else {
+        return Err(format!(
+            "a redb database of something else (tables: {}), not an ssehub history",
+            names.join(", ")
+        ));
+    };
+    txn.commit().map_err(|e| broken(&e))?;
+    Ok(meta)
+}
+
+/// `ssehub_events` values: publish time (ms since 1970, LE), then each topic as a 2-byte LE
+/// length and its bytes.
+fn encode_entry(time_ms: u64, topics: &[Topic]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + topics.iter().map(|t| 2 + t.as_str().len()).sum::<usize>());
+    out.extend_from_slice(&time_ms.to_le_bytes());
+    for t in topics {
+        // Topics are at most 256 bytes (checked at publish), so the length fits.
+        out.extend_from_slice(&(t.as_str().len() as u16).to_le_bytes());
+        out.extend_from_slice(t.as_str().as_bytes());
+    }
+    out
+}
+
+fn decode_entry(raw: &[u8]) -> Option<(u64, Vec<String>)> {
+    let time = u64::from_le_bytes(raw.get(..8)?.try_into().ok()?);
+    let mut rest = &raw[8..];
+    let mut topics = Vec::new();
+    while !rest.is_empty() {
+        let len = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+        let name = std::str::from_utf8(rest.get(2..2 + len)?).ok()?;
+        topics.push(name.to_string());
+        rest = &rest[2 + len..];
+    }
+    Some((time, topics))
+}
+
+impl Writer {
+    fn run(&mut self, queue: &Queue) {
+        // With an age limit, wake up now and then to prune while nothing is published.
+        let tick = self
+            .retention
+            .age
+            .map(|age| (age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)));
+        loop {
+            let batches = {
+                let mut state = lock(&queue.state);
+                while state.batches.is_empty() && !state.closed {
+                    match tick {
+                        Some(t) => {
+                            let (s, timeout) = queue
+                                .wake
+                                .wait_timeout(state, t)
+                                .unwrap_or_else(PoisonError::into_inner);
+                            state = s;
+                            if timeout.timed_out() {
+                                break;
+                            }
+                        }
+                        None => {
+                            state = queue.wake.wait(state).unwrap_or_else(PoisonError::into_inner)
+                        }
+                    }
+                }
+                if state.batches.is_empty() && state.closed {
+                    return;
+                }
+                std::mem::take(&mut state.batches)
+            };
+            if batches.is_empty() {
+                if self.failed.is_none() {
+                    if let Err(e) = self.commit(&[]) {
+                        tracing::warn!("history: pruning failed: {e}");
+                    }
+                }
+                continue;
+            }
+            let result = match &self.failed {
+                Some(e) => Err(e.clone()),
+                None => {
+                    let records: Vec<&Record> = batches.iter().flat_map(|(r, _)| r).collect();
+                    self.commit(&records).map_err(|e| {
+                        tracing::error!("{e}; refusing further publishes");
+                        self.failed = Some(e.clone());
+                        e
+                    })
+                }
+            };
+            for (_, done) in batches {
+                done(result.clone());
+            }
+        }
+    }
+
+    /// Writes `records` and prunes in one transaction, then commits it to disk.
+    fn commit(&mut self, records: &[&Record]) -> Result<(), StoreError> {
+        let fail = |e: &dyn std::fmt::Display| {
+            StoreError(format!("{}: cannot write the history: {e}", self.path.display()))
+        };
+        let txn = self.db.begin_write().map_err(|e| fail(&e))?;
+        let (last_seq, dropped_up_to, pruned) = self
+            .write(&txn, records)
+            .map_err(|e| fail(&e))?;
+        if records.is_empty() && pruned == 0 {
+            txn.abort().map_err(|e| fail(&e))?;
+            return Ok(());
+        }
+        txn.commit().map_err(|e| fail(&e))?;
+        self.last_seq = last_seq;
+        self.dropped_up_to = dropped_up_to;
+        Ok(())
+    }
+
+    /// Returns the new last sequence number, `dropped_up_to`, and how many events were pruned.
+    fn write(
+        &self,
+        txn: &WriteTransaction,
+        records: &[&Record],
+    ) -> Result<(u64, u64, usize), redb::Error> {
+        let mut events = txn.open_table(EVENTS)?;
+        let mut by_topic = txn.open_table(BY_TOPIC)?;
+        let mut pruned_at = txn.open_table(PRUNED)?;
+        let mut meta = txn.open_table(META)?;
+        let now = now_ms();
+        let mut last_seq = self.last_seq;
+        let mut dropped_up_to = self.dropped_up_to;
+        for r in records {
+            events.insert(r.seq, encode_entry(now, &r.topics).as_slice())?;
+            for t in &r.topics {
+                // A topic's pruning mark starts where a topic with nothing left would be, so a
+                // replay on it from before then is told it may have missed events.
+                if pruned_at.get(t.as_str())?.is_none() {
+                    pruned_at.insert(t.as_str(), dropped_up_to)?;
+                }
+                by_topic.insert((t.as_str(), r.seq), r.bytes.as_ref())?;
+            }
+            last_seq = last_seq.max(r.seq);
+        }
+        // Retention: the newest `events`, none older than `age`.
+        let keep_from = last_seq.saturating_sub(self.retention.events as u64) + 1;
+        let age_cut = self
+            .retention
+            .age
+            .map_or(0, |age| now.saturating_sub(age.as_millis() as u64));
+        let mut marks: HashMap<String, u64> = HashMap::new();
+        let mut pruned = 0;
+        while pruned < records.len() + PRUNE_BUDGET {
+            let Some((seq, entry)) = events
+                .first()?
+                .map(|(k, v)| (k.value(), decode_entry(v.value())))
+            else {
+                break;
+            };
+            let (time, topics) = entry.unwrap_or_default();
+            if seq >= keep_from && time >= age_cut {
+                break;
+            }
+            events.remove(seq)?;
+            for t in topics {
+                by_topic.remove((t.as_str(), seq))?;
+                marks.insert(t, seq);
+            }
+            pruned += 1;
+        }
+        for (t, seq) in marks {
+            let emptied = by_topic
+                .range((t.as_str(), seq + 1)..=(t.as_str(), u64::MAX))?
+                .next()
+                .is_none();
+            if emptied {
+                // Nothing left on it: forget the topic, keeping only the global mark, so that
+                // ever-new topics do not grow this table.
+                pruned_at.remove(t.as_str())?;
+                dropped_up_to = dropped_up_to.max(seq);
+            } else {
+                pruned_at.insert(t.as_str(), seq)?;
+            }
+        }
+        if !records.is_empty() {
+            meta.insert("last_seq", last_seq.to_string().as_str())?;
+        }
+        if dropped_up_to != self.dropped_up_to {
+            meta.insert("dropped_up_to", dropped_up_to.to_string().as_str())?;
+        }
+        Ok((last_seq, dropped_up_to, pruned))
+    }
+}
+
+impl Store for Disk {
+    fn origin(&self) -> Origin {
+        self.origin.clone()
+    }
+
+    fn keeps_events(&self) -> bool {
+        true
+    }
+
+    fn append(&self, records: Vec<Record>, done: Done) {
+        if records.is_empty() {
+            return done(Ok(()));
+        }
+        let mut state = lock(&self.queue.state);
+        if state.closed {
+            drop(state);
+            return done(Err(StoreError("the history store is closed".into())));
+        }
+        state.batches.push((records, done));
+        drop(state);
+        self.queue.wake.notify_one();
+    }
+
+    fn read_after<'a>(
+        &'a self,
+        topics: &'a [Topic],
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreFuture<'a, Replay> {
+        let db = self.db.clone();
+        let path = self.path.clone();
+        let topics: Vec<Topic> = topics.to_vec();
+        Box::pin(async move {
+            let read = move || read_range(&db, &topics, after, upto, limit.max(1));
+            let result = match tokio::runtime::Handle::try_current() {
+                // Reads may touch the disk: keep them off the async workers.
+                Ok(_) => tokio::task::spawn_blocking(read)
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string())),
+                Err(_) => read().map_err(|e| e.to_string()),
+            };
+            result.map_err(|e| {
+                StoreError(format!("{}: cannot read the history: {e}", path.display()))
+            })
+        })
+    }
+}
+
+fn read_range(
+    db: &Database,
+    topics: &[Topic],
+    after: u64,
+    upto: u64,
+    limit: usize,
+) -> Result<Replay, redb::Error> {
+    let mut replay = Replay {
+        events: Vec::new(),
+        cursor: upto.max(after),
+        lost: false,
+    };
+    if upto <= after {
+        return Ok(replay);
+    }
+    let txn = db.begin_read()?;
+    let by_topic = txn.open_table(BY_TOPIC)?;
+    let pruned_at = txn.open_table(PRUNED)?;
+    let meta = txn.open_table(META)?;
+    let dropped_up_to: u64 = meta
+        .get("dropped_up_to")?
+        .and_then(|v| v.value().parse().ok())
+        .unwrap_or_default();
+    // Like the memory log's merge: each topic's share, merged by sequence number; a topic whose
+    // share was cut at `limit` holds back everything past its last event.
+    let mut merged: Vec<(u64, Bytes)> = Vec::new();
+    let mut cut = upto;
+    for t in topics {
+        let mark = pruned_at
+            .get(t.as_str())?
+            .map_or(dropped_up_to, |v| v.value());
+        replay.lost |= mark > after;
+        let mut taken = 0;
+        for item in by_topic.range((t.as_str(), after + 1)..=(t.as_str(), upto))? {
+            let (k, v) = item?;
+            let seq = k.value().1;
+            if taken == limit {
+                cut = cut.min(seq - 1);
+                break;
+            }
+            merged.push((seq, Bytes::copy_from_slice(v.value())));
+            taken += 1;
+        }
+    }
+    merged.sort_unstable_by_key(|(seq, _)| *seq);
+    merged.dedup_by_key(|(seq, _)| *seq);
+    merged.retain(|(seq, _)| *seq <= cut);
+    if merged.len() > limit {
+        merged.truncate(limit);
+        cut = merged.last().map_or(cut, |(seq, _)| *seq);
+    }
+    replay.cursor = cut;
+    replay.events = merged
+        .into_iter()
+        .map(|(seq, bytes)| StoredEvent { seq, bytes })
+        .collect();
+    Ok(replay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str) -> Topic {
+        Topic::new(name).unwrap()
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ssehub-disk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn append(disk: &Disk, seq: u64, topics: &[&str]) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let record = Record {
+            seq,
+            topics: topics.iter().map(|t| topic(t)).collect(),
+            bytes: Bytes::from(format!("id: {seq}\ndata: {seq}\n\n")),
+        };
+        disk.append(
+            vec![record],
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        rx.recv().unwrap().unwrap();
+    }
+
+    fn read(disk: &Disk, topics: &[&str], after: u64, upto: u64, limit: usize) -> (Vec<u64>, u64, bool) {
+        let topics: Vec<Topic> = topics.iter().map(|t| topic(t)).collect();
+        let r = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(disk.read_after(&topics, after, upto, limit))
+            .unwrap();
+        (r.events.iter().map(|e| e.seq).collect(), r.cursor, r.lost)
+    }
+
+    #[test]
+    fn keeps_epoch_and_numbering_across_opens() {
+        let d = dir("reopen");
+        let epoch = {
+            let disk = Disk::open(&d, Retention::default()).unwrap();
+            for seq in 1..=5 {
+                append(&disk, seq, &["a"]);
+            }
+            disk.origin().epoch
+        };
+        let disk = Disk::open(&d, Retention::default()).unwrap();
+        assert_eq!(disk.origin().epoch, epoch);
+        assert_eq!(disk.origin().next_seq, 6);
+        assert_eq!(read(&disk, &["a"], 2, 5, 100), (vec![3, 4, 5], 5, false));
+        drop(disk);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn merges_topics_and_cuts_at_the_limit() {
+        let d = dir("merge");
+        let disk = Disk::open(&d, Retention::default()).unwrap();
+        append(&disk, 1, &["a"]);
+        append(&disk, 2, &["b"]);
+        append(&disk, 3, &["a", "b"]);
+        append(&disk, 4, &["c"]);
+        append(&disk, 5, &["b"]);
+        assert_eq!(read(&disk, &["a", "b"], 0, 5, 100), (vec![1, 2, 3, 5], 5, false));
+        // "b" is cut after 2 events (2, 3): nothing past 3 may be handed out yet.
+        assert_eq!(read(&disk, &["a", "b"], 0, 5, 2), (vec![1, 2], 2, false));
+        assert_eq!(read(&disk, &["a", "b"], 2, 5, 2), (vec![3, 5], 5, false));
+        assert_eq!(read(&disk, &["c"], 0, 3, 100), (vec![], 3, false));
+        drop(disk);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn prunes_by_count_per_topic_precisely() {
+        let d = dir("prune");
+        let disk = Disk::open(&d, Retention { events: 3, age: None }).unwrap();
+        append(&disk, 1, &["quiet"]);
+        for seq in 2..=6 {
+            append(&disk, seq, &["busy"]);
+        }
+        // Kept: 4, 5, 6. "quiet" lost event 1; "busy" lost 2 and 3 only.
+        assert_eq!(read(&disk, &["busy"], 3, 6, 100), (vec![4, 5, 6], 6, false));
+        assert_eq!(read(&disk, &["busy"], 1, 6, 100), (vec![4, 5, 6], 6, true));
+        assert_eq!(read(&disk, &["quiet"], 0, 6, 100), (vec![], 6, true));
+        assert_eq!(read(&disk, &["quiet"], 1, 6, 100), (vec![], 6, false));
+        drop(disk);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn prunes_by_age_in_the_background() {
+        let d = dir("age");
+        let keep = Retention {
+            events: 100,
+            age: Some(Duration::from_millis(300)),
+        };
+        let disk = Disk::open(&d, keep).unwrap();
+        append(&disk, 1, &["a"]);
+        append(&disk, 2, &["a"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while read(&disk, &["a"], 0, 2, 100).0.len() == 2 {
+            assert!(std::time::Instant::now() < deadline, "nothing was pruned");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(read(&disk, &["a"], 0, 2, 100), (vec![], 2, true));
+        drop(disk);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn refuses_foreign_and_corrupt_files_naming_them() {
+        let d = dir("foreign");
+        std::fs::create_dir_all(&d).unwrap();
+        let file = d.join(FILE_NAME);
+        std::fs::write(&file, "this is not a database\n".repeat(300)).unwrap();
+        let e = Disk::open(&d, Retention::default()).unwrap_err().to_string();
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        std::fs::remove_file(&file).unwrap();
+
+        // A redb database that is not ours.
+        {
+            let db = Database::create(&file).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn
+                    .open_table(TableDefinition::<&str, &str>::new("theirs"))
+                    .unwrap();
+                t.insert("k", "v").unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let e = Disk::open(&d, Retention::default()).unwrap_err().to_string();
+        assert!(e.contains("theirs") && e.contains(&file.display().to_string()), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let topics = vec![topic("a"), topic("ünï")];
+        let raw = encode_entry(42, &topics);
+        assert_eq!(decode_entry(&raw), Some((42, vec!["a".into(), "ünï".into()])));
+        assert_eq!(decode_entry(&raw[..raw.len() - 1]), None);
+    }
+}
