@@ -113,13 +113,18 @@ pub struct ServeArgs {
     /// Keep the history on disk in this directory (a redb file, history.redb): publishes are
     /// answered once on disk, and after a restart, even a crash, ids continue and clients resume
     /// without a gap. Without it, history lives in memory and a restart starts a new one.
-    #[arg(long, env = "SSEHUB_DATA_DIR", value_name = "PATH", help_heading = "History")]
+    #[arg(
+        long,
+        env = "SSEHUB_DATA_DIR",
+        value_name = "PATH",
+        help_heading = "History"
+    )]
     pub data_dir: Option<PathBuf>,
 
-    /// With --data-dir, also prune events older than this (90s, 15m, 12h, 7d; a bare number is
+    /// Also drop events older than this from the history (90s, 15m, 12h, 7d; a bare number is
     /// seconds), in the background. Without it, only --history bounds the history.
     #[arg(long, env = "SSEHUB_HISTORY_AGE", value_name = "DURATION", value_parser = parse_duration,
-          requires = "data_dir", help_heading = "History")]
+          help_heading = "History")]
     pub history_age: Option<Duration>,
 
     /// With --data-dir, the newest this many events also stay in memory, where live delivery
@@ -204,7 +209,9 @@ pub struct ServeArgs {
 /// A duration: a whole number with an optional unit (s, m, h, d); bare numbers are seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let text = s.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
@@ -252,6 +259,7 @@ impl ServeArgs {
             max_clients: self.max_clients as usize,
             history: self.history as usize,
             memory_history: self.memory_history as usize,
+            history_age: self.history_age,
             heartbeat: (self.heartbeat > 0).then(|| Duration::from_secs(self.heartbeat)),
             retry_ms: self.retry,
             max_backlog_bytes: self.max_backlog,

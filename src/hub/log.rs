@@ -14,6 +14,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -45,6 +46,8 @@ pub(crate) struct Log {
     committed: AtomicU64,
     topics: RwLock<Topics>,
     history: usize,
+    /// Events older than this leave the log.
+    max_age: Option<Duration>,
 }
 
 /// Sweeps look for idle topics once the table has grown to this many, at least.
@@ -82,7 +85,45 @@ impl Topics {
 struct Order {
     next_seq: u64,
     /// Retained events in sequence order, with the rings that hold each, for eviction.
-    retained: VecDeque<(u64, Placement)>,
+    retained: VecDeque<Retained>,
+}
+
+struct Retained {
+    seq: u64,
+    placement: Placement,
+    /// When it was published, for the age limit.
+    at: Instant,
+}
+
+impl Order {
+    /// Drops the oldest retained event from every ring it is in.
+    fn evict_oldest(&mut self) {
+        let Some(old) = self.retained.pop_front() else {
+            return;
+        };
+        for t in old.placement.rings() {
+            let mut ring = write!(t.ring);
+            // Rings are in sequence order and eviction is too: it is the front.
+            if ring.entries.front().is_some_and(|e| e.seq == old.seq) {
+                if let Some(e) = ring.entries.pop_front() {
+                    ring.evicted_bytes = e.end;
+                }
+                ring.evicted_up_to = old.seq;
+            }
+        }
+    }
+
+    /// Evicts while there are more than `history` events or the oldest is older than `cut`,
+    /// but never past `evictable`.
+    fn evict(&mut self, history: usize, cut: Option<Instant>, evictable: u64) {
+        while let Some(front) = self.retained.front() {
+            let over = self.retained.len() > history || cut.is_some_and(|c| front.at < c);
+            if !over || front.seq > evictable {
+                break;
+            }
+            self.evict_oldest();
+        }
+    }
 }
 
 /// The rings one event sits in (one topic is by far the common case: no allocation for it).
@@ -215,6 +256,10 @@ pub(crate) struct Backlog {
     pub(crate) evicted: bool,
 }
 
+/// Receives a numbered batch (sequence number and wire bytes of each event) under the publish
+/// lock.
+pub(crate) type Submit<'a> = &'a mut dyn FnMut(&[(u64, Bytes)]);
+
 /// Wakes each distinct topic once.
 fn wake_once<'a>(rings: impl Iterator<Item = &'a Arc<TopicLog>>) {
     let mut woken: Vec<*const TopicLog> = Vec::new();
@@ -244,7 +289,25 @@ impl Log {
                 dropped_up_to: next_seq.max(1) - 1,
             }),
             history: history.max(1),
+            max_age: None,
         }
+    }
+
+    /// Also evicts events older than `age` (at publish, and when [`expire`](Self::expire) is
+    /// called).
+    pub(crate) fn with_max_age(mut self, age: Option<Duration>) -> Log {
+        self.max_age = age;
+        self
+    }
+
+    /// Evicts what is older than the age limit; called now and then so a quiet log ages too.
+    pub(crate) fn expire(&self) {
+        let Some(age) = self.max_age else { return };
+        let Some(cut) = Instant::now().checked_sub(age) else {
+            return;
+        };
+        let committed = self.committed();
+        lock!(self.order).evict(usize::MAX, Some(cut), committed);
     }
 
     /// The newest sequence number whose event is readable.
@@ -310,7 +373,7 @@ impl Log {
         epoch: &Epoch,
         events: &[Event],
         rings: &[Vec<Arc<TopicLog>>],
-        submit: &mut dyn FnMut(&[(u64, Bytes)]),
+        submit: Submit<'_>,
     ) -> Vec<(u64, Bytes)> {
         self.insert(epoch, events, rings, Some(submit))
     }
@@ -326,11 +389,13 @@ impl Log {
         epoch: &Epoch,
         events: &[Event],
         rings: &[Vec<Arc<TopicLog>>],
-        mut deferred: Option<&mut dyn FnMut(&[(u64, Bytes)])>,
+        mut deferred: Option<Submit<'_>>,
     ) -> Vec<(u64, Bytes)> {
         let mut out = Vec::with_capacity(events.len());
         {
             let mut order = lock!(self.order);
+            let now = Instant::now();
+            let cut = self.max_age.and_then(|age| now.checked_sub(age));
             // Deferred batches are evicted only once readable, so memory never drops an event a
             // reader would have to fetch from a store that does not hold it yet.
             let evictable = if deferred.is_some() {
@@ -355,23 +420,12 @@ impl Log {
                     [one] => Placement::One(one.clone()),
                     many => Placement::Many(many.into()),
                 };
-                order.retained.push_back((seq, placement));
-                while order.retained.len() > self.history
-                    && order.retained.front().is_some_and(|(s, _)| *s <= evictable)
-                {
-                    if let Some((old, placement)) = order.retained.pop_front() {
-                        for t in placement.rings() {
-                            let mut ring = write!(t.ring);
-                            // Rings are in sequence order and eviction is too: it is the front.
-                            if ring.entries.front().is_some_and(|e| e.seq == old) {
-                                if let Some(e) = ring.entries.pop_front() {
-                                    ring.evicted_bytes = e.end;
-                                }
-                                ring.evicted_up_to = old;
-                            }
-                        }
-                    }
-                }
+                order.retained.push_back(Retained {
+                    seq,
+                    placement,
+                    at: now,
+                });
+                order.evict(self.history, cut, evictable);
                 out.push((seq, bytes));
             }
             match deferred.as_mut() {
@@ -525,6 +579,23 @@ mod tests {
             })
             .collect();
         (data, evicted)
+    }
+
+    #[test]
+    fn old_events_age_out() {
+        let log = Log::new(100, 1).with_max_age(Some(Duration::from_millis(50)));
+        let e = Epoch::random();
+        publish(&log, &e, "1", &["a"]);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(log.retained(), 1);
+        log.expire();
+        assert_eq!(log.retained(), 0);
+        publish(&log, &e, "2", &["a"]);
+        assert_eq!(read_all(&log, &["a"], 0, 10), (vec!["2".to_string()], true));
+        std::thread::sleep(Duration::from_millis(80));
+        // Publishing ages the log out too.
+        publish(&log, &e, "3", &["b"]);
+        assert_eq!(log.retained(), 1);
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct HubConfig {
     pub max_clients: usize,
     /// Events retained for replay (all topics together).
     pub history: usize,
+    /// Events older than this leave the history (memory and store); `None` for no age limit.
+    pub history_age: Option<Duration>,
     /// With a store that keeps events (`--data-dir`), the newest this many of them also stay in
     /// memory, where live delivery and recent replays read; older replays read the store.
     pub memory_history: usize,
@@ -65,6 +67,7 @@ impl Default for HubConfig {
             max_clients: 10_000,
             history: 10_000,
             memory_history: 10_000,
+            history_age: None,
             heartbeat: Some(Duration::from_secs(15)),
             retry_ms: 3000,
             max_backlog_bytes: 1 << 20,
@@ -120,6 +123,11 @@ impl HubBuilder {
         self.config.history = n.max(1);
         self
     }
+    /// Events older than this leave the history (default: no age limit).
+    pub fn history_age(mut self, age: Option<Duration>) -> Self {
+        self.config.history_age = age;
+        self
+    }
     /// Events also kept in memory when the store keeps the history (default 10,000).
     pub fn memory_history(mut self, n: usize) -> Self {
         self.config.memory_history = n.max(1);
@@ -169,7 +177,8 @@ impl HubBuilder {
         let memory_len = config.memory_len(durable);
         Hub {
             inner: Arc::new(Inner {
-                log: Log::new(memory_len, origin.next_seq),
+                log: Log::new(memory_len, origin.next_seq).with_max_age(config.history_age),
+                expiry: std::sync::Once::new(),
                 durable,
                 max_backlog_events: (memory_len / 2).max(1),
                 store_failed: AtomicBool::new(false),
@@ -210,6 +219,7 @@ pub(crate) struct Inner {
     /// Counts the heartbeat ticker's rounds; subscriptions compare it with what they saw.
     pub(crate) heartbeat_tick: AtomicU64,
     ticker: std::sync::Once,
+    expiry: std::sync::Once,
     published: AtomicU64,
     rejected: AtomicU64,
     pub(crate) slow_disconnects: AtomicU64,
@@ -313,6 +323,7 @@ impl Hub {
         if self.inner.is_closing() {
             return Err(PublishError::Closing);
         }
+        self.start_expiry();
         let log = &self.inner.log;
         let mut rings = Vec::with_capacity(events.len());
         for event in &mut events {
@@ -401,10 +412,10 @@ impl Hub {
                 }),
             );
         };
-        let appended = self
-            .inner
-            .log
-            .append_deferred(&self.inner.epoch, events, rings, &mut submit);
+        let appended =
+            self.inner
+                .log
+                .append_deferred(&self.inner.epoch, events, rings, &mut submit);
         match rx.await {
             Ok(Ok(())) => Ok(appended),
             Ok(Err(e)) => Err(e.into()),
@@ -431,6 +442,7 @@ impl Hub {
             });
         }
         self.start_ticker();
+        self.start_expiry();
         let Some(slot) = self.inner.slots.try_acquire() else {
             self.inner.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(SubscribeError::Full {
@@ -462,6 +474,29 @@ impl Hub {
                     for t in hub.log.all_topics() {
                         t.wake();
                     }
+                }
+            });
+        });
+    }
+
+    /// Starts, once, the task that ages the in-memory log out when it is quiet (with an age
+    /// limit; publishing ages it out too). It ends when the hub is dropped.
+    fn start_expiry(&self) {
+        let Some(age) = self.inner.config.history_age else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.inner.expiry.call_once(|| {
+            let hub = Arc::downgrade(&self.inner);
+            let every = (age / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let Some(hub) = hub.upgrade() else { return };
+                    hub.log.expire();
                 }
             });
         });

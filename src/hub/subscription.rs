@@ -311,7 +311,12 @@ impl Subscription {
     /// Events owed to this subscriber left the history. A resume is told with a `gap` event
     /// (inserted at `at`, before `first`, the first event it does get); a subscriber past its
     /// first read fell behind and is ended.
-    fn report_loss(&mut self, out: &mut Vec<Bytes>, at: usize, first: Option<u64>) -> Result<(), End> {
+    fn report_loss(
+        &mut self,
+        out: &mut Vec<Bytes>,
+        at: usize,
+        first: Option<u64>,
+    ) -> Result<(), End> {
         match self.first_read {
             FirstRead::ReportGap => {
                 let data = serde_json::json!({

@@ -297,7 +297,8 @@ fn read_or_init_meta(db: &Database) -> Result<Meta, String> {
 /// `ssehub_events` values: publish time (ms since 1970, LE), then each topic as a 2-byte LE
 /// length and its bytes.
 fn encode_entry(time_ms: u64, topics: &[Topic]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + topics.iter().map(|t| 2 + t.as_str().len()).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(8 + topics.iter().map(|t| 2 + t.as_str().len()).sum::<usize>());
     out.extend_from_slice(&time_ms.to_le_bytes());
     for t in topics {
         // Topics are at most 256 bytes (checked at publish), so the length fits.
@@ -343,7 +344,10 @@ impl Writer {
                             }
                         }
                         None => {
-                            state = queue.wake.wait(state).unwrap_or_else(PoisonError::into_inner)
+                            state = queue
+                                .wake
+                                .wait(state)
+                                .unwrap_or_else(PoisonError::into_inner)
                         }
                     }
                 }
@@ -380,12 +384,13 @@ impl Writer {
     /// Writes `records` and prunes in one transaction, then commits it to disk.
     fn commit(&mut self, records: &[&Record]) -> Result<(), StoreError> {
         let fail = |e: &dyn std::fmt::Display| {
-            StoreError(format!("{}: cannot write the history: {e}", self.path.display()))
+            StoreError(format!(
+                "{}: cannot write the history: {e}",
+                self.path.display()
+            ))
         };
         let txn = self.db.begin_write().map_err(|e| fail(&e))?;
-        let (last_seq, dropped_up_to, pruned) = self
-            .write(&txn, records)
-            .map_err(|e| fail(&e))?;
+        let (last_seq, dropped_up_to, pruned) = self.write(&txn, records).map_err(|e| fail(&e))?;
         if records.is_empty() && pruned == 0 {
             txn.abort().map_err(|e| fail(&e))?;
             return Ok(());
@@ -553,8 +558,10 @@ fn read_range(
             .get(t.as_str())?
             .map_or(dropped_up_to, |v| v.value());
         replay.lost |= mark > after;
-        let mut taken = 0;
-        for item in by_topic.range((t.as_str(), after + 1)..=(t.as_str(), upto))? {
+        for (taken, item) in by_topic
+            .range((t.as_str(), after + 1)..=(t.as_str(), upto))?
+            .enumerate()
+        {
             let (k, v) = item?;
             let seq = k.value().1;
             if taken == limit {
@@ -562,7 +569,6 @@ fn read_range(
                 break;
             }
             merged.push((seq, Bytes::copy_from_slice(v.value())));
-            taken += 1;
         }
     }
     merged.sort_unstable_by_key(|(seq, _)| *seq);
@@ -610,7 +616,13 @@ mod tests {
         rx.recv().unwrap().unwrap();
     }
 
-    fn read(disk: &Disk, topics: &[&str], after: u64, upto: u64, limit: usize) -> (Vec<u64>, u64, bool) {
+    fn read(
+        disk: &Disk,
+        topics: &[&str],
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> (Vec<u64>, u64, bool) {
         let topics: Vec<Topic> = topics.iter().map(|t| topic(t)).collect();
         let r = tokio::runtime::Builder::new_current_thread()
             .build()
@@ -647,7 +659,10 @@ mod tests {
         append(&disk, 3, &["a", "b"]);
         append(&disk, 4, &["c"]);
         append(&disk, 5, &["b"]);
-        assert_eq!(read(&disk, &["a", "b"], 0, 5, 100), (vec![1, 2, 3, 5], 5, false));
+        assert_eq!(
+            read(&disk, &["a", "b"], 0, 5, 100),
+            (vec![1, 2, 3, 5], 5, false)
+        );
         // "b" is cut after 2 events (2, 3): nothing past 3 may be handed out yet.
         assert_eq!(read(&disk, &["a", "b"], 0, 5, 2), (vec![1, 2], 2, false));
         assert_eq!(read(&disk, &["a", "b"], 2, 5, 2), (vec![3, 5], 5, false));
@@ -659,7 +674,14 @@ mod tests {
     #[test]
     fn prunes_by_count_per_topic_precisely() {
         let d = dir("prune");
-        let disk = Disk::open(&d, Retention { events: 3, age: None }).unwrap();
+        let disk = Disk::open(
+            &d,
+            Retention {
+                events: 3,
+                age: None,
+            },
+        )
+        .unwrap();
         append(&disk, 1, &["quiet"]);
         for seq in 2..=6 {
             append(&disk, seq, &["busy"]);
@@ -699,7 +721,9 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let file = d.join(FILE_NAME);
         std::fs::write(&file, "this is not a database\n".repeat(300)).unwrap();
-        let e = Disk::open(&d, Retention::default()).unwrap_err().to_string();
+        let e = Disk::open(&d, Retention::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&file.display().to_string()), "{e}");
         std::fs::remove_file(&file).unwrap();
 
@@ -715,8 +739,13 @@ mod tests {
             }
             txn.commit().unwrap();
         }
-        let e = Disk::open(&d, Retention::default()).unwrap_err().to_string();
-        assert!(e.contains("theirs") && e.contains(&file.display().to_string()), "{e}");
+        let e = Disk::open(&d, Retention::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("theirs") && e.contains(&file.display().to_string()),
+            "{e}"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -724,7 +753,10 @@ mod tests {
     fn entries_round_trip() {
         let topics = vec![topic("a"), topic("ünï")];
         let raw = encode_entry(42, &topics);
-        assert_eq!(decode_entry(&raw), Some((42, vec!["a".into(), "ünï".into()])));
+        assert_eq!(
+            decode_entry(&raw),
+            Some((42, vec!["a".into(), "ünï".into()]))
+        );
         assert_eq!(decode_entry(&raw[..raw.len() - 1]), None);
     }
 }
