@@ -155,7 +155,8 @@ pub struct ServeArgs {
     pub retry: u64,
 
     /// Unsent bytes a subscriber may fall behind by before its stream is ended (it resumes with
-    /// Last-Event-ID). It is also ended when owed more than half of --history events.
+    /// Last-Event-ID). It is also ended when owed more than half of the events kept in memory
+    /// (--history, or --memory-history with --data-dir).
     #[arg(long, env = "SSEHUB_MAX_BACKLOG", value_name = "BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Streams")]
     pub max_backlog: u64,
@@ -411,6 +412,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_like_prose() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "0", "1w", "m", "-5s", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        let cli = load(["ssehub", "serve", "--history-age", "2h"]).unwrap();
+        let Command::Serve(s) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(s.hub_config().history_age, Some(Duration::from_secs(7200)));
+        let e = load(["ssehub", "serve", "--history-age", "soon"]).unwrap_err();
+        assert!(e.to_string().contains("--history-age"), "{e}");
+    }
 
     fn serve(args: &[&str]) -> ServeArgs {
         let mut all = vec!["ssehub", "serve"];

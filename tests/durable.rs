@@ -478,3 +478,58 @@ async fn kill_dash_nine_loses_no_acknowledged_event() {
         crash_round(&dir, round).await;
     }
 }
+
+/// A disk that fills up: the hub runs in a private mount namespace on a 4 MiB tmpfs (so this
+/// test needs root, like `tests/vanish.rs`). The publish whose commit fails gets `503` naming the
+/// file, every later one too, and no subscriber ever sees an event that was not acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_publishes_and_shows_nothing_unacknowledged() {
+    let dir = TempDir::new("full");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=4m ssehub-full "$0" && exec "$@""#)
+        .arg(dir.arg())
+        .arg(env!("CARGO_BIN_EXE_ssehub"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", dir.arg()])
+        .args(["--history", "100000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SSEHUB_") {
+            cmd.env_remove(k);
+        }
+    }
+    let hub = HubProcess::spawn(cmd);
+    let mut stream = hub.subscribe("?topic=full").await.opened().await;
+    let big = "z".repeat(60_000);
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    for i in 0..400 {
+        let (status, text) = hub.publish_raw("?topic=full", format!("{i} {big}")).await;
+        if status != 200 {
+            refusal = Some((status, text));
+            break;
+        }
+        acked.push(i.to_string());
+    }
+    let (status, text) = refusal.expect("4 MiB never filled up");
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("history.redb") && text.contains("cannot write"),
+        "{text}"
+    );
+    let (status, text) = hub.publish_raw("?topic=full", "small").await;
+    assert_eq!(status, 503, "later publishes are refused too: {text}");
+
+    let mut seen = Vec::new();
+    while let Ok(e) = stream.try_next_event(Duration::from_secs(1)).await {
+        seen.push(e.data.split(' ').next().unwrap().to_string());
+    }
+    assert_eq!(
+        seen, acked,
+        "subscribers got exactly the acknowledged events"
+    );
+    let health = client().get(hub.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}

@@ -163,7 +163,23 @@ impl HubBuilder {
         self.config = config;
         self
     }
-    /// The history store (default: [`Memory`], nothing beyond the in-memory log).
+    /// The history store (default: [`Memory`], nothing beyond the in-memory log). With a
+    /// durable one, give it the same retention as the hub:
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ssehub::store::{Disk, Retention};
+    /// let dir = std::env::temp_dir().join(format!("ssehub-builder-{}", std::process::id()));
+    /// let keep = Retention { events: 100_000, age: None };
+    /// let hub = ssehub::Hub::builder()
+    ///     .history(keep.events)
+    ///     .store(Arc::new(Disk::open(&dir, keep)?))
+    ///     .build();
+    /// assert_eq!(hub.next_seq(), 1);
+    /// # drop(hub);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), ssehub::store::StoreError>(())
+    /// ```
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self
