@@ -16,6 +16,7 @@ use super::log::{TopicLog, Waiter};
 use super::slots::SlotGuard;
 use super::Inner;
 use crate::event::{encode_without_id, stream_prologue, EventError, Topic, HEARTBEAT};
+use crate::store::ReadLimit;
 
 /// One batch holds about this many bytes at most (one write to the socket).
 const BATCH_BYTES: usize = 256 * 1024;
@@ -96,9 +97,9 @@ pub enum End {
 /// How the first read treats events that already left the history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FirstRead {
-    /// A resume: lost events are reported in-band with a `gap` event.
+    /// A resume or a live start: lost events are reported in-band with a `gap` event.
     ReportGap,
-    /// The gap was already reported (unknown id) or there is nothing to report (live start).
+    /// The gap was already reported (an unknown id: everything retained is replayed).
     Quiet,
     /// Past the first read, losing events means the subscriber fell behind.
     Done,
@@ -143,7 +144,9 @@ impl Subscription {
         let committed = hub.log.committed();
         let mut opening = stream_prologue(hub.config.retry_ms).to_vec();
         let (cursor, first_read) = match request.last_event_id.as_deref() {
-            None => (committed, FirstRead::Quiet),
+            // A live start reports a loss too: a burst bigger than the history could evict
+            // events published after it opened before its first read.
+            None => (committed, FirstRead::ReportGap),
             Some(id) => match hub.epoch.parse(id) {
                 IdMatch::Current(seq) if seq <= committed => (seq, FirstRead::ReportGap),
                 other => {
@@ -319,11 +322,16 @@ impl Subscription {
     ) -> Result<(), End> {
         match self.first_read {
             FirstRead::ReportGap => {
+                let message = if self.last_event_id.is_some() {
+                    "events after lastEventId on these topics left the history before this resume"
+                } else {
+                    "events published since this stream opened left the history before it could send them"
+                };
                 let data = serde_json::json!({
                     "reason": "evicted",
                     "lastEventId": self.last_event_id,
                     "resumedAt": first.map(|s| self.hub.epoch.id(s)),
-                    "message": "events after lastEventId on these topics left the history before this resume",
+                    "message": message,
                 });
                 out.insert(at, encode_without_id("gap", &data.to_string()));
                 Ok(())
@@ -343,7 +351,15 @@ impl Subscription {
         let replay = self
             .hub
             .store
-            .read_after(&self.names, self.cursor, upto, BATCH_EVENTS)
+            .read_after(
+                &self.names,
+                self.cursor,
+                upto,
+                ReadLimit {
+                    events: BATCH_EVENTS,
+                    bytes: BATCH_BYTES,
+                },
+            )
             .await
             .map_err(|e| {
                 tracing::warn!("replay: {e}");

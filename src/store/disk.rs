@@ -38,7 +38,7 @@ use redb::{
     WriteTransaction,
 };
 
-use super::{Done, Origin, Record, Replay, Store, StoreError, StoreFuture, StoredEvent};
+use super::{Done, Origin, ReadLimit, Record, Replay, Store, StoreError, StoreFuture, StoredEvent};
 use crate::event::Topic;
 use crate::hub::Epoch;
 
@@ -504,13 +504,13 @@ impl Store for Disk {
         topics: &'a [Topic],
         after: u64,
         upto: u64,
-        limit: usize,
+        limit: ReadLimit,
     ) -> StoreFuture<'a, Replay> {
         let db = self.db.clone();
         let path = self.path.clone();
         let topics: Vec<Topic> = topics.to_vec();
         Box::pin(async move {
-            let read = move || read_range(&db, &topics, after, upto, limit.max(1));
+            let read = move || read_range(&db, &topics, after, upto, limit);
             let result = match tokio::runtime::Handle::try_current() {
                 // Reads may touch the disk: keep them off the async workers.
                 Ok(_) => tokio::task::spawn_blocking(read)
@@ -531,8 +531,9 @@ fn read_range(
     topics: &[Topic],
     after: u64,
     upto: u64,
-    limit: usize,
+    limit: ReadLimit,
 ) -> Result<Replay, redb::Error> {
+    let max_events = limit.events.max(1);
     let mut replay = Replay {
         events: Vec::new(),
         cursor: upto.max(after),
@@ -550,7 +551,7 @@ fn read_range(
         .and_then(|v| v.value().parse().ok())
         .unwrap_or_default();
     // Like the memory log's merge: each topic's share, merged by sequence number; a topic whose
-    // share was cut at `limit` holds back everything past its last event.
+    // share was cut by the limit holds back everything past its last event.
     let mut merged: Vec<(u64, Bytes)> = Vec::new();
     let mut cut = upto;
     for t in topics {
@@ -558,24 +559,33 @@ fn read_range(
             .get(t.as_str())?
             .map_or(dropped_up_to, |v| v.value());
         replay.lost |= mark > after;
-        for (taken, item) in by_topic
-            .range((t.as_str(), after + 1)..=(t.as_str(), upto))?
-            .enumerate()
-        {
+        let (mut taken, mut bytes) = (0, 0);
+        for item in by_topic.range((t.as_str(), after + 1)..=(t.as_str(), upto))? {
             let (k, v) = item?;
             let seq = k.value().1;
-            if taken == limit {
+            let len = v.value().len();
+            if taken == max_events || (taken > 0 && bytes + len > limit.bytes) {
                 cut = cut.min(seq - 1);
                 break;
             }
             merged.push((seq, Bytes::copy_from_slice(v.value())));
+            taken += 1;
+            bytes += len;
         }
     }
     merged.sort_unstable_by_key(|(seq, _)| *seq);
     merged.dedup_by_key(|(seq, _)| *seq);
     merged.retain(|(seq, _)| *seq <= cut);
-    if merged.len() > limit {
-        merged.truncate(limit);
+    let (mut keep, mut bytes) = (0, 0);
+    for (_, b) in &merged {
+        if keep == max_events || (keep > 0 && bytes + b.len() > limit.bytes) {
+            break;
+        }
+        keep += 1;
+        bytes += b.len();
+    }
+    if keep < merged.len() {
+        merged.truncate(keep);
         cut = merged.last().map_or(cut, |(seq, _)| *seq);
     }
     replay.cursor = cut;
@@ -627,7 +637,15 @@ mod tests {
         let r = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(disk.read_after(&topics, after, upto, limit))
+            .block_on(disk.read_after(
+                &topics,
+                after,
+                upto,
+                ReadLimit {
+                    events: limit,
+                    bytes: usize::MAX,
+                },
+            ))
             .unwrap();
         (r.events.iter().map(|e| e.seq).collect(), r.cursor, r.lost)
     }
@@ -758,5 +776,244 @@ mod tests {
             Some((42, vec!["a".into(), "ünï".into()]))
         );
         assert_eq!(decode_entry(&raw[..raw.len() - 1]), None);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! A hub on a disk store with a small memory window, under any interleaving of publishes,
+    //! reads, resumes and restarts: every subscriber gets the events on its topics in order and
+    //! at most once, and every event it misses is announced by a `gap` where the hole is.
+
+    use super::*;
+    use crate::{Event, Hub, SubscribeRequest, Subscription};
+    use proptest::prelude::*;
+
+    const TOPICS: [&str; 3] = ["a", "b", "c"];
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Publish a batch; each event on the topics in its bit mask.
+        Publish(Vec<u8>),
+        /// Subscriber `sub` takes what is ready.
+        Read(usize),
+        /// Subscriber `sub` goes away and comes back with the last id it got.
+        Resume(usize),
+        /// The hub stops and starts again on the same file.
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => prop::collection::vec(1u8..8, 1..6).prop_map(Op::Publish),
+            3 => (0usize..3).prop_map(Op::Read),
+            1 => (0usize..3).prop_map(Op::Resume),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Got {
+        Event(u64),
+        Gap,
+    }
+
+    struct Sub {
+        mask: u8,
+        /// Sequence numbers after this one are owed (set when it first subscribed).
+        from: u64,
+        got: Vec<Got>,
+        last_id: Option<String>,
+        live: Option<Subscription>,
+    }
+
+    fn open(hub: &Hub, sub: &mut Sub) {
+        let topics = TOPICS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| sub.mask & (1 << i) != 0)
+            .map(|(_, t)| *t);
+        let mut request = SubscribeRequest::topics(topics).unwrap();
+        match &sub.last_id {
+            Some(id) => request = request.resume_after(id.clone()),
+            // Without an id to resume from, it starts live: only what comes next is owed.
+            None => sub.from = hub.next_seq() - 1,
+        }
+        sub.live = Some(hub.subscribe(request).unwrap());
+    }
+
+    /// Takes what the subscription hands out within `wait`; false if it ended.
+    async fn take(epoch: &str, sub: &mut Sub, wait: Duration) -> bool {
+        let Some(live) = sub.live.as_mut() else {
+            return true;
+        };
+        loop {
+            let mut out = Vec::new();
+            match tokio::time::timeout(wait, live.next(&mut out)).await {
+                Err(_) => return true,
+                Ok(Err(_)) => return false,
+                Ok(Ok(())) => {}
+            }
+            for bytes in out {
+                let text = std::str::from_utf8(&bytes).unwrap();
+                if text.starts_with("event: gap") {
+                    sub.got.push(Got::Gap);
+                } else if let Some(id) = text.lines().next().and_then(|l| l.strip_prefix("id: ")) {
+                    let (e, seq) = id.rsplit_once('-').unwrap();
+                    assert_eq!(e, epoch, "ids keep their history across restarts");
+                    sub.got.push(Got::Event(seq.parse().unwrap()));
+                    sub.last_id = Some(id.to_string());
+                }
+            }
+        }
+    }
+
+    fn run(history: usize, memory: usize, masks: [u8; 3], ops: Vec<Op>) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("ssehub-prop-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let keep = Retention {
+                events: history,
+                age: None,
+            };
+            let build = || {
+                let disk = Disk::open(&dir, keep).unwrap();
+                Hub::builder()
+                    .history(history)
+                    .memory_history(memory)
+                    .heartbeat(None)
+                    .batch_window(Duration::ZERO)
+                    .store(Arc::new(disk))
+                    .build()
+            };
+            let mut hub = build();
+            let epoch = hub.epoch().as_str().to_string();
+            // Every published event's topic mask, by sequence number.
+            let mut published: Vec<(u64, u8)> = Vec::new();
+            let mut subs: Vec<Sub> = masks
+                .iter()
+                .map(|&mask| Sub {
+                    mask,
+                    from: 0,
+                    got: Vec::new(),
+                    last_id: None,
+                    live: None,
+                })
+                .collect();
+            for sub in &mut subs {
+                open(&hub, sub);
+            }
+            let wait = Duration::from_millis(3);
+            for op in ops {
+                match op {
+                    Op::Publish(batch) => {
+                        let events = batch
+                            .iter()
+                            .map(|&m| {
+                                TOPICS
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(i, _)| m & (1 << i) != 0)
+                                    .fold(Event::new("x"), |e, (_, t)| {
+                                        e.with_checked_topic(Topic::new(t).unwrap())
+                                    })
+                            })
+                            .collect();
+                        let receipt = hub.publish(events).await.unwrap();
+                        for (id, &m) in receipt.ids.iter().zip(&batch) {
+                            published.push((id.rsplit_once('-').unwrap().1.parse().unwrap(), m));
+                        }
+                    }
+                    Op::Read(i) => {
+                        if !take(&epoch, &mut subs[i], wait).await {
+                            open(&hub, &mut subs[i]);
+                        }
+                    }
+                    Op::Resume(i) => {
+                        subs[i].live = None;
+                        open(&hub, &mut subs[i]);
+                    }
+                    Op::Restart => {
+                        for sub in &mut subs {
+                            sub.live = None;
+                        }
+                        drop(hub);
+                        hub = build();
+                        for sub in &mut subs {
+                            open(&hub, sub);
+                        }
+                    }
+                }
+            }
+            for sub in &mut subs {
+                while !take(&epoch, sub, Duration::from_millis(100)).await {
+                    open(&hub, sub);
+                }
+                // In order, each at most once.
+                let seqs: Vec<u64> = sub
+                    .got
+                    .iter()
+                    .filter_map(|g| match g {
+                        Got::Event(s) => Some(*s),
+                        Got::Gap => None,
+                    })
+                    .collect();
+                assert!(seqs.windows(2).all(|w| w[0] < w[1]), "order: {:?}", sub.got);
+                for &s in &seqs {
+                    let m = published.iter().find(|(p, _)| *p == s).map(|(_, m)| *m);
+                    assert!(
+                        m.is_some_and(|m| m & sub.mask != 0),
+                        "{s} is not on its topics"
+                    );
+                }
+                // Every owed event it did not get falls in a hole that a gap announced.
+                for &(s, m) in &published {
+                    if s <= sub.from || m & sub.mask == 0 || seqs.contains(&s) {
+                        continue;
+                    }
+                    let after = sub
+                        .got
+                        .iter()
+                        .position(|g| matches!(g, Got::Event(x) if *x > s));
+                    let before = sub.got[..after.unwrap_or(sub.got.len())]
+                        .iter()
+                        .rposition(|g| matches!(g, Got::Event(x) if *x < s))
+                        .map_or(0, |p| p + 1);
+                    let hole = &sub.got[before..after.unwrap_or(sub.got.len())];
+                    assert!(
+                        hole.contains(&Got::Gap),
+                        "event {s} was lost silently (history {history}, memory {memory}): {:?}",
+                        sub.got
+                    );
+                }
+            }
+            drop(subs);
+            drop(hub);
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+    }
+
+    proptest! {
+        // Each case writes a real file (a commit per publish): few by default, more on demand.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("SSEHUB_DISK_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24)
+        ))]
+
+        #[test]
+        fn nothing_is_lost_silently_across_restarts(
+            history in 2usize..40,
+            memory in 1usize..12,
+            masks in [1u8..8, 1u8..8, 1u8..8],
+            ops in prop::collection::vec(op(), 1..40),
+        ) {
+            run(history, memory, masks, ops);
+        }
     }
 }

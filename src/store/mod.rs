@@ -72,6 +72,16 @@ pub struct StoredEvent {
     pub bytes: Bytes,
 }
 
+/// How much one [`Store::read_after`] may return: at most `events` events, and about `bytes`
+/// bytes (always at least one event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimit {
+    /// Events, at most.
+    pub events: usize,
+    /// Bytes, about: an event that would pass it is left for the next read.
+    pub bytes: usize,
+}
+
 /// What [`Store::read_after`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
@@ -97,14 +107,14 @@ pub trait Store: Send + Sync + 'static {
     /// durable as this store makes it (in call order), or with the error that stopped it.
     fn append(&self, records: Vec<Record>, done: Done);
 
-    /// Events with a sequence number in `after+1 ..= upto` on any of `topics`, oldest first, at
-    /// most `limit`. The hub only asks for ranges whose events were all reported done.
+    /// Events with a sequence number in `after+1 ..= upto` on any of `topics`, oldest first,
+    /// within `limit`. The hub only asks for ranges whose events were all reported done.
     fn read_after<'a>(
         &'a self,
         topics: &'a [Topic],
         after: u64,
         upto: u64,
-        limit: usize,
+        limit: ReadLimit,
     ) -> StoreFuture<'a, Replay>;
 }
 
@@ -150,7 +160,7 @@ impl Store for Memory {
         _topics: &'a [Topic],
         _after: u64,
         upto: u64,
-        _limit: usize,
+        _limit: ReadLimit,
     ) -> StoreFuture<'a, Replay> {
         // Everything this store keeps is in the in-memory log already.
         Box::pin(std::future::ready(Ok(Replay {
