@@ -245,6 +245,8 @@ pub(crate) struct Read {
     pub(crate) evicted: bool,
     /// The newest sequence number that left any of these topics (meaningful when `evicted`).
     pub(crate) evicted_up_to: u64,
+    /// The read stopped at its limits: more is ready after `cursor`.
+    pub(crate) more: bool,
 }
 
 /// How much a subscriber has not been sent yet.
@@ -456,6 +458,7 @@ impl Log {
             first: None,
             evicted: false,
             evicted_up_to: 0,
+            more: false,
         };
         if upto <= after {
             return read;
@@ -472,6 +475,7 @@ impl Log {
                 }
                 if taken == max_events || (taken > 0 && bytes + e.bytes.len() > max_bytes) {
                     read.cursor = last;
+                    read.more = true;
                     break;
                 }
                 read.first.get_or_insert(e.seq);
@@ -498,6 +502,7 @@ impl Log {
                 }
                 if taken == max_events || (taken > 0 && bytes + e.bytes.len() > max_bytes) {
                     limit = limit.min(last);
+                    read.more = true;
                     break;
                 }
                 bytes += e.bytes.len();

@@ -129,6 +129,9 @@ pub struct Subscription {
     seen_tick: u64,
     /// Under load, the next read waits until here so that events gather into one write.
     read_at: Option<Instant>,
+    /// The last read stopped at its limits (a replay, or a stream far behind): the next batch is
+    /// ready already, so there is nothing to wait for.
+    more: bool,
     _slot: SlotGuard,
 }
 
@@ -180,6 +183,7 @@ impl Subscription {
             last_sent: Instant::now(),
             seen_tick,
             read_at: None,
+            more: false,
             _slot: slot,
         }
     }
@@ -244,12 +248,13 @@ impl Subscription {
 
     /// Bytes are going out: note when. If more than one event was waiting, events arrive
     /// faster than this stream writes: open the batch window so the next ones go out together.
-    /// One event alone means the stream keeps up, and the next event goes out at once.
+    /// One event alone means the stream keeps up, and the next event goes out at once; so does
+    /// the next batch of a read cut at its limits (a replay), which is ready already.
     fn sent(&mut self, events: usize) {
         let now = Instant::now();
         self.last_sent = now;
         let window = self.hub.config.batch_window;
-        if events > 1 && !window.is_zero() {
+        if events > 1 && !self.more && !window.is_zero() {
             self.read_at = Some(now + window);
         }
     }
@@ -293,6 +298,7 @@ impl Subscription {
             .hub
             .log
             .read(&self.topics, self.cursor, BATCH_BYTES, BATCH_EVENTS, out);
+        self.more = read.more;
         if read.evicted && self.hub.durable {
             // The store still has what memory let go: read that first, then come back here.
             out.truncate(before);
@@ -369,6 +375,8 @@ impl Subscription {
             self.report_loss(out, before, replay.events.first().map(|e| e.seq))?;
         }
         out.extend(replay.events.into_iter().map(|e| e.bytes));
+        // Whatever follows (more from the store, or memory) is ready now.
+        self.more = true;
         if replay.cursor > self.cursor {
             self.first_read = FirstRead::Done;
             self.cursor = replay.cursor;
