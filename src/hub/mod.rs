@@ -36,6 +36,9 @@ use crate::store::{Memory, Record, Store, StoreError};
 use log::Log;
 use slots::Slots;
 
+/// Events handed to a store and not yet durable, at most (more publishers wait their turn).
+const MAX_IN_FLIGHT: usize = 1 << 16;
+
 /// The hub's settings. Every field has a `serve` flag of the same name.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -198,6 +201,7 @@ impl HubBuilder {
                 durable,
                 max_backlog_events: (memory_len / 2).max(1),
                 store_failed: AtomicBool::new(false),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
                 slots: Slots::new(config.max_clients),
                 epoch: origin.epoch,
                 store,
@@ -231,6 +235,10 @@ pub(crate) struct Inner {
     pub(crate) max_backlog_events: usize,
     /// The store failed a write: publishes are refused from then on.
     store_failed: AtomicBool,
+    /// Events handed to the store and not yet durable, bounded: a permit is given back when its
+    /// batch is done, not when its publisher stops waiting, so publishes that are given up on
+    /// (a client that hung up) cannot pile up work faster than the disk takes it.
+    in_flight: Arc<tokio::sync::Semaphore>,
     closing: AtomicBool,
     /// Counts the heartbeat ticker's rounds; subscriptions compare it with what they saw.
     pub(crate) heartbeat_tick: AtomicU64,
@@ -390,6 +398,15 @@ impl Hub {
         if self.inner.store_failed.load(Ordering::Acquire) {
             return Err(StoreError("the history store failed earlier; see the log".into()).into());
         }
+        let permits = events.len().clamp(1, MAX_IN_FLIGHT) as u32;
+        let permit = self
+            .inner
+            .in_flight
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| PublishError::Closing)?;
+        let mut permit = Some(permit);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut tx = Some(tx);
         let mut submit = |batch: &[(u64, bytes::Bytes)]| {
@@ -412,9 +429,11 @@ impl Hub {
             // Weak: a queued batch must not keep a dropped hub alive.
             let hub = Arc::downgrade(&self.inner);
             let tx = tx.take();
+            let permit = permit.take();
             self.inner.store.append(
                 records,
                 Box::new(move |result| {
+                    drop(permit);
                     if let Some(hub) = hub.upgrade() {
                         match (&result, last) {
                             (Ok(()), Some(last)) => hub.log.make_readable(last, &wake),

@@ -34,8 +34,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-    WriteTransaction,
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, WriteTransaction,
 };
 
 use super::{Done, Origin, ReadLimit, Record, Replay, Store, StoreError, StoreFuture, StoredEvent};
@@ -54,6 +54,9 @@ const FORMAT: &str = "ssehub-history-1";
 /// Events pruned per transaction at most, beyond what the batch itself pushes out, so that
 /// lowering the retention between runs is caught up gradually instead of stalling one commit.
 const PRUNE_BUDGET: usize = 4096;
+/// The pruning-mark table is swept of topics with nothing left once it has this many entries,
+/// at least.
+const MIN_SWEEP: u64 = 4096;
 /// redb's page cache. Replays of old events are rare; the hot window lives in the hub's memory.
 const CACHE_BYTES: usize = 32 << 20;
 
@@ -108,6 +111,8 @@ struct Writer {
     retention: Retention,
     last_seq: u64,
     dropped_up_to: u64,
+    /// The pruning-mark table is swept of idle topics past this many entries.
+    sweep_at: u64,
     /// Set by the first failed commit: every later batch fails with it, so nothing after a lost
     /// batch is ever acknowledged.
     failed: Option<StoreError>,
@@ -183,12 +188,17 @@ impl Disk {
             },
             last_seq: meta.last_seq,
             dropped_up_to: meta.dropped_up_to,
+            sweep_at: MIN_SWEEP,
             failed: None,
         };
         let thread_queue = queue.clone();
         let writer = std::thread::Builder::new()
             .name("ssehub-history".into())
-            .spawn(move || writer.run(&thread_queue))
+            .spawn(move || {
+                // However the thread ends, nothing queued or queued later waits forever.
+                let _guard = FailPending(thread_queue.clone());
+                writer.run(&thread_queue)
+            })
             .map_err(|e| fail(&path, format!("cannot start its writer thread: {e}")))?;
         Ok(Disk {
             path,
@@ -220,7 +230,30 @@ impl Drop for Disk {
         lock(&self.queue.state).closed = true;
         self.queue.wake.notify_all();
         if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
+            // The writer can drop the last hub, and with it this store, from a done callback:
+            // it then ends by itself once the queue is empty (it holds the queue and the file).
+            if writer.thread().id() != std::thread::current().id() {
+                let _ = writer.join();
+            }
+        }
+    }
+}
+
+/// Ends the writer's queue: closes it and fails what is in it. Runs when the writer thread
+/// ends, even by a panic, so no publish waits for a commit that will never come.
+struct FailPending(Arc<Queue>);
+
+impl Drop for FailPending {
+    fn drop(&mut self) {
+        let batches = {
+            let mut state = lock(&self.0.state);
+            state.closed = true;
+            std::mem::take(&mut state.batches)
+        };
+        for (_, done) in batches {
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                done(Err(StoreError("the history writer stopped".into())))
+            }));
         }
     }
 }
@@ -261,9 +294,14 @@ fn read_or_init_meta(db: &Database) -> Result<Meta, String> {
         let epoch = get("epoch")?
             .and_then(|e| Epoch::from_text(&e))
             .ok_or_else(|| broken(&"its epoch is missing or damaged"))?;
+        let last_seq = number("last_seq")?;
+        if last_seq == u64::MAX {
+            // No next id could follow it.
+            return Err(broken(&"its last_seq is at the end of the id space"));
+        }
         Meta {
             epoch,
-            last_seq: number("last_seq")?,
+            last_seq,
             dropped_up_to: number("dropped_up_to")?,
         }
     } else if names.is_empty() {
@@ -321,6 +359,15 @@ fn decode_entry(raw: &[u8]) -> Option<(u64, Vec<String>)> {
     Some((time, topics))
 }
 
+/// What one transaction changed in the writer's state.
+struct Written {
+    last_seq: u64,
+    dropped_up_to: u64,
+    /// Events pruned.
+    pruned: usize,
+    sweep_at: u64,
+}
+
 impl Writer {
     fn run(&mut self, queue: &Queue) {
         // With an age limit, wake up now and then to prune while nothing is published.
@@ -358,8 +405,10 @@ impl Writer {
             };
             if batches.is_empty() {
                 if self.failed.is_none() {
-                    if let Err(e) = self.commit(&[]) {
-                        tracing::warn!("history: pruning failed: {e}");
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| self.commit(&[]))) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::warn!("history: pruning failed: {e}"),
+                        Err(_) => tracing::warn!("history: pruning panicked"),
                     }
                 }
                 continue;
@@ -368,15 +417,26 @@ impl Writer {
                 Some(e) => Err(e.clone()),
                 None => {
                     let records: Vec<&Record> = batches.iter().flat_map(|(r, _)| r).collect();
-                    self.commit(&records).map_err(|e| {
-                        tracing::error!("{e}; refusing further publishes");
-                        self.failed = Some(e.clone());
-                        e
-                    })
+                    // A panic inside the database is a failed write like any other.
+                    let path = self.path.clone();
+                    std::panic::catch_unwind(AssertUnwindSafe(|| self.commit(&records)))
+                        .unwrap_or_else(|_| {
+                            Err(StoreError(format!(
+                                "{}: cannot write the history: the database writer panicked",
+                                path.display()
+                            )))
+                        })
+                        .inspect_err(|e| {
+                            tracing::error!("{e}; refusing further publishes");
+                            self.failed = Some(e.clone());
+                        })
                 }
             };
             for (_, done) in batches {
-                done(result.clone());
+                let result = result.clone();
+                if std::panic::catch_unwind(AssertUnwindSafe(|| done(result))).is_err() {
+                    tracing::error!("history: a publish's completion panicked");
+                }
             }
         }
     }
@@ -390,23 +450,19 @@ impl Writer {
             ))
         };
         let txn = self.db.begin_write().map_err(|e| fail(&e))?;
-        let (last_seq, dropped_up_to, pruned) = self.write(&txn, records).map_err(|e| fail(&e))?;
-        if records.is_empty() && pruned == 0 {
+        let written = self.write(&txn, records).map_err(|e| fail(&e))?;
+        if records.is_empty() && written.pruned == 0 {
             txn.abort().map_err(|e| fail(&e))?;
             return Ok(());
         }
         txn.commit().map_err(|e| fail(&e))?;
-        self.last_seq = last_seq;
-        self.dropped_up_to = dropped_up_to;
+        self.last_seq = written.last_seq;
+        self.dropped_up_to = written.dropped_up_to;
+        self.sweep_at = written.sweep_at;
         Ok(())
     }
 
-    /// Returns the new last sequence number, `dropped_up_to`, and how many events were pruned.
-    fn write(
-        &self,
-        txn: &WriteTransaction,
-        records: &[&Record],
-    ) -> Result<(u64, u64, usize), redb::Error> {
+    fn write(&self, txn: &WriteTransaction, records: &[&Record]) -> Result<Written, redb::Error> {
         let mut events = txn.open_table(EVENTS)?;
         let mut by_topic = txn.open_table(BY_TOPIC)?;
         let mut pruned_at = txn.open_table(PRUNED)?;
@@ -428,10 +484,9 @@ impl Writer {
         }
         // Retention: the newest `events`, none older than `age`.
         let keep_from = last_seq.saturating_sub(self.retention.events as u64) + 1;
-        let age_cut = self
-            .retention
-            .age
-            .map_or(0, |age| now.saturating_sub(age.as_millis() as u64));
+        let age_cut = self.retention.age.map_or(0, |age| {
+            now.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
+        });
         let mut marks: HashMap<String, u64> = HashMap::new();
         let mut pruned = 0;
         while pruned < records.len() + PRUNE_BUDGET {
@@ -452,19 +507,27 @@ impl Writer {
             }
             pruned += 1;
         }
-        for (t, seq) in marks {
-            let emptied = by_topic
-                .range((t.as_str(), seq + 1)..=(t.as_str(), u64::MAX))?
-                .next()
-                .is_none();
-            if emptied {
-                // Nothing left on it: forget the topic, keeping only the global mark, so that
-                // ever-new topics do not grow this table.
-                pruned_at.remove(t.as_str())?;
-                dropped_up_to = dropped_up_to.max(seq);
-            } else {
-                pruned_at.insert(t.as_str(), seq)?;
+        for (t, seq) in &marks {
+            pruned_at.insert(t.as_str(), *seq)?;
+        }
+        // Topics with nothing left keep their mark (a reader of another topic is not told of
+        // their losses) until the table has doubled; then they are forgotten, keeping only the
+        // newest of their marks as the global one, so ever-new topics do not grow the table.
+        let mut sweep_at = self.sweep_at;
+        if pruned_at.len()? > sweep_at {
+            let mut idle = Vec::new();
+            for item in pruned_at.iter()? {
+                let (k, v) = item?;
+                let t = k.value();
+                if by_topic.range((t, 0)..=(t, u64::MAX))?.next().is_none() {
+                    idle.push((t.to_string(), v.value()));
+                }
             }
+            for (t, mark) in idle {
+                pruned_at.remove(t.as_str())?;
+                dropped_up_to = dropped_up_to.max(mark);
+            }
+            sweep_at = (pruned_at.len()? * 2).max(MIN_SWEEP);
         }
         if !records.is_empty() {
             meta.insert("last_seq", last_seq.to_string().as_str())?;
@@ -472,7 +535,12 @@ impl Writer {
         if dropped_up_to != self.dropped_up_to {
             meta.insert("dropped_up_to", dropped_up_to.to_string().as_str())?;
         }
-        Ok((last_seq, dropped_up_to, pruned))
+        Ok(Written {
+            last_seq,
+            dropped_up_to,
+            pruned,
+            sweep_at,
+        })
     }
 }
 
@@ -714,6 +782,92 @@ mod tests {
     }
 
     #[test]
+    fn another_topic_emptied_is_no_loss_for_mine() {
+        let d = dir("others");
+        let disk = Disk::open(
+            &d,
+            Retention {
+                events: 5,
+                age: None,
+            },
+        )
+        .unwrap();
+        append(&disk, 1, &["b"]);
+        append(&disk, 2, &["a"]);
+        for seq in 3..=7 {
+            append(&disk, seq, &["b"]);
+        }
+        // "a" lost everything it had; "c" never had anything; "b" lost event 1 only.
+        assert_eq!(
+            read(&disk, &["b", "c"], 1, 7, 100),
+            (vec![3, 4, 5, 6, 7], 7, false)
+        );
+        assert_eq!(read(&disk, &["a"], 1, 7, 100), (vec![], 7, true));
+        assert!(read(&disk, &["b"], 0, 7, 100).2);
+        drop(disk);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn marks_of_idle_topics_are_swept_into_the_global_one() {
+        let d = dir("sweep");
+        let disk = Disk::open(
+            &d,
+            Retention {
+                events: 10,
+                age: None,
+            },
+        )
+        .unwrap();
+        let n = 3 * MIN_SWEEP;
+        let names: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+        // One commit with every event, so the test stays quick.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let records = names
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Record {
+                seq: i as u64 + 1,
+                topics: vec![topic(t)],
+                bytes: Bytes::from_static(b"data: x\n\n"),
+            })
+            .collect();
+        disk.append(records, Box::new(move |r| tx.send(r).unwrap()));
+        rx.recv().unwrap().unwrap();
+        for seq in n + 1..=n + 3 {
+            append(&disk, seq, &["last"]);
+        }
+        let txn = disk.db.begin_read().unwrap();
+        let marks = txn.open_table(PRUNED).unwrap().len().unwrap();
+        assert!(marks < 2 * MIN_SWEEP, "{marks} marks kept");
+        // A swept topic is still told it lost events (conservatively, through the global mark).
+        assert!(read(&disk, &["t0"], 0, n + 3, 100).2);
+        drop(txn);
+        drop(disk);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_history_at_the_end_of_the_id_space_is_refused() {
+        let d = dir("maxseq");
+        drop(Disk::open(&d, Retention::default()).unwrap());
+        {
+            let db = Database::create(d.join(FILE_NAME)).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("last_seq", u64::MAX.to_string().as_str())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let e = Disk::open(&d, Retention::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("last_seq") && e.contains(FILE_NAME), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn prunes_by_age_in_the_background() {
         let d = dir("age");
         let keep = Retention {
@@ -884,7 +1038,18 @@ mod properties {
                 age: None,
             };
             let build = || {
-                let disk = Disk::open(&dir, keep).unwrap();
+                // A read cancelled by the test's timeouts may still hold the file a moment.
+                let mut tries = 0;
+                let disk = loop {
+                    match Disk::open(&dir, keep) {
+                        Ok(disk) => break disk,
+                        Err(e) if tries < 200 && e.to_string().contains("in use") => {
+                            tries += 1;
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                };
                 Hub::builder()
                     .history(history)
                     .memory_history(memory)
