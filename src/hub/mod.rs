@@ -565,3 +565,59 @@ impl Hub {
         }
     }
 }
+
+#[cfg(all(test, feature = "durable"))]
+mod tests {
+    use super::*;
+    use crate::store::{Disk, Retention};
+    use std::sync::atomic::AtomicUsize;
+
+    /// The store's writer thread, making a batch readable, can hold the last reference to the
+    /// hub (every handle dropped, the publisher given up): it then drops the store on its own
+    /// thread, which must not try to join itself.
+    #[test]
+    fn the_store_writer_may_drop_the_last_hub() {
+        static WRITER_PANICS: AtomicUsize = AtomicUsize::new(0);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some("ssehub-history") {
+                WRITER_PANICS.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("ssehub-lasthub-{}", std::process::id()));
+        for _ in 0..20 {
+            let _ = std::fs::remove_dir_all(&dir);
+            let disk = Disk::open(&dir, Retention::default()).unwrap();
+            let hub = Hub::builder().store(Arc::new(disk)).build();
+            // Many topics: waking them keeps the writer inside the callback a little longer.
+            let event = (0..64).fold(Event::new("x"), |e, i| {
+                e.with_topic(&format!("t{i}")).unwrap()
+            });
+            let before = hub.inner.log.committed();
+            let publisher = hub.clone();
+            let task = runtime.spawn(async move {
+                let _ = publisher.publish(vec![event]).await;
+            });
+            while hub.next_seq() == before + 1 {
+                std::thread::yield_now();
+            }
+            task.abort();
+            while !task.is_finished() {
+                std::thread::yield_now();
+            }
+            while hub.inner.log.committed() == before {
+                std::hint::spin_loop();
+            }
+            drop(hub);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(WRITER_PANICS.load(Ordering::SeqCst), 0);
+    }
+}
