@@ -934,6 +934,84 @@ mod tests {
 }
 
 #[cfg(test)]
+mod read_properties {
+    //! Reading the file in pieces, under any limits, gives exactly the events on the topics in
+    //! the range, in order, each once, and each piece within its limits.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const TOPICS: [&str; 3] = ["a", "b", "c"];
+
+    fn names(mask: u8) -> Vec<Topic> {
+        TOPICS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, t)| Topic::new(t).unwrap())
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn pieces_add_up_to_the_range(
+            events in prop::collection::vec((1u8..8, 1usize..60), 1..60),
+            reader in 1u8..8,
+            bounds in (0usize..60, 0usize..60),
+            max_events in 1usize..6,
+            max_bytes in 1usize..150,
+        ) {
+            static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("ssehub-readprop-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let disk = Disk::open(&dir, Retention { events: 1000, age: None }).unwrap();
+            let records: Vec<Record> = events
+                .iter()
+                .enumerate()
+                .map(|(i, (mask, size))| Record {
+                    seq: i as u64 + 1,
+                    topics: names(*mask),
+                    bytes: Bytes::from(vec![b'x'; *size]),
+                })
+                .collect();
+            let (tx, rx) = std::sync::mpsc::channel();
+            disk.append(records, Box::new(move |r| tx.send(r).unwrap()));
+            rx.recv().unwrap().unwrap();
+
+            let last = events.len() as u64;
+            let (a, b) = (bounds.0 as u64 % (last + 1), bounds.1 as u64 % (last + 1));
+            let (after, upto) = (a.min(b), a.max(b));
+            let want: Vec<u64> = (after + 1..=upto)
+                .filter(|s| events[*s as usize - 1].0 & reader != 0)
+                .collect();
+            let topics = names(reader);
+            let limit = ReadLimit { events: max_events, bytes: max_bytes };
+            let mut got = Vec::new();
+            let mut cursor = after;
+            while cursor < upto {
+                let r = read_range(&disk.db, &topics, cursor, upto, limit).unwrap();
+                prop_assert!(r.cursor > cursor, "no progress from {}", cursor);
+                prop_assert!(!r.lost);
+                prop_assert!(r.events.len() <= max_events);
+                let bytes: usize = r.events.iter().map(|e| e.bytes.len()).sum();
+                prop_assert!(r.events.len() <= 1 || bytes <= max_bytes);
+                for e in &r.events {
+                    prop_assert!(e.seq > cursor && e.seq <= r.cursor);
+                    got.push(e.seq);
+                }
+                cursor = r.cursor;
+            }
+            prop_assert_eq!(got, want);
+            drop(disk);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+#[cfg(test)]
 mod properties {
     //! A hub on a disk store with a small memory window, under any interleaving of publishes,
     //! reads, resumes and restarts: every subscriber gets the events on its topics in order and
