@@ -64,6 +64,7 @@ async fn read_until(stream: &mut EventStream, last: &str) -> Vec<ParsedEvent> {
 async fn a_resume_from_before_a_restart_replays_exactly_what_came_after() {
     let dir = TempDir::new("restart");
     let mut hub = HubProcess::start(&["--data-dir", dir.arg()]);
+    assert_eq!(hub.metric("ssehub_history_store_failed").await, 0);
     let mut ids = Vec::new();
     for i in 0..100 {
         let topic = if i % 2 == 0 { "even" } else { "odd" };
@@ -532,4 +533,5 @@ async fn a_full_disk_refuses_publishes_and_shows_nothing_unacknowledged() {
     );
     let health = client().get(hub.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    assert_eq!(hub.metric("ssehub_history_store_failed").await, 1);
 }

@@ -315,8 +315,10 @@ pub struct Stats {
     pub slow_disconnects_total: u64,
     /// Topics known.
     pub topics: usize,
-    /// Events retained for replay.
+    /// Events retained for replay in memory.
     pub history_events: usize,
+    /// A write to the history store failed; publishes are refused until a restart.
+    pub store_failed: bool,
 }
 
 impl Hub {
@@ -562,6 +564,7 @@ impl Hub {
             slow_disconnects_total: i.slow_disconnects.load(Ordering::Relaxed),
             topics: i.log.topic_count(),
             history_events: i.log.retained(),
+            store_failed: i.store_failed.load(Ordering::Acquire),
         }
     }
 }
