@@ -39,21 +39,20 @@ where
         // is published in batches (one store commit each with --data-dir) instead of line by
         // line.
         let mut ended = false;
-        match next_line(&mut reader, published + batch.len() as u64).await {
-            Some(text) => batch.push(template.event(text)?),
-            None => ended = true,
-        }
-        while !ended && batch.len() < MAX_BATCH {
-            let ready = matches!(
+        loop {
+            match next_line(&mut reader, published + batch.len() as u64).await {
+                Some(text) => batch.push(template.event(text)?),
+                None => {
+                    ended = true;
+                    break;
+                }
+            }
+            let line_ready = matches!(
                 futures_util::FutureExt::now_or_never(reader.fill_buf()),
                 Some(Ok(buf)) if buf.contains(&b'\n')
             );
-            if !ready {
+            if batch.len() == MAX_BATCH || !line_ready {
                 break;
-            }
-            match next_line(&mut reader, published + batch.len() as u64).await {
-                Some(text) => batch.push(template.event(text)?),
-                None => ended = true,
             }
         }
         if !batch.is_empty() {

@@ -122,13 +122,11 @@ async fn replays_older_than_memory_come_from_disk_and_run_into_live() {
         ids.push(publish(&hub, topic, &i.to_string()).await);
     }
     // On "a" and "b", from event 3: 3..300 except the "c" ones, most of them only on disk.
-    let mut stream = EventStream::open(
-        &hub.url(&format!("/events?topic=a&topic=b&lastEventId={}", ids[3])),
-        &[],
-    )
-    .await
-    .opened()
-    .await;
+    let mut stream = hub
+        .subscribe(&format!("?topic=a&topic=b&lastEventId={}", ids[3]))
+        .await
+        .opened()
+        .await;
     let live = publish(&hub, "b", "live").await;
     let got = read_until(&mut stream, &live).await;
     let want: Vec<String> = (4..300)
@@ -157,13 +155,11 @@ async fn retention_on_disk_reports_a_gap_only_for_topics_that_lost_events() {
         busy.push(publish(&hub, "busy", &i.to_string()).await);
     }
     // Still within 50 on disk: a resume on "quiet" from q0 gets q1 and no gap.
-    let mut s = EventStream::open(
-        &hub.url(&format!("/events?topic=quiet&lastEventId={quiet}")),
-        &[],
-    )
-    .await
-    .opened()
-    .await;
+    let mut s = hub
+        .subscribe(&format!("?topic=quiet&lastEventId={quiet}"))
+        .await
+        .opened()
+        .await;
     let e = s.next_event().await;
     assert_eq!((e.event.as_str(), e.data.as_str()), ("message", "q1"));
     drop(s);
@@ -171,35 +167,29 @@ async fn retention_on_disk_reports_a_gap_only_for_topics_that_lost_events() {
         busy.push(publish(&hub, "busy", &i.to_string()).await);
     }
     // Now q1 is gone too: "quiet" resumed from q0 is told so, with nothing to replay.
-    let mut s = EventStream::open(
-        &hub.url(&format!("/events?topic=quiet&lastEventId={quiet2}")),
-        &[],
-    )
-    .await
-    .opened()
-    .await;
+    let mut s = hub
+        .subscribe(&format!("?topic=quiet&lastEventId={quiet2}"))
+        .await
+        .opened()
+        .await;
     assert!(matches!(
         s.try_next_event(Duration::from_millis(500)).await,
         Err(Stop::Timeout)
     ));
     drop(s);
-    let mut s = EventStream::open(
-        &hub.url(&format!("/events?topic=quiet&lastEventId={quiet}")),
-        &[],
-    )
-    .await
-    .opened()
-    .await;
+    let mut s = hub
+        .subscribe(&format!("?topic=quiet&lastEventId={quiet}"))
+        .await
+        .opened()
+        .await;
     let e = s.next_event().await;
     assert_eq!(e.event, "gap", "{e:?}");
     // "busy" from event 60: all kept, no gap.
-    let mut s = EventStream::open(
-        &hub.url(&format!("/events?topic=busy&lastEventId={}", busy[60])),
-        &[],
-    )
-    .await
-    .opened()
-    .await;
+    let mut s = hub
+        .subscribe(&format!("?topic=busy&lastEventId={}", busy[60]))
+        .await
+        .opened()
+        .await;
     let got = read_until(&mut s, &busy[99]).await;
     assert_eq!(
         data(&got),
@@ -216,13 +206,11 @@ async fn history_age_prunes(args: &[&str]) {
     let fresh = publish(&hub, "t", "new").await;
     // Resuming from before "old": it is gone (gap), "new" is there.
     let zero = format!("{}-0", epoch_of(&first));
-    let mut s = EventStream::open(
-        &hub.url(&format!("/events?topic=t&lastEventId={zero}")),
-        &[],
-    )
-    .await
-    .opened()
-    .await;
+    let mut s = hub
+        .subscribe(&format!("?topic=t&lastEventId={zero}"))
+        .await
+        .opened()
+        .await;
     let got = read_until(&mut s, &fresh).await;
     assert_eq!(got[0].event, "gap", "{got:?}");
     assert_eq!(data(&got[1..]), ["new"]);
@@ -420,13 +408,11 @@ async fn crash_round(dir: &TempDir, round: u64) {
         assert_ne!(e.event, "gap", "round {round}: {e:?}");
         seen.push((e.id, e.data));
     }
-    let mut all = EventStream::open(
-        &hub.url(&format!("/events?topic=crash&lastEventId={epoch}-0")),
-        &[],
-    )
-    .await
-    .opened()
-    .await;
+    let mut all = hub
+        .subscribe(&format!("?topic=crash&lastEventId={epoch}-0"))
+        .await
+        .opened()
+        .await;
     let history = read_until(&mut all, &marker).await;
     assert!(history.iter().all(|e| e.event != "gap"));
     let history_seqs: Vec<u64> = history.iter().map(|e| seq_of(&e.id)).collect();

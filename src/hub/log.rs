@@ -262,18 +262,6 @@ pub(crate) struct Backlog {
 /// lock.
 pub(crate) type Submit<'a> = &'a mut dyn FnMut(&[(u64, Bytes)]);
 
-/// Wakes each distinct topic once.
-fn wake_once<'a>(rings: impl Iterator<Item = &'a Arc<TopicLog>>) {
-    let mut woken: Vec<*const TopicLog> = Vec::new();
-    for t in rings {
-        let p = Arc::as_ptr(t);
-        if !woken.contains(&p) {
-            woken.push(p);
-            t.wake();
-        }
-    }
-}
-
 impl Log {
     /// A log holding up to `history` events, numbering from `next_seq`. Events before `next_seq`
     /// (kept by a store from an earlier run) count as evicted on every topic, so a resume from
@@ -352,17 +340,19 @@ impl Log {
     }
 
     /// Numbers, encodes and appends a batch atomically: readers see all of it or none of it.
-    /// `rings[i]` are the logs of `events[i]`'s topics. Returns each event's sequence number and
-    /// bytes. Wakes the waiters of every touched topic after the batch is readable.
+    /// `rings[i]` are the logs of `events[i]`'s topics; `touched` is each of them once. Returns
+    /// each event's sequence number and bytes. Wakes the waiters of every touched topic after the
+    /// batch is readable.
     pub(crate) fn append(
         &self,
         epoch: &Epoch,
         events: &[Event],
         rings: &[Vec<Arc<TopicLog>>],
+        touched: &[Arc<TopicLog>],
     ) -> Vec<(u64, Bytes)> {
         let out = self.insert(epoch, events, rings, None);
-        // Wake outside the publish lock; each touched topic once.
-        wake_once(rings.iter().flatten());
+        // Wake outside the publish lock.
+        touched.iter().for_each(|t| t.wake());
         out
     }
 
@@ -380,10 +370,11 @@ impl Log {
         self.insert(epoch, events, rings, Some(submit))
     }
 
-    /// Everything up to `upto` is now readable; wakes the waiters of `rings`.
-    pub(crate) fn make_readable(&self, upto: u64, rings: &[Arc<TopicLog>]) {
+    /// Everything up to `upto` is now readable; wakes the waiters of `touched` (each topic of
+    /// the batch, once).
+    pub(crate) fn make_readable(&self, upto: u64, touched: &[Arc<TopicLog>]) {
         self.committed.fetch_max(upto, Ordering::AcqRel);
-        wake_once(rings.iter());
+        touched.iter().for_each(|t| t.wake());
     }
 
     fn insert(
@@ -556,7 +547,13 @@ mod tests {
 
     fn publish(log: &Log, epoch: &Epoch, data: &str, topics: &[&str]) -> u64 {
         let rings: Vec<_> = topics.iter().map(|t| log.topic(&topic(t))).collect();
-        log.append(epoch, &[Event::new(data)], &[rings])[0].0
+        log.append(
+            epoch,
+            &[Event::new(data)],
+            std::slice::from_ref(&rings),
+            &rings,
+        )[0]
+        .0
     }
 
     fn read_all(log: &Log, topics: &[&str], mut after: u64, max: usize) -> (Vec<String>, bool) {
@@ -753,7 +750,12 @@ mod properties {
                 Op::Publish(masks) => {
                     let events: Vec<Event> = masks.iter().map(|_| Event::new("x")).collect();
                     let placed: Vec<_> = masks.iter().map(|&m| rings(m)).collect();
-                    for ((seq, _), &m) in log.append(&epoch, &events, &placed).iter().zip(&masks) {
+                    let touched = rings(masks.iter().fold(0, |all, m| all | m));
+                    for ((seq, _), &m) in log
+                        .append(&epoch, &events, &placed, &touched)
+                        .iter()
+                        .zip(&masks)
+                    {
                         published.push((*seq, m));
                     }
                 }

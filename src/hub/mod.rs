@@ -81,10 +81,10 @@ impl Default for HubConfig {
 }
 
 impl HubConfig {
-    /// A subscriber owed more events than this is ended. Half the history, so that when it comes
-    /// back the history still holds what it missed.
-    pub fn max_backlog_events(&self) -> usize {
-        (self.history / 2).max(1)
+    /// A subscriber owed more events than this is ended. Half of what memory holds, so that
+    /// when it comes back the history still holds what it missed.
+    pub fn max_backlog_events(&self, store_keeps_events: bool) -> usize {
+        (self.memory_len(store_keeps_events) / 2).max(1)
     }
 
     /// Events the in-memory log holds: all of the history, or with a store that keeps events,
@@ -199,7 +199,6 @@ impl HubBuilder {
                 log: Log::new(memory_len, origin.next_seq).with_max_age(config.history_age),
                 expiry: std::sync::Once::new(),
                 durable,
-                max_backlog_events: (memory_len / 2).max(1),
                 store_failed: AtomicBool::new(false),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
                 slots: Slots::new(config.max_clients),
@@ -232,7 +231,6 @@ pub(crate) struct Inner {
     /// The store keeps events: batches become readable once it has them, and replays older
     /// than the memory log read it.
     pub(crate) durable: bool,
-    pub(crate) max_backlog_events: usize,
     /// The store failed a write: publishes are refused from then on.
     store_failed: AtomicBool,
     /// Events handed to the store and not yet durable, bounded: a permit is given back when its
@@ -362,21 +360,21 @@ impl Hub {
                     .collect::<Vec<_>>(),
             );
         }
+        // Each topic published to, once: the ones to wake, and to count subscribers on.
+        let mut touched: Vec<Arc<log::TopicLog>> = Vec::new();
+        for t in rings.iter().flatten() {
+            if !touched.iter().any(|seen| Arc::ptr_eq(seen, t)) {
+                touched.push(t.clone());
+            }
+        }
         let appended = if self.inner.durable {
-            self.append_durably(&events, &rings).await?
+            self.append_durably(&events, &rings, &touched).await?
         } else {
-            log.append(&self.inner.epoch, &events, &rings)
+            log.append(&self.inner.epoch, &events, &rings, &touched)
         };
         self.inner
             .published
             .fetch_add(events.len() as u64, Ordering::Relaxed);
-        // Each topic published to counts once, from the logs already in hand.
-        let mut touched: Vec<&Arc<log::TopicLog>> = Vec::new();
-        for t in rings.iter().flatten() {
-            if !touched.iter().any(|seen| Arc::ptr_eq(seen, t)) {
-                touched.push(t);
-            }
-        }
         let subscribers = touched
             .iter()
             .map(|t| t.subscribers.load(Ordering::Relaxed))
@@ -396,6 +394,7 @@ impl Hub {
         &self,
         events: &[Event],
         rings: &[Vec<Arc<log::TopicLog>>],
+        touched: &[Arc<log::TopicLog>],
     ) -> Result<Vec<(u64, bytes::Bytes)>, PublishError> {
         if self.inner.store_failed.load(Ordering::Acquire) {
             return Err(StoreError("the history store failed earlier; see the log".into()).into());
@@ -421,12 +420,7 @@ impl Hub {
                     bytes: bytes.clone(),
                 })
                 .collect();
-            let mut wake: Vec<Arc<log::TopicLog>> = Vec::new();
-            for t in rings.iter().flatten() {
-                if !wake.iter().any(|seen| Arc::ptr_eq(seen, t)) {
-                    wake.push(t.clone());
-                }
-            }
+            let wake = touched.to_vec();
             let last = batch.last().map(|(seq, _)| *seq);
             // Weak: a queued batch must not keep a dropped hub alive.
             let hub = Arc::downgrade(&self.inner);

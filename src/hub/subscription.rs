@@ -283,7 +283,7 @@ impl Subscription {
         let config = &self.hub.config;
         if backlog.evicted
             || backlog.bytes > config.max_backlog_bytes
-            || backlog.events > self.hub.max_backlog_events
+            || backlog.events > config.max_backlog_events(self.hub.durable)
         {
             self.hub.slow_disconnects.fetch_add(1, Ordering::Relaxed);
             return Err(End::Lagged);

@@ -943,7 +943,8 @@ mod read_properties {
 
     const TOPICS: [&str; 3] = ["a", "b", "c"];
 
-    fn names(mask: u8) -> Vec<Topic> {
+    /// The topics in a bit mask of `TOPICS`.
+    pub(super) fn names(mask: u8) -> Vec<Topic> {
         TOPICS
             .iter()
             .enumerate()
@@ -1021,7 +1022,7 @@ mod properties {
     use crate::{Event, Hub, SubscribeRequest, Subscription};
     use proptest::prelude::*;
 
-    const TOPICS: [&str; 3] = ["a", "b", "c"];
+    use super::read_properties::names;
 
     #[derive(Debug, Clone)]
     enum Op {
@@ -1060,12 +1061,7 @@ mod properties {
     }
 
     fn open(hub: &Hub, sub: &mut Sub) {
-        let topics = TOPICS
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| sub.mask & (1 << i) != 0)
-            .map(|(_, t)| *t);
-        let mut request = SubscribeRequest::topics(topics).unwrap();
+        let mut request = SubscribeRequest::new(names(sub.mask));
         match &sub.last_id {
             Some(id) => request = request.resume_after(id.clone()),
             // Without an id to resume from, it starts live: only what comes next is owed.
@@ -1160,13 +1156,9 @@ mod properties {
                         let events = batch
                             .iter()
                             .map(|&m| {
-                                TOPICS
-                                    .iter()
-                                    .enumerate()
-                                    .filter(|(i, _)| m & (1 << i) != 0)
-                                    .fold(Event::new("x"), |e, (_, t)| {
-                                        e.with_checked_topic(Topic::new(t).unwrap())
-                                    })
+                                names(m)
+                                    .into_iter()
+                                    .fold(Event::new("x"), Event::with_checked_topic)
                             })
                             .collect();
                         let receipt = hub.publish(events).await.unwrap();
