@@ -62,8 +62,8 @@ pub struct ServeArgs {
     )]
     pub config: Option<PathBuf>,
 
-    /// Address and port to listen on. Off loopback, publishing needs a token (one is made up
-    /// and printed if --publish-token is not given).
+    /// Address and port to listen on, for everything: streams, the viewer page, health,
+    /// metrics, and publishing with --publish-token (or by anyone with --publish-open).
     #[arg(
         long,
         env = "SSEHUB_LISTEN",
@@ -72,6 +72,12 @@ pub struct ServeArgs {
         help_heading = "Network"
     )]
     pub listen: SocketAddr,
+
+    /// A second listener, on loopback only, where publishing needs no token: for publishers on
+    /// this host. Never point a reverse proxy at it. "off" for none.
+    #[arg(long, env = "SSEHUB_PUBLISH_LISTEN", value_name = "ADDR|off", default_value = "127.0.0.1:8081",
+          value_parser = parse_publish_listen, help_heading = "Network")]
+    pub publish_listen: PublishListen,
 
     /// Streams open at once, at most. Past it, new subscribers get --when-full.
     #[arg(long, env = "SSEHUB_MAX_CLIENTS", value_name = "N", default_value_t = 10_000,
@@ -88,6 +94,23 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_MAX_TOPICS_PER_CLIENT", value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Network")]
     pub max_topics_per_client: u64,
+
+    /// Connections waiting for a request head (new ones, and kept-alive ones between
+    /// requests), at most; past it, the one that has waited longest is closed.
+    #[arg(long, env = "SSEHUB_MAX_PENDING_CONNECTIONS", value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Network")]
+    pub max_pending_connections: u64,
+
+    /// Connections from one address waiting for a request head, at most; past it, its new
+    /// connections get 429. 0: no limit.
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_PENDING_PER_IP",
+        value_name = "N",
+        default_value_t = 1024,
+        help_heading = "Network"
+    )]
+    pub max_pending_per_ip: u64,
 
     /// Streams one client address may hold open; past it, 429 with Retry-After. 0: no limit.
     #[arg(
@@ -177,7 +200,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Publishing")]
     pub max_body: u64,
 
-    /// Publishers must send `Authorization: Bearer TOKEN`.
+    /// Publishers on --listen must send `Authorization: Bearer TOKEN`. (Without it, only the
+    /// loopback --publish-listen takes publishes, unless --publish-open.)
     #[arg(
         long,
         env = "SSEHUB_PUBLISH_TOKEN",
@@ -186,6 +210,11 @@ pub struct ServeArgs {
         help_heading = "Publishing"
     )]
     pub publish_token: Option<String>,
+
+    /// Anyone who can reach --listen may publish, without a token. Only for a hub that no
+    /// untrusted client can reach: behind a reverse proxy, everyone could publish.
+    #[arg(long, env = "SSEHUB_PUBLISH_OPEN", help_heading = "Publishing")]
+    pub publish_open: bool,
 
     /// Publish every line read on standard input as one event.
     #[arg(long, env = "SSEHUB_STDIN", help_heading = "Stdin feed")]
@@ -242,15 +271,23 @@ fn parse_name(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Who may publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PublishAccess {
-    /// Anyone who can reach the hub (it listens on loopback only).
-    Open,
-    /// Bearer token given by the operator.
-    Token(String),
-    /// Bearer token made up at start because the hub listens beyond loopback; print it once.
-    MadeUp(String),
+/// `--publish-listen`: a loopback address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishListen(pub Option<SocketAddr>);
+
+fn parse_publish_listen(s: &str) -> Result<PublishListen, String> {
+    if s == "off" {
+        return Ok(PublishListen(None));
+    }
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an address and port (like 127.0.0.1:8081) or off"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: publishing there needs no token, so it must only be reachable from this host"
+        ));
+    }
+    Ok(PublishListen(Some(addr)))
 }
 
 impl ServeArgs {
@@ -290,23 +327,12 @@ impl ServeArgs {
         )))
     }
 
-    /// Who may publish: the token if given; open on loopback; a made-up token otherwise.
-    pub fn publish_access(&self) -> PublishAccess {
-        match &self.publish_token {
-            Some(token) if !token.is_empty() => PublishAccess::Token(token.clone()),
-            _ if self.listen.ip().is_loopback() => PublishAccess::Open,
-            _ => PublishAccess::MadeUp(random_token()),
-        }
-    }
-
-    /// The HTTP settings, given who may publish.
-    pub fn http_config(&self, access: &PublishAccess) -> HttpConfig {
+    /// The HTTP settings.
+    pub fn http_config(&self) -> HttpConfig {
         HttpConfig {
             max_body: self.max_body as usize,
-            publish_token: match access {
-                PublishAccess::Open => None,
-                PublishAccess::Token(t) | PublishAccess::MadeUp(t) => Some(t.clone()),
-            },
+            publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
+            publish_open: self.publish_open,
             when_full: if self.when_full == "retry" {
                 WhenFull::Retry
             } else {
@@ -314,20 +340,10 @@ impl ServeArgs {
             },
             max_clients_per_ip: self.max_clients_per_ip as usize,
             cors_origins: self.cors_origins.clone(),
+            max_pending_connections: self.max_pending_connections as usize,
+            max_pending_per_ip: self.max_pending_per_ip as usize,
         }
     }
-}
-
-fn random_token() -> String {
-    let mut raw = [0u8; 24];
-    if getrandom::fill(&mut raw).is_err() {
-        // No OS randomness: better no start than a guessable token.
-        eprintln!(
-            "ssehub: cannot make a publish token (no OS random source); pass --publish-token"
-        );
-        std::process::exit(1);
-    }
-    raw.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Settings that could not be read.
@@ -450,8 +466,14 @@ mod tests {
             (10_000, 10_000, 3000)
         );
         assert_eq!(hub.heartbeat, Some(Duration::from_secs(15)));
-        assert_eq!(s.publish_access(), PublishAccess::Open);
-        assert_eq!(s.http_config(&PublishAccess::Open).max_body, 1 << 20);
+        let http = s.http_config();
+        assert_eq!(http.max_body, 1 << 20);
+        // Safe behind a proxy: no anonymous publishing on --listen.
+        assert!(!http.publish_open && http.publish_token.is_none());
+        assert_eq!(
+            s.publish_listen,
+            PublishListen(Some("127.0.0.1:8081".parse().unwrap()))
+        );
     }
 
     #[test]
@@ -481,13 +503,20 @@ mod tests {
     }
 
     #[test]
-    fn off_loopback_makes_up_a_token() {
-        assert!(
-            matches!(serve(&["--listen", "0.0.0.0:0"]).publish_access(), PublishAccess::MadeUp(t) if t.len() == 48)
+    fn the_publish_listener_stays_on_loopback() {
+        assert_eq!(
+            serve(&["--publish-listen", "off"]).publish_listen,
+            PublishListen(None)
         );
         assert_eq!(
-            serve(&["--listen", "0.0.0.0:0", "--publish-token", "s3"]).publish_access(),
-            PublishAccess::Token("s3".into())
+            serve(&["--publish-listen", "[::1]:9"]).publish_listen,
+            PublishListen(Some("[::1]:9".parse().unwrap()))
         );
+        for bad in ["0.0.0.0:8081", "192.168.1.5:8081", "localhost", ""] {
+            let e = load(["ssehub", "serve", "--publish-listen", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--publish-listen"), "{bad}: {e}");
+        }
     }
 }

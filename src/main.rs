@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use ssehub::config::{self, Command, PublishAccess, ServeArgs};
+use ssehub::config::{self, Command, ServeArgs};
 use ssehub::{feed, http, Hub};
 
 fn main() -> ExitCode {
@@ -59,15 +59,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             hub.epoch().id(hub.next_seq())
         );
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let main = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
-    let address = listener.local_addr()?;
-    let access = args.publish_access();
-    if let PublishAccess::MadeUp(token) = &access {
-        eprintln!("ssehub: listening beyond loopback without --publish-token; publishers must send: Authorization: Bearer {token}");
+    let publish = match args.publish_listen.0 {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--publish-listen {addr}: cannot listen there (another hub on this host? give each its own, or off)"))?,
+        ),
+        None => None,
+    };
+    // The listening line last: tools wait for it, and then know the publish listener too.
+    match &publish {
+        Some(listener) => eprintln!(
+            "ssehub: publish without a token on http://{}/publish (this host only)",
+            listener.local_addr()?
+        ),
+        None if args.publish_token.is_none() && !args.publish_open => {
+            eprintln!("ssehub: no --publish-listen, --publish-token or --publish-open: only --stdin and code can publish")
+        }
+        None => {}
     }
-    eprintln!("ssehub: listening on http://{address}");
+    eprintln!("ssehub: listening on http://{}", main.local_addr()?);
 
     if args.stdin {
         let template = feed::LineTemplate {
@@ -78,7 +92,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(feed::lines(reader, hub.clone(), template));
     }
 
-    http::serve(listener, hub, args.http_config(&access), shutdown_signal()).await?;
+    let listeners = http::Listeners { main, publish };
+    http::serve(listeners, hub, args.http_config(), shutdown_signal()).await?;
     eprintln!("ssehub: stopped");
     // A read blocked on stdin would hold the runtime open; nothing is left to clean up.
     std::process::exit(0)

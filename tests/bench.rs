@@ -15,7 +15,7 @@ fn bench(hub: &HubProcess, extra: &[&str]) -> (Option<i32>, serde_json::Value, S
             &["--drain-timeout", "5"][..]
         })
         .args(["--url", &hub.url("/events?topic=bench")])
-        .args(["--publish-url", &hub.url("/publish?topic=bench")])
+        .args(["--publish-url", &hub.publish_url("/publish?topic=bench")])
         .args(["--pid", &hub.pid().to_string()])
         .args(extra)
         .output()
@@ -122,7 +122,7 @@ fn bench_reports_refusals_and_losses() {
             "20",
         ])
         .args(["--url", &hub.url("/events?topic=a")])
-        .args(["--publish-url", &hub.url("/publish?topic=b")])
+        .args(["--publish-url", &hub.publish_url("/publish?topic=b")])
         .output()
         .unwrap();
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

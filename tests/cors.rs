@@ -39,7 +39,7 @@ async fn allowed_origins_get_cors_headers_and_others_do_not() {
     );
     // A publish from an allowed origin.
     let resp = client()
-        .post(hub.url("/publish"))
+        .post(hub.publish_url("/publish"))
         .header("origin", APP)
         .body("x")
         .send()

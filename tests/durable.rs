@@ -330,7 +330,7 @@ async fn a_second_hub_on_the_same_data_dir_is_refused() {
 /// of the history exactly once, in order.
 async fn crash_round(dir: &TempDir, round: u64) {
     let mut hub = HubProcess::start(&["--data-dir", dir.arg(), "--history", "1000000"]);
-    let url = hub.url("");
+    let url = hub.publish_url("");
     // Subscribed before anything of this round is published: it must see all of it.
     let mut stream = hub.subscribe("?topic=crash").await.opened().await;
     let acked: Arc<Mutex<Vec<u64>>> = Arc::default();

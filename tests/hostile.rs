@@ -56,7 +56,7 @@ async fn a_normal_client_gets_every_event_during_attacks() {
 
     // Publishing goes on throughout: 400 events of 32 KiB (more than socket buffers hold).
     let publishing = {
-        let url = hub.url("/publish?topic=news");
+        let url = hub.publish_url("/publish?topic=news");
         tokio::spawn(async move {
             let c = client();
             for i in 0..400 {

@@ -10,9 +10,13 @@ use ssehub::http::{router, HttpConfig};
 use ssehub::{Event, Hub};
 
 async fn mounted(hub: Hub) -> String {
+    let config = HttpConfig {
+        publish_token: Some("t0ken".into()),
+        ..HttpConfig::default()
+    };
     let app = axum::Router::new()
         .route("/own", axum::routing::get(|| async { "mine" }))
-        .merge(router(hub, HttpConfig::default()));
+        .merge(router(hub, config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -50,14 +54,17 @@ async fn a_mounted_router_streams_what_code_publishes() {
     let e = stream.next_event().await;
     assert_eq!((e.event.as_str(), e.data.as_str()), ("status", "from code"));
     assert_eq!(e.id, receipt.ids[0]);
-    // HTTP publishing works through the mounted router too.
-    let resp = client()
-        .post(format!("{base}/publish?topic=code"))
-        .body("over http")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    // HTTP publishing works through the mounted router too, with the token (never anonymously
+    // by default: the app may well sit behind a proxy).
+    let publish = |auth: &'static str| {
+        client()
+            .post(format!("{base}/publish?topic=code"))
+            .header("authorization", auth)
+            .body("over http")
+            .send()
+    };
+    assert_eq!(publish("Bearer nope").await.unwrap().status(), 401);
+    assert_eq!(publish("Bearer t0ken").await.unwrap().status(), 200);
     assert_eq!(stream.next_event().await.data, "over http");
     // The client limit holds on this path as well.
     let second = EventStream::open(&format!("{base}/events"), &[]).await;

@@ -96,11 +96,26 @@ async fn when_full_retry_sends_only_retry_and_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_never_reads_is_cut_loose() {
+    never_reading_subscriber(false).await;
+}
+
+/// What browsers do: the stream comes on a connection that served a request first. It must be
+/// cut loose the same way (it used to keep its slot forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_a_reused_connection_that_never_reads_is_cut_loose() {
+    never_reading_subscriber(true).await;
+}
+
+async fn never_reading_subscriber(reused: bool) {
     let hub = HubProcess::start(&["--max-backlog", "262144"]);
     // A client with a tiny receive buffer that reads nothing after its request.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stuck = socket.connect(hub.addr.parse().unwrap()).await.unwrap();
+    if reused {
+        plain_request_first(&mut stuck, "/healthz").await;
+        plain_request_first(&mut stuck, "/metrics").await;
+    }
     stuck
         .write_all(b"GET /events?topic=big HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
@@ -111,7 +126,7 @@ async fn a_subscriber_that_never_reads_is_cut_loose() {
     let chunk = "z".repeat(64 * 1024);
     const EVENTS: usize = 384;
     let publishing = {
-        let url = hub.url("/publish?topic=big");
+        let url = hub.publish_url("/publish?topic=big");
         tokio::spawn(async move {
             let c = client();
             for _ in 0..EVENTS {

@@ -131,26 +131,49 @@ async fn a_publish_token_is_required_when_set() {
     assert_eq!(hub.metric("ssehub_published_total").await, 1);
 }
 
+/// POST /publish on `base` with an optional Authorization header: status and reason.
+async fn publish_on(base: &str, auth: Option<&str>) -> (u16, String) {
+    let mut req = client().post(format!("{base}/publish?topic=t")).body("x");
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let resp = req.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn off_loopback_a_token_is_made_up_and_printed() {
-    let mut cmd = HubProcess::command(&[]);
-    cmd.args(["--listen", "0.0.0.0:0"]);
-    let hub = HubProcess::spawn(cmd);
-    let token = hub
-        .stderr_text()
-        .split("Bearer ")
-        .nth(1)
-        .map(|t| t.split_whitespace().next().unwrap_or("").to_string())
-        .expect("a token is printed");
-    assert!(token.len() >= 32);
-    let (status, _) = hub.publish_raw("?topic=t", "x").await;
+async fn by_default_only_the_loopback_publish_listener_takes_anonymous_publishes() {
+    let hub = HubProcess::start(&[]);
+    let (status, reason) = publish_on(&hub.url(""), None).await;
+    assert_eq!(status, 401, "{reason}");
+    assert!(reason.contains("--publish-listen"), "{reason}");
+    assert_eq!(reason.matches('\n').count(), 1, "one line: {reason:?}");
+    assert_eq!(publish_on(&hub.url(""), Some("Bearer guess")).await.0, 401);
+    assert_eq!(hub.metric("ssehub_published_total").await, 0);
+    // The publish listener: anonymous publishing, and everything else too.
+    let publish = hub.publish_url("");
+    assert_eq!(publish_on(&publish, None).await.0, 200);
+    assert_eq!(hub.metric("ssehub_published_total").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_open_and_tokens() {
+    let open = HubProcess::start(&["--publish-open", "--publish-listen", "off"]);
+    assert_eq!(open.publish_addr, None);
+    assert_eq!(publish_on(&open.url(""), None).await.0, 200);
+    // With a token: it works on both listeners; anonymous still only on the publish listener.
+    let hub = HubProcess::start(&["--publish-token", "s3"]);
+    assert_eq!(publish_on(&hub.url(""), Some("Bearer s3")).await.0, 200);
+    assert_eq!(
+        publish_on(&hub.publish_url(""), Some("Bearer s3")).await.0,
+        200
+    );
+    assert_eq!(
+        publish_on(&hub.publish_url(""), Some("Bearer no")).await.0,
+        401
+    );
+    assert_eq!(publish_on(&hub.publish_url(""), None).await.0, 200);
+    let (status, reason) = publish_on(&hub.url(""), None).await;
     assert_eq!(status, 401);
-    let resp = client()
-        .post(hub.url("/publish?topic=t"))
-        .header("authorization", format!("Bearer {token}"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    assert!(reason.contains("Bearer"), "{reason}");
 }

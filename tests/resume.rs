@@ -27,7 +27,7 @@ async fn resume_while_publishing(use_header: bool) {
     let hub = HubProcess::start(&[]);
     const N: usize = 1500;
     let mut stream = hub.subscribe("?topic=r").await.opened().await;
-    let publishing = publisher(hub.url(""), N);
+    let publishing = publisher(hub.publish_url(""), N);
     let mut seen: Vec<usize> = Vec::new();
     let mut reconnects = 0;
     while seen.last() != Some(&(N - 1)) {

@@ -65,7 +65,7 @@ async fn sigterm_under_load_delivers_everything_acknowledged() {
     // Publish steadily; remember what was acknowledged.
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let publisher = {
-        let (acked, url) = (acked.clone(), hub.url("/publish?topic=load"));
+        let (acked, url) = (acked.clone(), hub.publish_url("/publish?topic=load"));
         tokio::spawn(async move {
             let c = client();
             for i in 0.. {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use ssehub::parse::Frame;
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opens_with_headers_and_flushes_at_once() {
@@ -145,49 +146,63 @@ async fn a_bad_subscription_gets_400() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_keep_alive_connection_streams_too() {
-    // The first request on a connection is a publish (served by hyper); the stream that follows on
-    // the same connection takes the axum path, which must behave the same.
-    use tokio::io::AsyncWriteExt;
+    // The first requests on a connection are served by hyper; the stream that follows on the same
+    // connection must take the same path as on a fresh connection (whose response carries no
+    // `date` header, unlike hyper's).
     let hub = HubProcess::start(&[]);
     let mut socket = tokio::net::TcpStream::connect(&hub.addr).await.unwrap();
-    let publish = "POST /publish?topic=k HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nfirst";
-    socket.write_all(publish.as_bytes()).await.unwrap();
-    let head = read_head(&mut socket).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut body = vec![0u8; len];
-    tokio::io::AsyncReadExt::read_exact(&mut socket, &mut body)
-        .await
-        .unwrap();
+    for path in ["/", "/healthz", "/assets/viewer.js"] {
+        plain_request_first(&mut socket, path).await;
+    }
     socket
         .write_all(b"GET /events?topic=k HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
     let head = read_head(&mut socket).await;
     assert!(head.contains("text/event-stream"), "{head}");
-    hub.wait_metric("ssehub_clients", |n| n == 1).await;
+    let fresh = hub.subscribe("?topic=k").await;
+    assert_eq!(
+        head.to_ascii_lowercase().contains("date:"),
+        fresh.headers.contains_key("date"),
+        "the same path as a fresh connection: {head}"
+    );
+    hub.wait_metric("ssehub_clients", |n| n == 2).await;
     hub.publish_ok("?topic=k", "second").await;
-    let mut parser = ssehub::parse::Parser::new();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while got.is_empty() {
-        let n = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read(&mut socket, &mut buf))
-            .await
+    let got = raw_events(&mut socket, 1).await;
+    assert_eq!(data(&got), ["second"]);
+}
+
+/// Requests in one write (pipelined), a chunked publish, then a stream: each request is served
+/// once, in order, and the stream still comes out right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_and_chunked_requests_before_a_stream() {
+    let hub = HubProcess::start(&["--publish-listen", "127.0.0.1:0"]);
+    let publish = hub.publish_addr.clone().expect("publish listener");
+    let mut socket = tokio::net::TcpStream::connect(&publish).await.unwrap();
+    let requests = "POST /publish?topic=p HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\none\
+        POST /publish?topic=p HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n\
+        GET /events?topic=p&lastEventId=0 HTTP/1.1\r\nhost: x\r\n\r\n";
+    socket.write_all(requests.as_bytes()).await.unwrap();
+    for _ in 0..2 {
+        let head = read_head(&mut socket).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
             .unwrap()
+            .trim()
+            .parse()
             .unwrap();
-        assert!(n > 0);
-        // Chunk framing lines are not SSE lines; only the payload matters here.
-        parser.feed(&buf[..n], &mut |f| {
-            if let Frame::Event(e) = f {
-                got.push(e.data)
-            }
-        });
+        let mut body = vec![0u8; len];
+        tokio::io::AsyncReadExt::read_exact(&mut socket, &mut body)
+            .await
+            .unwrap();
     }
-    assert!(got[0].contains("second"), "{got:?}");
+    let head = read_head(&mut socket).await;
+    assert!(head.contains("text/event-stream"), "{head}");
+    // "0" is no id of ours: a `gap` event, then everything retained.
+    let got = raw_events(&mut socket, 3).await;
+    assert_eq!(got[0].event, "gap");
+    assert_eq!(data(&got[1..]), ["one", "two"]);
+    assert_eq!(hub.metric("ssehub_published_total").await, 2);
 }

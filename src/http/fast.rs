@@ -239,4 +239,6 @@ pub(crate) async fn write_refusal(stream: &TcpStream, error: &ApiError, cors: Op
         ),
     )
     .await;
+    // What the client sent past its head (pipelined, or a body) would make the close a reset.
+    super::connection::drain_ready(stream);
 }

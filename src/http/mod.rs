@@ -15,9 +15,12 @@
 //! let app: axum::Router = router(hub, config);
 //! ```
 
+mod connection;
 mod cors;
 mod fast;
+mod message_end;
 mod pages;
+mod pending;
 mod per_ip;
 mod publish;
 pub mod query;
@@ -33,7 +36,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use cors::check_origin;
-pub use server::{raise_open_file_limit, serve, ServeError};
+pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
 
 use crate::hub::Hub;
 
@@ -63,14 +66,24 @@ impl FromStr for WhenFull {
 pub struct HttpConfig {
     /// Largest publish body, in bytes; larger gets `413`.
     pub max_body: usize,
-    /// Bearer token publishers must send; `None` for open publishing.
+    /// Bearer token that lets a request publish, on any listener.
     pub publish_token: Option<String>,
+    /// Anyone who reaches the router may publish, without a token. Off by default: behind a
+    /// reverse proxy every request would qualify. (Publishes that come in on a loopback
+    /// [`Listeners::publish`] need no token either way.)
+    pub publish_open: bool,
     /// What a full hub answers.
     pub when_full: WhenFull,
     /// Streams one client address may hold open; past it, `429`. 0: no limit.
     pub max_clients_per_ip: usize,
     /// Origins allowed cross-origin access, exactly as browsers send them (see [`check_origin`]).
     pub cors_origins: Vec<String>,
+    /// Connections waiting for a request head (new, or kept alive between requests), at most;
+    /// past it, the one that has waited longest is closed. Applies to [`serve`].
+    pub max_pending_connections: usize,
+    /// Connections from one address waiting for a request head, at most; past it, that
+    /// address's new connections get `429`. 0: no limit. Applies to [`serve`].
+    pub max_pending_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -78,12 +91,19 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body: 1 << 20,
             publish_token: None,
+            publish_open: false,
             when_full: WhenFull::Status503,
             max_clients_per_ip: 0,
             cors_origins: Vec::new(),
+            max_pending_connections: 4096,
+            max_pending_per_ip: 1024,
         }
     }
 }
+
+/// Set on requests that came in on a loopback publish listener ([`Listeners::publish`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PublishListener;
 
 /// What every handler sees.
 #[derive(Clone)]
@@ -91,6 +111,10 @@ pub(crate) struct AppState {
     pub(crate) hub: Hub,
     pub(crate) config: Arc<HttpConfig>,
     pub(crate) per_ip: Arc<per_ip::PerIp>,
+    /// Connections waiting for a request head ([`serve`] only).
+    pub(crate) pending: Arc<pending::Pending>,
+    /// The loopback publish listener's address, if [`serve`] has one (the viewer page shows it).
+    pub(crate) publish_listener: Option<std::net::SocketAddr>,
 }
 
 impl AppState {
@@ -98,6 +122,11 @@ impl AppState {
         AppState {
             hub,
             per_ip: per_ip::PerIp::new(config.max_clients_per_ip),
+            pending: pending::Pending::new(
+                config.max_pending_connections,
+                config.max_pending_per_ip,
+            ),
+            publish_listener: None,
             config: Arc::new(config),
         }
     }
@@ -209,6 +238,7 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> R
          # HELP ssehub_slow_disconnects_total Streams ended for falling too far behind.\n# TYPE ssehub_slow_disconnects_total counter\nssehub_slow_disconnects_total {}\n\
          # HELP ssehub_topics Topics known.\n# TYPE ssehub_topics gauge\nssehub_topics {}\n\
          # HELP ssehub_history_events Events retained for replay in memory.\n# TYPE ssehub_history_events gauge\nssehub_history_events {}\n\
+         # HELP ssehub_pending_connections Connections waiting for a request head (new, or kept alive between requests).\n# TYPE ssehub_pending_connections gauge\nssehub_pending_connections {}\n\
          # HELP ssehub_history_store_failed 1 once a write to the history store failed (publishes are refused).\n# TYPE ssehub_history_store_failed gauge\nssehub_history_store_failed {}\n",
         s.clients,
         s.max_clients,
@@ -217,6 +247,7 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> R
         s.slow_disconnects_total,
         s.topics,
         s.history_events,
+        app.pending.live(),
         u8::from(s.store_failed),
     );
     (

@@ -2,15 +2,24 @@
 //! build step, no CDN): it works offline. The page subscribes with `EventSource` exactly as a
 //! user's page would, to the topics in `?topic=`.
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
+
+use super::AppState;
 
 const PAGE: &str = include_str!("viewer/index.html");
 const SCRIPT: &str = include_str!("viewer/viewer.js");
 const STYLE: &str = include_str!("viewer/viewer.css");
 
-pub(crate) async fn viewer() -> Html<&'static str> {
-    Html(PAGE)
+/// The page, told where publishing needs no token (the loopback publish listener), so that its
+/// `curl` lines work when pasted on the hub's host.
+pub(crate) async fn viewer(State(app): State<AppState>) -> Html<String> {
+    let listener = app
+        .publish_listener
+        .map(|addr| format!("http://{addr}"))
+        .unwrap_or_default();
+    Html(PAGE.replace("{{publish-listener}}", &listener))
 }
 
 pub(crate) async fn script() -> Response {

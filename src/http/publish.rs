@@ -4,22 +4,25 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::query::parse_query;
-use super::{ApiError, AppState, HttpConfig};
+use super::{ApiError, AppState, HttpConfig, PublishListener};
 use crate::event::{check_name, Event, Topic};
 use crate::hub::PublishError;
 
 pub(crate) async fn publish(
     State(app): State<AppState>,
+    publish_listener: Option<Extension<PublishListener>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    authorize(&app.config, &headers)?;
+    let anonymous_ok = app.config.publish_open || publish_listener.is_some();
+    authorize(&app.config, anonymous_ok, &headers)?;
     let body = read_body(body, &headers, app.config.max_body).await?;
     let (events, batch) = request_events(query.as_deref().unwrap_or(""), is_json(&headers), &body)?;
     let receipt = app.hub.publish(events).await.map_err(|e| match e {
@@ -51,28 +54,28 @@ pub(crate) fn request_events(
     }
 }
 
-/// With a token set, the request must carry `Authorization: Bearer <token>`. Compared in
-/// constant time.
-fn authorize(config: &HttpConfig, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &config.publish_token else {
-        return Ok(());
-    };
+/// A request publishes with the bearer token, or without one where anonymous publishing is
+/// allowed (`--publish-open`, or the loopback publish listener). Compared in constant time.
+fn authorize(config: &HttpConfig, anonymous_ok: bool, headers: &HeaderMap) -> Result<(), ApiError> {
+    let unauthorized = |reason: &str| ApiError::new(StatusCode::UNAUTHORIZED, reason);
     let given = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "publishing needs an Authorization: Bearer token",
-            )
-        })?;
-    if !constant_time_eq(given, token.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the bearer token is wrong",
-        ));
+        .map(|v| v.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b""));
+    match (given, &config.publish_token) {
+        (None, _) if anonymous_ok => Ok(()),
+        (None, Some(_)) => Err(unauthorized(
+            "publishing needs an Authorization: Bearer token (--publish-token), or the hub's loopback publish listener (--publish-listen)",
+        )),
+        (None, None) => Err(unauthorized(
+            "anonymous publishing is off on this listener: publish on the hub's loopback publish listener (--publish-listen), or start the hub with --publish-token or --publish-open",
+        )),
+        (Some(_), None) if anonymous_ok => Ok(()),
+        (Some(_), None) => Err(unauthorized(
+            "this hub has no publish token (--publish-token); publish on its loopback publish listener (--publish-listen)",
+        )),
+        (Some(given), Some(token)) if constant_time_eq(given, token.as_bytes()) => Ok(()),
+        (Some(_), Some(_)) => Err(unauthorized("the bearer token is wrong")),
     }
-    Ok(())
 }
 
 /// Equal, in time that depends only on the lengths.

@@ -1,32 +1,18 @@
-//! The server: one listener, the request head read once, then the fast path or hyper.
+//! The server: the listeners, the two places connections run, and the shutdown.
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use axum::http::StatusCode;
-use axum::{Extension, Router};
-use bytes::{Buf, Bytes};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
 
-use super::fast::{serve_events, write_refusal, Head};
-use super::{routes, ApiError, AppState, HttpConfig};
+use super::connection::{accepted, Shared};
+use super::{routes, AppState, HttpConfig};
 use crate::hub::Hub;
 
-/// A request head must arrive within this time...
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// ...and fit in this many bytes.
-const MAX_HEAD: usize = 16 * 1024;
 /// After shutdown begins, streams and requests get this long to finish.
 const DRAIN: Duration = Duration::from_secs(3);
 
@@ -38,10 +24,48 @@ pub enum ServeError {
     Io(#[from] io::Error),
 }
 
-/// Serves the hub on `listener` until `shutdown` resolves, then closes the hub, ends every
-/// stream, lets requests in flight finish (up to 3 s) and returns. HTTP/1 event streams are
-/// served on the current runtime; every other request on a thread of its own, so publishers
-/// never wait behind fan-out.
+/// Where the server listens.
+///
+/// `main` serves everything; publishing there needs the bearer token
+/// ([`HttpConfig::publish_token`]) unless [`HttpConfig::publish_open`] is set. `publish`, if
+/// given, also serves everything, and takes publishes without a token when it is bound to a
+/// loopback address: it is for publishers on the same host, and no reverse proxy should point
+/// at it. (A proxy on the same host makes every request to `main` come from loopback, so a
+/// loopback peer address proves nothing there.)
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use tokio::net::TcpListener;
+/// let listeners = ssehub::http::Listeners {
+///     main: TcpListener::bind("127.0.0.1:8080").await?,
+///     publish: Some(TcpListener::bind("127.0.0.1:8081").await?),
+/// };
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Listeners {
+    /// Subscribers, the viewer page, health, metrics, and publishers with a token.
+    pub main: TcpListener,
+    /// Publishers on this host, without a token (if bound to loopback).
+    pub publish: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(main: TcpListener) -> Listeners {
+        Listeners {
+            main,
+            publish: None,
+        }
+    }
+}
+
+/// Serves the hub until `shutdown` resolves, then closes the hub, ends every stream, lets
+/// requests in flight finish (up to 3 s) and returns.
+///
+/// Every request head is read by the server itself: a `GET /events` (first on its connection or
+/// after any number of kept-alive requests) is streamed on the current runtime by a small writer
+/// that owns the socket; every other request is served by hyper and the router on a thread of
+/// its own, so publishers never wait behind fan-out.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,7 +76,7 @@ pub enum ServeError {
 /// # Ok(()) }
 /// ```
 pub async fn serve<F>(
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     hub: Hub,
     config: HttpConfig,
     shutdown: F,
@@ -60,250 +84,80 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()>,
 {
-    let app = AppState::new(hub.clone(), config);
+    let Listeners { main, publish } = listeners.into();
+    let mut app = AppState::new(hub.clone(), config);
+    // Anonymous publishing on the publish listener only where nobody else can reach it.
+    let mut trusted_publish = false;
+    if let Some(listener) = &publish {
+        let addr = listener.local_addr()?;
+        if addr.ip().is_loopback() {
+            trusted_publish = true;
+            app.publish_listener = Some(addr);
+        } else {
+            tracing::warn!("the publish listener {addr} is not on loopback: it takes no anonymous publishes");
+        }
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let requests = Arc::new(Requests::start(routes(app.clone()), stop_rx)?);
+    let (requests, _request_thread) = request_thread()?;
+    let shared = Arc::new(Shared::new(
+        app.clone(),
+        routes(app),
+        tokio::runtime::Handle::current(),
+        requests,
+        stop_rx,
+    ));
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let (accepted_on, from_publish) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(connection(stream, peer, app.clone(), requests.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait for some to be freed.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            accepted = main.accept() => (accepted, false),
+            accepted = accept(publish.as_ref()) => (accepted, trusted_publish),
+        };
+        match accepted_on {
+            Ok((stream, peer)) => {
+                tokio::spawn(accepted(stream, peer, from_publish, shared.clone()));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait for some to be freed.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
-    drop(listener);
+    drop((main, publish));
     hub.close();
     let _ = stop_tx.send(true);
     let deadline = tokio::time::Instant::now() + DRAIN;
     while tokio::time::Instant::now() < deadline
-        && (hub.stats().clients > 0 || requests.live.load(Ordering::Acquire) > 0)
+        && (hub.stats().clients > 0 || shared.on_request_thread.load(Ordering::Acquire) > 0)
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }
 
-/// Where a connection goes after its first request head.
-enum Route {
-    Events(Head),
-    Hyper,
-    Refuse(ApiError),
-}
-
-async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    app: AppState,
-    requests: Arc<Requests>,
-) {
-    let _ = stream.set_nodelay(true);
-    let mut buf = Vec::with_capacity(1024);
-    let route = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream, &mut buf)).await {
-        Ok(Ok(Some(route))) => route,
-        // Closed, failed, or too slow to send a head: nothing to answer.
-        _ => return,
-    };
-    match route {
-        Route::Events(head) => {
-            drop(buf);
-            serve_events(stream, peer.ip(), head, &app).await;
-        }
-        Route::Refuse(error) => write_refusal(&stream, &error, None).await,
-        Route::Hyper => requests.hand_off(stream, peer, Bytes::from(buf)),
+async fn accept(
+    listener: Option<&TcpListener>,
+) -> io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 
-/// Request/response connections (publish, metrics, the page, anything not a fast-path stream)
-/// run on a thread of their own. A publisher then never waits behind a fan-out round over
-/// thousands of streams: its latency does not grow with the number of subscribers, and under
-/// load each round carries many events (bigger batches, fewer writes per event).
-struct Requests {
-    handoff: mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr, Bytes)>,
-    /// Connections being served, for the shutdown drain.
-    live: Arc<AtomicUsize>,
-}
-
-impl Requests {
-    fn start(routes: Router, stop: watch::Receiver<bool>) -> io::Result<Requests> {
-        let (handoff, mut incoming) =
-            mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Bytes)>();
-        let live = Arc::new(AtomicUsize::new(0));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let counter = live.clone();
-        std::thread::Builder::new()
-            .name("ssehub-requests".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    // Ends when the server drops its sender, after the shutdown drain.
-                    while let Some((stream, peer, read)) = incoming.recv().await {
-                        // Handlers see the client's address (the per-address stream limit).
-                        let routes = routes.clone().layer(Extension(ConnectInfo(peer)));
-                        let (stop, counter) = (stop.clone(), counter.clone());
-                        tokio::spawn(async move {
-                            if let Ok(stream) = TcpStream::from_std(stream) {
-                                serve_hyper(stream, read, routes, stop).await;
-                            }
-                            counter.fetch_sub(1, Ordering::AcqRel);
-                        });
-                    }
-                })
-            })?;
-        Ok(Requests { handoff, live })
-    }
-
-    /// Moves a connection, and the bytes already read from it, to the request thread.
-    fn hand_off(&self, stream: TcpStream, peer: SocketAddr, read: Bytes) {
-        let Ok(stream) = stream.into_std() else {
-            return;
-        };
-        self.live.fetch_add(1, Ordering::AcqRel);
-        if self.handoff.send((stream, peer, read)).is_err() {
-            self.live.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-/// Reads until a whole request head is in `buf` and decides where it goes. `None`: the client
-/// closed first.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<Route>> {
-    loop {
-        if buf.len() >= MAX_HEAD {
-            return Ok(Some(Route::Refuse(ApiError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                format!("the request head is larger than {MAX_HEAD} bytes"),
-            ))));
-        }
-        buf.reserve(1024.min(MAX_HEAD - buf.len()));
-        if stream.read_buf(buf).await? == 0 {
-            return Ok(None);
-        }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(buf) {
-            Ok(httparse::Status::Partial) => continue,
-            Ok(httparse::Status::Complete(_)) => return Ok(Some(route(&request))),
-            Err(httparse::Error::TooManyHeaders) => {
-                return Ok(Some(Route::Refuse(ApiError::new(
-                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    "more than 64 request headers",
-                ))))
-            }
-            Err(e) => {
-                return Ok(Some(Route::Refuse(ApiError::bad_request(format!(
-                    "malformed request: {e}"
-                )))))
-            }
-        }
-    }
-}
-
-fn route(request: &httparse::Request<'_, '_>) -> Route {
-    let (path, query) = match request.path.unwrap_or("").split_once('?') {
-        Some((path, query)) => (path, query),
-        None => (request.path.unwrap_or(""), ""),
-    };
-    let header = |name: &str| {
-        request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-    };
-    // Only a plain GET without a body is ours; anything unusual goes to hyper, which knows HTTP.
-    let plain = request.method == Some("GET")
-        && path == "/events"
-        && header("upgrade").is_none()
-        && header("content-length").is_none()
-        && header("transfer-encoding").is_none();
-    if !plain {
-        return Route::Hyper;
-    }
-    Route::Events(Head {
-        http11: request.version == Some(1),
-        query: query.to_string(),
-        last_event_id: header("last-event-id").map(<[u8]>::to_vec),
-        origin: header("origin").map(<[u8]>::to_vec),
-    })
-}
-
-async fn serve_hyper(
-    stream: TcpStream,
-    read: Bytes,
-    routes: Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let io = TokioIo::new(Rewind { read, stream });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_TIMEOUT)
-        .serve_connection(io, TowerToHyperService::new(routes));
-    tokio::pin!(connection);
-    tokio::select! {
-        _ = connection.as_mut() => {}
-        _ = async { stop.wait_for(|stop| *stop).await.is_ok() } => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }
-}
-
-/// A socket whose first bytes were already read: they are read again first.
-struct Rewind {
-    read: Bytes,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if !this.read.is_empty() {
-            let n = this.read.len().min(buf.remaining());
-            buf.put_slice(&this.read[..n]);
-            this.read.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
+/// The request thread: a runtime of its own, running until the returned sender is dropped.
+fn request_thread() -> io::Result<(tokio::runtime::Handle, oneshot::Sender<()>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    let (done, until) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("ssehub-requests".into())
+        .spawn(move || {
+            let _ = runtime.block_on(until);
+        })?;
+    Ok((handle, done))
 }
 
 /// Raises this process's open-file soft limit to its hard limit: every stream is a socket.

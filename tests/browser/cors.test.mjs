@@ -37,7 +37,8 @@ async function tryHub(page, hubUrl) {
     try {
       const answer = await fetch(`${hub}/publish`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        // Publishing on the hub's public listener takes its token (a preflighted header).
+        headers: { 'content-type': 'application/json', authorization: 'Bearer t0ken' },
         body: JSON.stringify({ topic: 'x', data: 'cross-origin hello' }),
       });
       published = answer.status;
@@ -49,7 +50,7 @@ async function tryHub(page, hubUrl) {
 }
 
 test('a listed origin may listen and publish', async () => {
-  const hub = await startHub(['--cors-origin', siteOrigin]);
+  const hub = await startHub(['--cors-origin', siteOrigin, '--publish-token', 't0ken']);
   try {
     const page = await browser.newPage();
     await page.goto(siteOrigin);
@@ -61,7 +62,7 @@ test('a listed origin may listen and publish', async () => {
 });
 
 test('an unlisted origin is blocked by the browser', async () => {
-  const hub = await startHub(['--cors-origin', 'http://somewhere-else.test']);
+  const hub = await startHub(['--cors-origin', 'http://somewhere-else.test', '--publish-token', 't0ken']);
   try {
     const page = await browser.newPage();
     await page.goto(siteOrigin);

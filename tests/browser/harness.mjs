@@ -13,6 +13,8 @@ export const hubBin = process.env.SSEHUB_BIN || `${repoRoot}target/debug/ssehub`
 export const chromiumBin = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
 const LISTENING = /^ssehub: listening on (http:\/\/127\.0\.0\.1:(\d+))\s*$/;
+// Printed before the listening line: the loopback listener where publishing needs no token.
+const PUBLISH_LISTENER = /^ssehub: publish without a token on (http:\/\/127\.0\.0\.1:\d+)\/publish/;
 const START_TIMEOUT_MS = 15000;
 const STOP_TIMEOUT_MS = 5000;
 
@@ -33,7 +35,8 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
  * hub on the same port) with no SSEHUB_* variables in its environment, and waits for
  * `ssehub: listening on http://127.0.0.1:PORT` on its stderr.
  *
- * Returns { url, port, proc, stderr(), stop() }. `proc.stdin` is a pipe (for `--stdin`);
+ * Returns { url, port, publishUrl, proc, stderr(), stop() }: `publishUrl` is the hub's loopback
+ * publish listener (publishing there needs no token; on `url` it does). `proc.stdin` is a pipe (for `--stdin`);
  * `stderr()` is everything the hub has written there so far; `stop()` sends SIGTERM, waits for the
  * exit (SIGKILL after 5 s) and resolves to { code, signal }.
  */
@@ -45,7 +48,8 @@ export async function startHub(args = []) {
     Object.entries(process.env).filter(([key]) => !key.startsWith('SSEHUB_')),
   );
   const listen = args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
-  const proc = spawn(hubBin, ['serve', ...listen, ...args], {
+  const publishListen = args.includes('--publish-listen') ? [] : ['--publish-listen', '127.0.0.1:0'];
+  const proc = spawn(hubBin, ['serve', ...listen, ...publishListen, ...args], {
     env,
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -65,6 +69,7 @@ export async function startHub(args = []) {
 
   let stderr = '';
   proc.stderr.setEncoding('utf8');
+  let publishUrl;
   const listening = new Promise((resolve, reject) => {
     let pending = '';
     const timer = setTimeout(() => {
@@ -77,10 +82,12 @@ export async function startHub(args = []) {
       while ((newline = pending.indexOf('\n')) >= 0) {
         const line = pending.slice(0, newline);
         pending = pending.slice(newline + 1);
+        const publishMatch = PUBLISH_LISTENER.exec(line);
+        if (publishMatch) publishUrl = publishMatch[1];
         const match = LISTENING.exec(line);
         if (match) {
           clearTimeout(timer);
-          resolve({ url: match[1], port: Number(match[2]) });
+          resolve({ url: match[1], port: Number(match[2]), publishUrl });
         }
       }
     });

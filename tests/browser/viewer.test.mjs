@@ -59,7 +59,7 @@ test('shows events, named events, the status panel and a gap marker', async () =
     ];
     const ids = [];
     for (const [i, event] of sent.entries()) {
-      ids.push((await publish(hub.url, event)).id);
+      ids.push((await publish(hub.publishUrl, event)).id);
       await waitFor(async () => (await rows(page)) === i + 1, { message: `row ${i + 1}` });
     }
     // The two-topic event is one row; give its second copy time to arrive and be merged.
@@ -79,8 +79,13 @@ test('shows events, named events, the status panel and a gap marker', async () =
     // The status panel shows the latest status event, as pretty JSON.
     assert.equal(await page.locator('#status-data').textContent(), JSON.stringify({ cpu: 0.5, up: true }, null, 2));
 
-    // The publish help carries this hub's address.
-    assert.match(await page.locator('#curl-raw').textContent(), new RegExp(`http://127\\.0\\.0\\.1:${port}/publish\\?topic=news`));
+    // The publish help carries this hub's publish listener (no token needed there).
+    const publishPort = new URL(hub.publishUrl).port;
+    assert.notEqual(publishPort, String(port));
+    assert.equal(
+      await page.locator('#curl-raw').textContent(),
+      `curl -X POST 'http://127.0.0.1:${publishPort}/publish?topic=news' --data-binary 'hello'`,
+    );
 
     mkdirSync(`${repoRoot}target`, { recursive: true });
     await page.screenshot({ path: `${repoRoot}target/viewer.png` });
@@ -95,7 +100,7 @@ test('shows events, named events, the status panel and a gap marker', async () =
     });
     assert.match(await page.locator('#events tr.gap').first().textContent(), /gap \(other-history\)/);
     await waitFor(async () => (await state(page)) === 'live');
-    await publish(hub.url, { topic: 'news', data: 'after the restart' });
+    await publish(hub.publishUrl, { topic: 'news', data: 'after the restart' });
     await waitFor(async () => (await page.locator('#events').textContent()).includes('after the restart'));
     assert.deepEqual(errors, []);
   } finally {
@@ -116,7 +121,7 @@ test('a full hub: the second page says busy, then connects by itself', async () 
       timeout: 15000,
       message: 'the second page connects once the first has closed',
     });
-    await publish(hub.url, { data: 'now you see me' });
+    await publish(hub.publishUrl, { data: 'now you see me' });
     await waitFor(async () => (await second.locator('#events').textContent()).includes('now you see me'));
   } finally {
     await hub.stop();
@@ -130,7 +135,7 @@ test('1000 events in one second all reach the counter, and the page stays usable
     // Ten batches of 100, one every 100 ms.
     for (let b = 0; b < 10; b++) {
       const batch = Array.from({ length: 100 }, (_, i) => ({ topic: 'burst', data: `event ${b * 100 + i}` }));
-      await publishBatch(hub.url, batch);
+      await publishBatch(hub.publishUrl, batch);
       await new Promise((r) => setTimeout(r, 100));
     }
     await waitFor(async () => (await count(page)) === 1000, { message: 'the counter reaches 1000' });
@@ -144,7 +149,7 @@ test('1000 events in one second all reach the counter, and the page stays usable
     assert.ok(bottom, 'following the newest events');
 
     // Paused: counting goes on, the list waits; resumed, it catches up.
-    await publish(hub.url, { topic: 'burst', data: 'while paused' });
+    await publish(hub.publishUrl, { topic: 'burst', data: 'while paused' });
     await waitFor(async () => (await count(page)) === 1001);
     assert.equal(await rows(page), 1000);
     await page.locator('#pause').click();
@@ -169,7 +174,7 @@ test('the list keeps at most 5000 rows', async () => {
     const { page } = await openViewer(hub.url, '?topic=many');
     for (let b = 0; b < 6; b++) {
       const batch = Array.from({ length: 1000 }, (_, i) => ({ topic: 'many', data: `n${b * 1000 + i}` }));
-      await publishBatch(hub.url, batch);
+      await publishBatch(hub.publishUrl, batch);
     }
     await waitFor(async () => (await count(page)) === 6000, { message: 'the counter reaches 6000' });
     await waitFor(async () => (await page.locator('#events tr').last().textContent()).includes('n5999'));
@@ -184,13 +189,13 @@ test('scrolling up stops following; the page works with the keyboard', async () 
   const hub = await startHub([]);
   try {
     const { page } = await openViewer(hub.url, '?topic=k');
-    await publishBatch(hub.url, Array.from({ length: 300 }, (_, i) => ({ topic: 'k', data: `k${i}` })));
+    await publishBatch(hub.publishUrl, Array.from({ length: 300 }, (_, i) => ({ topic: 'k', data: `k${i}` })));
     await waitFor(async () => (await rows(page)) === 300);
     await page.locator('#scroller').evaluate((el) => {
       el.scrollTop = 0;
       el.dispatchEvent(new Event('scroll'));
     });
-    await publishBatch(hub.url, Array.from({ length: 50 }, (_, i) => ({ topic: 'k', data: `more${i}` })));
+    await publishBatch(hub.publishUrl, Array.from({ length: 50 }, (_, i) => ({ topic: 'k', data: `more${i}` })));
     await waitFor(async () => (await rows(page)) === 350);
     assert.equal(await page.locator('#scroller').evaluate((el) => el.scrollTop), 0, 'stays where the user scrolled');
     assert.match(await page.locator('#following').textContent(), /not following/);
@@ -201,6 +206,38 @@ test('scrolling up stops following; the page works with the keyboard', async () 
     assert.equal(await page.evaluate(() => document.activeElement.id), 'pause');
     await page.keyboard.press('Enter');
     assert.equal(await page.locator('#pause').getAttribute('aria-pressed'), 'true');
+  } finally {
+    await hub.stop();
+  }
+});
+
+test("the page's own stream comes on a reused connection and takes the stream path", async () => {
+  const hub = await startHub([]);
+  try {
+    const page = await browser.newPage();
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Network.enable');
+    const responses = [];
+    cdp.on('Network.responseReceived', (e) => responses.push(e));
+    await page.goto(`${hub.url}/?topic=ka`);
+    await waitFor(async () => (await state(page)) === 'live', { message: 'the page goes live' });
+    const stream = responses.find((r) => r.type === 'EventSource');
+    assert.ok(stream, `no EventSource response among ${responses.map((r) => r.response.url)}`);
+    // Chromium opened its EventSource on a connection that had served the page or its assets.
+    const earlier = responses.filter((r) => r !== stream).map((r) => r.response.connectionId);
+    assert.equal(stream.response.connectionReused, true);
+    assert.ok(earlier.includes(stream.response.connectionId), 'the same connection as the page');
+    // The hub's stream writer, not hyper, answered it: exactly the head a fresh connection gets.
+    const names = Object.keys(stream.response.headers).map((h) => h.toLowerCase()).sort();
+    const fresh = await fetch(`${hub.url}/events?topic=other`);
+    const freshNames = [...fresh.headers.keys()].sort();
+    await fresh.body.cancel();
+    assert.deepEqual(names, freshNames);
+    assert.ok(!names.includes('date'), `${names}`);
+    // And it works: an event published now shows on the page.
+    await publish(hub.publishUrl, { topic: 'ka', data: 'on a kept connection' });
+    await waitFor(async () => (await page.locator('#events').textContent()).includes('on a kept connection'));
+    await page.close();
   } finally {
     await hub.stop();
   }

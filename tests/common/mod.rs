@@ -19,6 +19,8 @@ pub struct HubProcess {
     pub child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// The loopback publish listener (`--publish-listen`), where publishing needs no token.
+    pub publish_addr: Option<String>,
     pub stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -46,27 +48,39 @@ impl HubProcess {
         let lines = stderr.clone();
         let pipe = child.stderr.take().expect("stderr");
         std::thread::spawn(move || {
+            // The hub prints its publish listener (if any) before the listening line.
+            let mut publish_addr = None;
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("publish without a token on http://").nth(1) {
+                    publish_addr = rest.split('/').next().map(str::to_string);
+                }
                 if let Some(rest) = line.split("listening on http://").nth(1) {
                     let port = rest.rsplit(':').next().unwrap_or("").to_string();
-                    let _ = tx.send(format!("127.0.0.1:{port}"));
+                    let _ = tx.send((format!("127.0.0.1:{port}"), publish_addr.clone()));
                 }
                 lines.lock().unwrap().push(line);
             }
         });
-        let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+        let (addr, publish_addr) = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
             let _ = child.kill();
             panic!("ssehub did not start: {:?}", stderr.lock().unwrap())
         });
         HubProcess {
             child,
             addr,
+            publish_addr,
             stderr,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the publish listener (anonymous publishing), or on the main one without it.
+    pub fn publish_url(&self, path: &str) -> String {
+        let addr = self.publish_addr.as_deref().unwrap_or(&self.addr);
+        format!("http://{addr}{path}")
     }
 
     pub fn stderr_text(&self) -> String {
@@ -76,7 +90,7 @@ impl HubProcess {
     /// POST /publish with a raw body. Returns status and body text.
     pub async fn publish_raw(&self, query: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
         let resp = client()
-            .post(self.url(&format!("/publish{query}")))
+            .post(self.publish_url(&format!("/publish{query}")))
             .header("content-type", "text/plain")
             .body(body)
             .send()
@@ -91,7 +105,7 @@ impl HubProcess {
     /// POST /publish with a JSON body. Returns status and body text.
     pub async fn publish_json(&self, json: &str) -> (u16, String) {
         let resp = client()
-            .post(self.url("/publish"))
+            .post(self.publish_url("/publish"))
             .header("content-type", "application/json")
             .body(json.to_string())
             .send()
@@ -176,7 +190,8 @@ impl Drop for HubProcess {
     }
 }
 
-/// The ssehub binary with no SSEHUB_* variables from the test's environment.
+/// The ssehub binary with no SSEHUB_* variables from the test's environment, but for its publish
+/// listener on an ephemeral port (tests run side by side; a flag still wins).
 pub fn bare_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssehub"));
     for (k, _) in std::env::vars() {
@@ -184,6 +199,7 @@ pub fn bare_command() -> Command {
             cmd.env_remove(k);
         }
     }
+    cmd.env("SSEHUB_PUBLISH_LISTEN", "127.0.0.1:0");
     cmd
 }
 
@@ -360,6 +376,32 @@ pub async fn read_head(stream: &mut TcpStream) -> String {
         head.push(byte[0]);
     }
     String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Sends `GET path` on `stream` and reads its whole response (it must have a content-length and
+/// keep the connection open): what a browser does before it opens an `EventSource` on the same
+/// connection. Returns the response head.
+pub async fn plain_request_first(stream: &mut TcpStream, path: &str) -> String {
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("send the first request");
+    let head = read_head(stream).await;
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("connection: close"), "{head}");
+    let len: usize = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("content-length")
+        .trim()
+        .parse()
+        .expect("a length");
+    let mut body = vec![0u8; len];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut body))
+        .await
+        .expect("body timed out")
+        .expect("read body");
+    head
 }
 
 /// Reads until the peer closes (or `within` passes); returns what came and whether it closed.

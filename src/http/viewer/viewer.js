@@ -243,9 +243,15 @@ setInterval(() => {
 const topic = topics[0];
 const q = (s) => "'" + s.replace(/'/g, "'\\''") + "'";
 $("topics").textContent = topics.join(", ");
-$("curl-raw").textContent = "curl -X POST " + q(location.origin + "/publish?topic=" + encodeURIComponent(topic)) + " --data-binary 'hello'";
-$("curl-status").textContent = "curl -X POST " + q(location.origin + "/publish?topic=" + encodeURIComponent(topic) + "&event=status") + " --data-binary '{\"up\": true}'";
-$("curl-json").textContent = "curl -X POST " + location.origin + "/publish -H 'content-type: application/json' \\\n  -d " +
+// On the hub's own host, its loopback publish listener takes publishes without a token; this
+// page's own address (perhaps behind a proxy) wants the token.
+const publishListener = document.querySelector('meta[name="ssehub-publish-listener"]').content;
+const publishBase = publishListener.startsWith("http") ? publishListener : location.origin;
+const auth = publishBase === location.origin ? " -H 'authorization: Bearer TOKEN'" : "";
+if (!auth) $("publish-where").textContent = "From a terminal on the hub's host (its publish listener, " + publishBase + ", takes no token; elsewhere, publish to " + location.origin + " with the hub's token):";
+$("curl-raw").textContent = "curl -X POST " + q(publishBase + "/publish?topic=" + encodeURIComponent(topic)) + auth + " --data-binary 'hello'";
+$("curl-status").textContent = "curl -X POST " + q(publishBase + "/publish?topic=" + encodeURIComponent(topic) + "&event=status") + auth + " --data-binary '{\"up\": true}'";
+$("curl-json").textContent = "curl -X POST " + publishBase + "/publish" + auth + " -H 'content-type: application/json' \\\n  -d " +
   q(JSON.stringify([{ topic, data: "one" }, { topic, event: "status", data: { up: true } }]));
 $("js-listen").textContent =
   "const source = new EventSource(" + JSON.stringify("/events?topic=" + encodeURIComponent(topic)) + ");\n" +

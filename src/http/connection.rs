@@ -1,0 +1,486 @@
+//! One client connection, from its first byte to its close.
+//!
+//! Every request head on a connection is read here, the first and every one after it: a
+//! `GET /events` becomes a stream on the stream runtime (`fast.rs`) whether it came first or
+//! after any number of kept-alive requests (a browser opens its `EventSource` on the connection
+//! that loaded the page); any other request is served by hyper on the request thread, one request
+//! at a time, after which the connection comes back here for its next head. So every stream gets
+//! the same path, the same limits and the same thread, however it arrived.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
+use axum::{Extension, Router};
+use bytes::{Buf, BytesMut};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::fast::{serve_events, write_refusal, Head};
+use super::message_end::RequestBody;
+use super::{ApiError, AppState, PublishListener};
+
+/// A request head must arrive within this time (on a kept-alive connection: the next one)...
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// ...and fit in this many bytes.
+const MAX_HEAD: usize = 16 * 1024;
+/// A connection closed after a refusal keeps reading (and dropping) what the client still sends
+/// for at most this long and this many bytes, so that the refusal is not lost to a reset.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 << 20;
+/// Connections lingering at once, at most; past it they are closed at once.
+const MAX_LINGERING: usize = 1024;
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) app: AppState,
+    pub(crate) routes: Router,
+    /// Where streams run (the runtime `serve` was called on).
+    pub(crate) streams: tokio::runtime::Handle,
+    /// Where requests run: a thread of their own, so that a publisher never waits behind a
+    /// fan-out round over thousands of streams.
+    pub(crate) requests: tokio::runtime::Handle,
+    /// Connections on the request thread, for the shutdown drain.
+    pub(crate) on_request_thread: AtomicUsize,
+    pub(crate) stop: watch::Receiver<bool>,
+    lingering: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        app: AppState,
+        routes: Router,
+        streams: tokio::runtime::Handle,
+        requests: tokio::runtime::Handle,
+        stop: watch::Receiver<bool>,
+    ) -> Shared {
+        Shared {
+            app,
+            routes,
+            streams,
+            requests,
+            on_request_thread: AtomicUsize::new(0),
+            stop,
+            lingering: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A client connection and what was read from it but not yet used.
+pub(crate) struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    publish_listener: bool,
+    buf: BytesMut,
+    /// Requests served on it so far.
+    served: u64,
+}
+
+/// Where a request goes.
+enum Route {
+    Events(Head),
+    /// Anything else: hyper serves it. The head is `head_len` bytes at the start of the buffer.
+    Request {
+        head_len: usize,
+        body: RequestBody,
+    },
+    Refuse(ApiError),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Streams,
+    Requests,
+}
+
+/// Serves a connection just accepted (on the stream runtime).
+pub(crate) async fn accepted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    publish_listener: bool,
+    shared: Arc<Shared>,
+) {
+    let _ = stream.set_nodelay(true);
+    let connection = Connection {
+        stream,
+        peer,
+        publish_listener,
+        buf: BytesMut::new(),
+        served: 0,
+    };
+    run(connection, None, Place::Streams, shared).await;
+}
+
+/// Reads request heads and serves them until the connection ends or moves to the other place.
+async fn run(mut conn: Connection, mut route: Option<Route>, place: Place, shared: Arc<Shared>) {
+    let mut service = None;
+    loop {
+        let next = match route.take() {
+            Some(next) => next,
+            None => match next_head(&mut conn, &shared).await {
+                Some(next) => next,
+                None => return,
+            },
+        };
+        match (next, place) {
+            (Route::Events(head), Place::Streams) => {
+                conn.buf = BytesMut::new();
+                return serve_events(conn.stream, conn.peer.ip(), head, &shared.app).await;
+            }
+            (Route::Refuse(error), _) => {
+                write_refusal(&conn.stream, &error, None).await;
+                return linger(conn.stream, &shared).await;
+            }
+            (Route::Request { head_len, body }, Place::Requests) => {
+                let service = service.get_or_insert_with(|| {
+                    let mut routes = shared
+                        .routes
+                        .clone()
+                        .layer(Extension(ConnectInfo(conn.peer)));
+                    if conn.publish_listener {
+                        routes = routes.layer(Extension(PublishListener));
+                    }
+                    TowerToHyperService::new(routes)
+                });
+                conn.served += 1;
+                if !serve_one(&mut conn, head_len, body, service, &shared).await {
+                    return linger(conn.stream, &shared).await;
+                }
+            }
+            (next, _) => return move_to_other_place(conn, next, place, shared),
+        }
+    }
+}
+
+/// Reads the next request head, counted as waiting (`pending.rs`). `None`: the connection ended
+/// (closed, timed out, evicted, refused, or the server is stopping).
+async fn next_head(conn: &mut Connection, shared: &Shared) -> Option<Route> {
+    let waiting = match shared.app.pending.start(conn.peer.ip()) {
+        Ok(waiting) => waiting,
+        Err(_) => {
+            if conn.served == 0 {
+                let error = ApiError {
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    reason: format!(
+                        "too many connections from {} waiting to send a request; retry later",
+                        conn.peer.ip()
+                    ),
+                    retry_after: Some(1),
+                };
+                refuse_at_once(&conn.stream, &error);
+            }
+            return None;
+        }
+    };
+    let mut stop = shared.stop.clone();
+    tokio::select! {
+        read = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn.stream, &mut conn.buf)) => {
+            match read {
+                Ok(Ok(route)) => route,
+                // Failed, or too slow to send a head: nothing to answer.
+                _ => None,
+            }
+        }
+        _ = waiting.evicted() => {
+            if conn.served == 0 {
+                let error = ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    reason: "too many connections waiting to send a request; retry later".into(),
+                    retry_after: Some(1),
+                };
+                refuse_at_once(&conn.stream, &error);
+            }
+            None
+        }
+        _ = stopping(&mut stop) => None,
+    }
+}
+
+/// Resolves once the server is stopping (holding no borrow of the flag).
+async fn stopping(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await.is_ok();
+}
+
+/// Moves a connection to the stream runtime (a stream) or the request thread (a request).
+fn move_to_other_place(conn: Connection, route: Route, from: Place, shared: Arc<Shared>) {
+    let Connection {
+        stream,
+        peer,
+        publish_listener,
+        buf,
+        served,
+    } = conn;
+    // Registered with this runtime's reactor: it must leave it to join the other one.
+    let Ok(stream) = stream.into_std() else {
+        return;
+    };
+    let (to, handle) = match from {
+        Place::Streams => (Place::Requests, shared.requests.clone()),
+        Place::Requests => (Place::Streams, shared.streams.clone()),
+    };
+    if to == Place::Requests {
+        shared.on_request_thread.fetch_add(1, Ordering::AcqRel);
+    }
+    handle.spawn(async move {
+        if let Ok(stream) = TcpStream::from_std(stream) {
+            let conn = Connection {
+                stream,
+                peer,
+                publish_listener,
+                buf,
+                served,
+            };
+            run(conn, Some(route), to, shared.clone()).await;
+        }
+        if to == Place::Requests {
+            shared.on_request_thread.fetch_sub(1, Ordering::AcqRel);
+        }
+    });
+}
+
+/// Reads until a whole request head is at the start of `buf` and decides where it goes. `None`:
+/// the client closed first.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Option<Route>> {
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut request = httparse::Request::new(&mut headers);
+            match request.parse(buf) {
+                Ok(httparse::Status::Complete(head_len)) => {
+                    return Ok(Some(route(&request, head_len)))
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => {
+                    return Ok(Some(Route::Refuse(ApiError::new(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        "more than 64 request headers",
+                    ))))
+                }
+                Err(e) => {
+                    return Ok(Some(Route::Refuse(ApiError::bad_request(format!(
+                        "malformed request: {e}"
+                    )))))
+                }
+            }
+        }
+        if buf.len() >= MAX_HEAD {
+            return Ok(Some(Route::Refuse(ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!("the request head is larger than {MAX_HEAD} bytes"),
+            ))));
+        }
+        buf.reserve(1024.min(MAX_HEAD - buf.len()));
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+fn route(request: &httparse::Request<'_, '_>, head_len: usize) -> Route {
+    let method = request.method.unwrap_or("");
+    let (path, query) = match request.path.unwrap_or("").split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (request.path.unwrap_or(""), ""),
+    };
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
+    if method != "GET" || path != "/events" {
+        let body =
+            RequestBody::from_head(method, request.headers.iter().map(|h| (h.name, h.value)));
+        return Route::Request { head_len, body };
+    }
+    // An `Upgrade: h2c` offer is simply not taken; a body has no meaning here.
+    let has_body = header("transfer-encoding").is_some()
+        || header("content-length").is_some_and(|v| v.trim_ascii() != b"0");
+    if has_body {
+        return Route::Refuse(ApiError::bad_request("a subscription request has no body"));
+    }
+    Route::Events(Head {
+        http11: request.version == Some(1),
+        query: query.to_string(),
+        last_event_id: header("last-event-id").map(<[u8]>::to_vec),
+        origin: header("origin").map(<[u8]>::to_vec),
+    })
+}
+
+/// Serves the request at the start of the connection's buffer with hyper. `true`: the
+/// connection is kept alive and its next request may follow.
+async fn serve_one(
+    conn: &mut Connection,
+    head_len: usize,
+    body: RequestBody,
+    service: &TowerToHyperService<Router>,
+    shared: &Shared,
+) -> bool {
+    let mut io = OneRequest {
+        stream: &mut conn.stream,
+        buf: &mut conn.buf,
+        head_left: head_len,
+        body,
+        past_end: false,
+    };
+    let served = {
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEAD_TIMEOUT)
+            // Our reader ends each request with an end of file: that is not a client leaving.
+            .half_close(true)
+            .serve_connection(TokioIo::new(&mut io), service.clone());
+        tokio::pin!(connection);
+        let mut stop = shared.stop.clone();
+        tokio::select! {
+            served = connection.as_mut() => served,
+            _ = stopping(&mut stop) => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        }
+    };
+    served.is_ok() && io.past_end && io.body.is_done() && !*shared.stop.borrow()
+}
+
+/// The connection as hyper sees it: one request (its head and body, nothing after), then the end
+/// of the file. hyper then either asks for more (keep-alive: the next head is ours to read) or
+/// ends the connection.
+struct OneRequest<'a> {
+    stream: &'a mut TcpStream,
+    /// Read from the socket, not yet given to hyper.
+    buf: &'a mut BytesMut,
+    head_left: usize,
+    body: RequestBody,
+    /// hyper read up to the end of the request and asked for more: it keeps the connection.
+    past_end: bool,
+}
+
+/// How many of `bytes` (next on the wire) belong to the request whose head has `head_left` bytes
+/// to go; counts them as given.
+fn take(head_left: &mut usize, body: &mut RequestBody, bytes: &[u8]) -> usize {
+    let head = (*head_left).min(bytes.len());
+    *head_left -= head;
+    head + body.take(&bytes[head..])
+}
+
+impl AsyncRead for OneRequest<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.head_left == 0 && this.body.is_done() {
+            this.past_end = true;
+            return Poll::Ready(Ok(()));
+        }
+        if !this.buf.is_empty() {
+            let available = this.buf.len().min(out.remaining());
+            let n = take(&mut this.head_left, &mut this.body, &this.buf[..available]);
+            out.put_slice(&this.buf[..n]);
+            this.buf.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let start = out.filled().len();
+        ready!(Pin::new(&mut *this.stream).poll_read(cx, out))?;
+        let new = &out.filled()[start..];
+        let n = take(&mut this.head_left, &mut this.body, new);
+        if n < new.len() {
+            // The start of the next request: kept for our next head.
+            this.buf.extend_from_slice(&new[n..]);
+            out.set_filled(start + n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for OneRequest<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().stream).poll_flush(cx)
+    }
+    /// The connection outlives the request: closing it is ours to decide (see `linger`).
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Closes a connection so that what was written to it reaches the client. Closing a socket with
+/// unread bytes in it (a body refused before it was read, the rest of an oversized head) makes
+/// the kernel send a reset, and a client that gets the reset before reading our answer loses the
+/// answer. So: send our end of file, then read and drop what the client still sends, for a
+/// bounded time and amount.
+pub(crate) async fn linger(mut stream: TcpStream, shared: &Shared) {
+    if shared.lingering.fetch_add(1, Ordering::AcqRel) >= MAX_LINGERING {
+        shared.lingering.fetch_sub(1, Ordering::AcqRel);
+        drain_ready(&stream);
+        return;
+    }
+    if stream.shutdown().await.is_ok() {
+        let mut sink = [0u8; 8192];
+        let mut dropped = 0;
+        let _ = tokio::time::timeout(LINGER, async {
+            while dropped < LINGER_BYTES {
+                match stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => dropped += n,
+                }
+            }
+        })
+        .await;
+    }
+    shared.lingering.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Reads and drops whatever has already arrived, without waiting, so a close after it is a FIN.
+pub(crate) fn drain_ready(stream: &TcpStream) {
+    let mut sink = [0u8; 8192];
+    for _ in 0..64 {
+        match stream.try_read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+/// A refusal written without waiting (the socket is fresh, so it fits), for when the hub is
+/// too busy to spend more on this connection.
+fn refuse_at_once(stream: &TcpStream, error: &ApiError) {
+    let body = format!("{}\n", error.reason);
+    let response = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nretry-after: {}\r\nconnection: close\r\n\r\n{body}",
+        error.status.as_u16(),
+        error.status.canonical_reason().unwrap_or(""),
+        body.len(),
+        error.retry_after.unwrap_or(1),
+    );
+    let _ = stream.try_write(response.as_bytes());
+    drain_ready(stream);
+}

@@ -1,0 +1,275 @@
+//! Where a request ends on the wire.
+//!
+//! hyper serves one request at a time on a connection and hands the connection back (see
+//! `connection.rs`), so that the next request head is read by us again: a stream that arrives on
+//! a kept-alive connection then takes the same path as one on a fresh connection. For that, hyper
+//! must be shown exactly one request: its head and its body, and nothing after. This tells how
+//! many of the bytes that follow a head still belong to its request.
+
+/// What follows a request head, as far as it belongs to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RequestBody {
+    /// This many bytes are left (`Content-Length`, or 0 without a body).
+    Length(u64),
+    /// A chunked body, scanned as it passes.
+    Chunked(Chunked),
+    /// Unknown framing (an upgrade, a transfer coding other than chunked, a malformed length):
+    /// the rest of the connection belongs to this request, and the connection ends with it.
+    Rest,
+}
+
+impl RequestBody {
+    /// The body framing a request head declares (`headers` as `(name, value)` pairs).
+    pub(crate) fn from_head<'a>(
+        method: &str,
+        headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+    ) -> RequestBody {
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut other_framing = method.eq_ignore_ascii_case("CONNECT");
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("content-length") {
+                let parsed = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                match (parsed, length) {
+                    (Some(n), None) => length = Some(n),
+                    (Some(n), Some(m)) if n == m => {}
+                    // Unreadable or conflicting: hyper refuses the request, then we close.
+                    _ => other_framing = true,
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                let last = value.rsplit(|&b| b == b',').next().unwrap_or(b"");
+                if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else {
+                    other_framing = true;
+                }
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                other_framing = true;
+            }
+        }
+        match (other_framing, chunked, length) {
+            (true, _, _) | (false, true, Some(_)) => RequestBody::Rest,
+            (false, true, None) => RequestBody::Chunked(Chunked::default()),
+            (false, false, n) => RequestBody::Length(n.unwrap_or(0)),
+        }
+    }
+
+    /// How many of the leading bytes of `next` belong to the request. Counts them as passed.
+    pub(crate) fn take(&mut self, next: &[u8]) -> usize {
+        match self {
+            RequestBody::Length(left) => {
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(next.len());
+                *left -= n as u64;
+                n
+            }
+            RequestBody::Chunked(chunked) => chunked.take(next),
+            RequestBody::Rest => next.len(),
+        }
+    }
+
+    /// Every byte of the request has passed.
+    pub(crate) fn is_done(&self) -> bool {
+        match self {
+            RequestBody::Length(left) => *left == 0,
+            RequestBody::Chunked(chunked) => chunked.state == State::Done,
+            RequestBody::Rest => false,
+        }
+    }
+}
+
+/// A chunked body's position: only as much parsing as finding its end needs. A malformed body
+/// is passed on whole (hyper refuses it) and the connection ends after it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Chunked {
+    state: State,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a chunk size: the value so far, and whether a digit was seen.
+    Size(u64, bool),
+    /// After the size: an extension, up to the line feed.
+    Extension(u64),
+    /// Inside a chunk's data, this many bytes left.
+    Data(u64),
+    /// After a chunk's data: its CR LF.
+    DataEnd,
+    /// At the start of a trailer line (or of the final empty line).
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// A CR at the start of a line: the final empty line, if an LF follows.
+    FinalLf,
+    Done,
+    /// Not chunked as we know it: everything belongs to the request.
+    Malformed,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State::Size(0, false)
+    }
+}
+
+impl Chunked {
+    fn take(&mut self, next: &[u8]) -> usize {
+        let mut i = 0;
+        while i < next.len() {
+            let byte = next[i];
+            self.state = match self.state {
+                State::Done => return i,
+                State::Malformed => return next.len(),
+                State::Data(left) => {
+                    let n = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(next.len() - i);
+                    i += n;
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        State::DataEnd
+                    } else {
+                        State::Data(left)
+                    };
+                    continue;
+                }
+                State::Size(size, digits) => match (byte as char).to_digit(16) {
+                    Some(d) => match size.checked_mul(16) {
+                        Some(s) => State::Size(s + u64::from(d), true),
+                        None => State::Malformed,
+                    },
+                    None if !digits => State::Malformed,
+                    None if byte == b'\n' => Self::after_size(size),
+                    None if matches!(byte, b';' | b' ' | b'\t' | b'\r') => State::Extension(size),
+                    None => State::Malformed,
+                },
+                State::Extension(size) if byte == b'\n' => Self::after_size(size),
+                State::Extension(size) => State::Extension(size),
+                State::DataEnd => match byte {
+                    b'\r' => State::DataEnd,
+                    b'\n' => State::Size(0, false),
+                    _ => State::Malformed,
+                },
+                State::TrailerStart => match byte {
+                    b'\r' => State::FinalLf,
+                    b'\n' => State::Done,
+                    _ => State::Trailer,
+                },
+                State::Trailer if byte == b'\n' => State::TrailerStart,
+                State::Trailer => State::Trailer,
+                State::FinalLf if byte == b'\n' => State::Done,
+                State::FinalLf => State::Malformed,
+            };
+            i += 1;
+        }
+        if self.state == State::Malformed {
+            return next.len();
+        }
+        i
+    }
+
+    fn after_size(size: u64) -> State {
+        if size == 0 {
+            State::TrailerStart
+        } else {
+            State::Data(size)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(method: &str, headers: &[(&str, &str)]) -> RequestBody {
+        RequestBody::from_head(method, headers.iter().map(|(n, v)| (*n, v.as_bytes())))
+    }
+
+    /// Feeds `wire` in pieces of `step` bytes; returns how many bytes belonged to the request.
+    fn consumed(mut b: RequestBody, wire: &[u8], step: usize) -> usize {
+        let mut total = 0;
+        for piece in wire.chunks(step) {
+            let n = b.take(piece);
+            total += n;
+            if n < piece.len() {
+                assert!(b.is_done());
+                break;
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn framing_from_the_head() {
+        assert_eq!(body("GET", &[]), RequestBody::Length(0));
+        assert_eq!(
+            body("POST", &[("Content-Length", " 12 ")]),
+            RequestBody::Length(12)
+        );
+        assert_eq!(
+            body("POST", &[("content-length", "3"), ("Content-Length", "3")]),
+            RequestBody::Length(3)
+        );
+        for bad in [
+            vec![("content-length", "3"), ("content-length", "4")],
+            vec![("content-length", "-1")],
+            vec![("transfer-encoding", "gzip")],
+            vec![("transfer-encoding", "chunked"), ("content-length", "4")],
+            vec![("upgrade", "websocket")],
+        ] {
+            assert_eq!(body("POST", &bad), RequestBody::Rest, "{bad:?}");
+        }
+        assert_eq!(body("CONNECT", &[]), RequestBody::Rest);
+        assert!(matches!(
+            body("POST", &[("Transfer-Encoding", "gzip, chunked")]),
+            RequestBody::Chunked(_)
+        ));
+    }
+
+    #[test]
+    fn a_length_ends_where_it_says() {
+        let b = RequestBody::Length(5);
+        for step in 1..8 {
+            assert_eq!(consumed(b.clone(), b"helloGET / HTTP/1.1\r\n", step), 5);
+        }
+        assert!(RequestBody::Length(0).is_done());
+    }
+
+    #[test]
+    fn a_chunked_body_ends_after_its_last_chunk_and_trailers() {
+        let cases: [(&[u8], usize); 5] = [
+            (b"5\r\nhello\r\n0\r\n\r\nNEXT", 15),
+            (b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\nNEXT", 36),
+            (b"0\r\nExpires: never\r\nX: y\r\n\r\nNEXT", 27),
+            (b"3\nabc\n0\n\nNEXT", 9),
+            (b"fF \r\n", 5),
+        ];
+        for (wire, end) in cases {
+            for step in 1..wire.len() + 1 {
+                let b = RequestBody::Chunked(Chunked::default());
+                assert_eq!(
+                    consumed(b, wire, step),
+                    end,
+                    "{:?} step {step}",
+                    String::from_utf8_lossy(wire)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_malformed_chunked_body_takes_the_rest() {
+        for wire in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"5\r\nhelloXX",
+            b"fffffffffffffffff1\r\n",
+        ] {
+            let mut b = RequestBody::Chunked(Chunked::default());
+            assert_eq!(b.take(wire), wire.len());
+            assert_eq!(b.take(b"more"), 4);
+            assert!(!b.is_done());
+        }
+    }
+}

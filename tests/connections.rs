@@ -1,0 +1,136 @@
+//! Connections, whatever they carry: refusals that reach the client, and floods of connections
+//! that never send a request.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Sends `head` and 4 MiB of body before reading anything, as many clients do (Python's
+/// `http.client`, a blocking `curl --data-binary @file` without `Expect`), then reads the answer.
+/// A hub that closes the connection with the body unread resets it: the client's write fails
+/// and it never reads the answer, which says what was wrong.
+async fn answer_to_a_big_upload(addr: &str, head: &str) -> String {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    let mut upload = head.as_bytes().to_vec();
+    upload.resize(upload.len() + (4 << 20), b'x');
+    tokio::time::timeout(WAIT, socket.write_all(&upload))
+        .await
+        .expect("the upload stalled")
+        .expect("the upload was cut off before the client could read the answer");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, socket.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_before_the_body_was_read_reaches_the_client() {
+    let hub = HubProcess::start(&["--max-body", "1000"]);
+    // Too large, known from the head (413), on the publish listener.
+    let publish = hub.publish_addr.clone().unwrap();
+    let answer = answer_to_a_big_upload(
+        &publish,
+        "POST /publish?topic=t HTTP/1.1\r\nhost: x\r\ncontent-length: 50000000\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("--max-body"), "{answer}");
+    // Too large, found while reading a chunked body.
+    let answer = answer_to_a_big_upload(
+        &publish,
+        "POST /publish?topic=t HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n1000000\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Anonymous on the main listener (401), refused before the body is looked at.
+    let answer = answer_to_a_big_upload(
+        &hub.addr,
+        "POST /publish?topic=t HTTP/1.1\r\nhost: x\r\ncontent-length: 50000000\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // A head that never ends (431): the rest of it is still on its way.
+    let answer =
+        answer_to_a_big_upload(&hub.addr, "GET /events HTTP/1.1\r\nhost: x\r\nx-filler: ").await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(hub.metric("ssehub_published_total").await, 0);
+}
+
+/// A connection from `source` to `addr` that sends nothing.
+async fn silent(source: &str, addr: SocketAddr) -> Option<TcpStream> {
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.bind(format!("{source}:0").parse().ok()?).ok()?;
+    socket.connect(addr).await.ok()
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_silent_connections_leave_real_clients_working() {
+    ssehub::http::raise_open_file_limit();
+    let hub = HubProcess::start(&[
+        "--max-pending-connections",
+        "1000",
+        "--max-pending-per-ip",
+        "100",
+    ]);
+    let addr: SocketAddr = hub.addr.parse().unwrap();
+    let before = rss_kib(hub.pid());
+
+    // 5,000 silent connections from one address: past 100 of them, the hub says 429.
+    let mut flood = Vec::new();
+    for _ in 0..5000 {
+        if let Some(s) = silent("127.0.0.3", addr).await {
+            flood.push(s);
+        }
+    }
+    assert!(flood.len() > 4000, "connected {}", flood.len());
+    let mut told = 0;
+    for s in flood.iter_mut().rev().take(50) {
+        let (bytes, _) = read_to_close(s, Duration::from_secs(2)).await;
+        if String::from_utf8_lossy(&bytes).starts_with("HTTP/1.1 429") {
+            told += 1;
+        }
+    }
+    assert!(told > 40, "{told} of the last 50 got 429");
+    assert!(hub.metric("ssehub_pending_connections").await <= 100);
+
+    // 5,000 more from 5,000 addresses: the oldest waiting ones make room.
+    for i in 0..5000u32 {
+        let source = format!("127.1.{}.{}", i / 250, i % 250 + 1);
+        if let Some(s) = silent(&source, addr).await {
+            flood.push(s);
+        }
+    }
+    let waiting = hub.metric("ssehub_pending_connections").await;
+    assert!(waiting <= 1000, "{waiting} waiting");
+
+    // A real subscriber and publisher, meanwhile, are served.
+    let mut stream = EventStream::open(&hub.url("/events?topic=f"), &[])
+        .await
+        .opened()
+        .await;
+    hub.publish_ok("?topic=f", "through the flood").await;
+    assert_eq!(stream.next_event().await.data, "through the flood");
+
+    let grown = rss_kib(hub.pid()).saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+    drop(flood);
+    assert_eq!(
+        hub.wait_metric("ssehub_pending_connections", |n| n == 0)
+            .await,
+        0
+    );
+}
