@@ -121,10 +121,7 @@ async fn behind_nginx_by_default_nobody_publishes_anonymously() {
     let nginx = Nginx::start(&hub.addr);
     let (status, reason) = publish_through(&nginx, None).await;
     assert_eq!(status, 401, "{reason}");
-    assert_eq!(
-        publish_through(&nginx, Some("Bearer guessed")).await.0,
-        401
-    );
+    assert_eq!(publish_through(&nginx, Some("Bearer guessed")).await.0, 401);
     assert_eq!(hub.metric("ssehub_published_total").await, 0);
 }
 

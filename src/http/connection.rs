@@ -8,7 +8,7 @@
 //! the same path, the same limits and the same thread, however it arrived.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -120,25 +120,37 @@ pub(crate) async fn accepted(
     run(connection, None, Place::Streams, shared).await;
 }
 
-/// Reads request heads and serves them until the connection ends or moves to the other place.
-async fn run(mut conn: Connection, mut route: Option<Route>, place: Place, shared: Arc<Shared>) {
+/// Serves a connection's requests; a stream, once one starts, runs here.
+async fn run(conn: Connection, route: Option<Route>, place: Place, shared: Arc<Shared>) {
+    // The request loop is boxed and gone before the stream starts: an idle stream's task (most of
+    // a hub's memory) holds only the stream's own state.
+    if let Some((stream, peer, head)) = Box::pin(requests(conn, route, place, &shared)).await {
+        serve_events(stream, peer, head, &shared.app).await;
+    }
+}
+
+/// Reads request heads and serves them until the connection ends, moves to the other place, or
+/// becomes a stream here (returned).
+async fn requests(
+    mut conn: Connection,
+    mut route: Option<Route>,
+    place: Place,
+    shared: &Arc<Shared>,
+) -> Option<(TcpStream, IpAddr, Head)> {
     let mut service = None;
     loop {
         let next = match route.take() {
             Some(next) => next,
-            None => match next_head(&mut conn, &shared).await {
-                Some(next) => next,
-                None => return,
-            },
+            None => next_head(&mut conn, shared).await?,
         };
         match (next, place) {
             (Route::Events(head), Place::Streams) => {
-                conn.buf = BytesMut::new();
-                return serve_events(conn.stream, conn.peer.ip(), head, &shared.app).await;
+                return Some((conn.stream, conn.peer.ip(), head));
             }
             (Route::Refuse(error), _) => {
                 write_refusal(&conn.stream, &error, None).await;
-                return linger(conn.stream, &shared).await;
+                linger(conn.stream, shared).await;
+                return None;
             }
             (Route::Request { head_len, body }, Place::Requests) => {
                 let service = service.get_or_insert_with(|| {
@@ -152,11 +164,15 @@ async fn run(mut conn: Connection, mut route: Option<Route>, place: Place, share
                     TowerToHyperService::new(routes)
                 });
                 conn.served += 1;
-                if !serve_one(&mut conn, head_len, body, service, &shared).await {
-                    return linger(conn.stream, &shared).await;
+                if !serve_one(&mut conn, head_len, body, service, shared).await {
+                    linger(conn.stream, shared).await;
+                    return None;
                 }
             }
-            (next, _) => return move_to_other_place(conn, next, place, shared),
+            (next, _) => {
+                move_to_other_place(conn, next, place, shared.clone());
+                return None;
+            }
         }
     }
 }
@@ -444,7 +460,8 @@ pub(crate) async fn linger(mut stream: TcpStream, shared: &Shared) {
         return;
     }
     if stream.shutdown().await.is_ok() {
-        let mut sink = [0u8; 8192];
+        // On the heap: this future is part of every connection's task, streams included.
+        let mut sink = vec![0u8; 8192];
         let mut dropped = 0;
         let _ = tokio::time::timeout(LINGER, async {
             while dropped < LINGER_BYTES {

@@ -94,7 +94,9 @@ where
             trusted_publish = true;
             app.publish_listener = Some(addr);
         } else {
-            tracing::warn!("the publish listener {addr} is not on loopback: it takes no anonymous publishes");
+            tracing::warn!(
+                "the publish listener {addr} is not on loopback: it takes no anonymous publishes"
+            );
         }
     }
     let (stop_tx, stop_rx) = watch::channel(false);
