@@ -134,3 +134,23 @@ async fn floods_of_silent_connections_leave_real_clients_working() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_asks_to_close_is_closed_after_its_answer() {
+    let hub = HubProcess::start(&[]);
+    for request in [
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.0\r\n\r\n",
+    ] {
+        let mut socket = TcpStream::connect(&hub.addr).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let (bytes, closed) = read_to_close(&mut socket, Duration::from_secs(5)).await;
+        let answer = String::from_utf8_lossy(&bytes);
+        assert!(answer.contains(" 200 OK") && answer.ends_with("ok\n"), "{answer}");
+        assert!(closed, "{request:?} left open");
+    }
+    // Kept alive otherwise: a second request on the same connection is answered.
+    let mut socket = TcpStream::connect(&hub.addr).await.unwrap();
+    plain_request_first(&mut socket, "/healthz").await;
+    plain_request_first(&mut socket, "/metrics").await;
+}

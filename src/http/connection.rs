@@ -454,6 +454,11 @@ impl AsyncWrite for OneRequest<'_> {
 /// answer. So: send our end of file, then read and drop what the client still sends, for a
 /// bounded time and amount.
 pub(crate) async fn linger(mut stream: TcpStream, shared: &Shared) {
+    // Stopping: the answer said `connection: close`; the shutdown must not wait for lingerers.
+    if *shared.stop.borrow() {
+        drain_ready(&stream);
+        return;
+    }
     if shared.lingering.fetch_add(1, Ordering::AcqRel) >= MAX_LINGERING {
         shared.lingering.fetch_sub(1, Ordering::AcqRel);
         drain_ready(&stream);
