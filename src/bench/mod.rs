@@ -221,7 +221,10 @@ struct Shared {
     connected: AtomicUsize,
     /// Connected subscribers per topic.
     on_topic: Vec<AtomicUsize>,
+    /// Subscribers answered with anything but a 200 event stream, by "<status> <media type>".
     refused: Mutex<BTreeMap<String, usize>>,
+    /// Subscribers that got no answer, by what went wrong.
+    failed: Mutex<BTreeMap<String, usize>>,
     resolved: AtomicUsize,
     received: AtomicU64,
     duplicated: AtomicU64,
@@ -290,6 +293,7 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
         connected: AtomicUsize::new(0),
         on_topic: (0..args.topics).map(|_| AtomicUsize::new(0)).collect(),
         refused: Mutex::new(BTreeMap::new()),
+        failed: Mutex::new(BTreeMap::new()),
         resolved: AtomicUsize::new(0),
         received: AtomicU64::new(0),
         duplicated: AtomicU64::new(0),
@@ -486,16 +490,14 @@ async fn subscriber(shared: Arc<Shared>, url: Url, topic: usize, gate: Arc<Semap
         open_stream(&url).await
     };
     let (mut stream, mut body, rest) = match opened {
-        Ok(Opened::Stream(stream, body, rest)) => (stream, body, rest),
-        Ok(Opened::Refused(status)) => {
-            *lock(&shared.refused).entry(status.to_string()).or_default() += 1;
+        Opened::Stream(stream, body, rest) => (stream, body, rest),
+        Opened::Refused(answer) => {
+            *lock(&shared.refused).entry(answer).or_default() += 1;
             shared.resolved.fetch_add(1, Ordering::AcqRel);
             return;
         }
-        Err(e) => {
-            *lock(&shared.refused)
-                .entry(format!("error: {}", e.kind()))
-                .or_default() += 1;
+        Opened::Failed(why) => {
+            *lock(&shared.failed).entry(why).or_default() += 1;
             shared.resolved.fetch_add(1, Ordering::AcqRel);
             return;
         }
@@ -549,24 +551,42 @@ async fn subscriber(shared: Arc<Shared>, url: Url, topic: usize, gate: Arc<Semap
 }
 
 enum Opened {
+    /// A 200 `text/event-stream`: the socket, its body decoder and the bytes read past the head.
     Stream(TcpStream, Body, Vec<u8>),
-    Refused(u16),
+    /// Any other answer, as "<status> <media type>".
+    Refused(String),
+    /// No answer: what went wrong.
+    Failed(String),
 }
 
-async fn open_stream(url: &Url) -> std::io::Result<Opened> {
-    let mut stream = TcpStream::connect(&url.authority).await?;
+async fn open_stream(url: &Url) -> Opened {
+    let mut stream = match TcpStream::connect(&url.authority).await {
+        Ok(s) => s,
+        Err(e) => return Opened::Failed(format!("{} on connect", e.kind())),
+    };
     let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\ncache-control: no-cache\r\n\r\n",
         url.target, url.authority
     );
-    stream.write_all(request.as_bytes()).await?;
-    let mut buf = Vec::with_capacity(1024);
-    let head = http1::read_head(&mut stream, &mut buf).await?;
-    if head.status != 200 {
-        return Ok(Opened::Refused(head.status));
+    let head = match stream.write_all(request.as_bytes()).await {
+        Ok(()) => http1::read_head(&mut stream, &mut buf).await,
+        Err(e) => Err(e),
+    };
+    let head = match head {
+        Ok(head) => head,
+        Err(e) => return Opened::Failed(format!("{} before the stream's answer", e.kind())),
+    };
+    let media_type = head.media_type();
+    if head.status != 200 || media_type.as_deref() != Some("text/event-stream") {
+        return Opened::Refused(format!(
+            "{} {}",
+            head.status,
+            media_type.as_deref().unwrap_or("(no content type)")
+        ));
     }
-    Ok(Opened::Stream(stream, head.body_kind(), buf))
+    Opened::Stream(stream, head.body_kind(), buf)
 }
 
 struct PublishJob {

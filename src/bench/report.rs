@@ -97,10 +97,16 @@ pub struct Report {
 pub struct Subscribers {
     /// Asked for.
     pub requested: usize,
-    /// Got a 200 stream.
+    /// Got a 200 `text/event-stream`.
     pub connected: usize,
-    /// Refused, by status (or connection error).
+    /// Answered with anything else.
+    pub refused_total: usize,
+    /// Those answers, by "<status> <media type>" (`503 text/plain`).
     pub refused: std::collections::BTreeMap<String, usize>,
+    /// Got no answer, or lost the reused connection before the stream's answer.
+    pub failed_total: usize,
+    /// What went wrong, by kind.
+    pub failed: std::collections::BTreeMap<String, usize>,
     /// Streams the server ended (or that failed) before the run ended.
     pub ended_by_server: usize,
 }
@@ -221,12 +227,17 @@ impl Report {
             }),
             _ => None,
         };
+        let refused = lock(&s.refused).clone();
+        let failed = lock(&s.failed).clone();
         Report {
             url: i.args.url.clone(),
             subscribers: Subscribers {
                 requested: i.args.subscribers,
                 connected,
-                refused: lock(&s.refused).clone(),
+                refused_total: refused.values().sum(),
+                refused,
+                failed_total: failed.values().sum(),
+                failed,
                 ended_by_server: s.ended_by_server.load(Ordering::Acquire),
             },
             events: Events {
@@ -267,12 +278,14 @@ impl Report {
     /// The report as a table.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let refused: Vec<String> = self
-            .subscribers
-            .refused
-            .iter()
-            .map(|(k, v)| format!("{v} x {k}"))
-            .collect();
+        let grouped = |total: usize, groups: &std::collections::BTreeMap<String, usize>| {
+            let groups: Vec<String> = groups.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            if groups.is_empty() {
+                format!("{total}")
+            } else {
+                format!("{total} ({})", groups.join(", "))
+            }
+        };
         let failed: Vec<String> = self
             .events
             .failed
@@ -281,17 +294,15 @@ impl Report {
             .collect();
         let d = &self.deliveries;
         let _ = writeln!(t, "ssehub bench: {}", self.url);
+        let sub = &self.subscribers;
         let _ = writeln!(
             t,
-            "subscribers  {} requested, {} connected, refused: {}, ended by server: {}",
-            self.subscribers.requested,
-            self.subscribers.connected,
-            if refused.is_empty() {
-                "none".into()
-            } else {
-                refused.join(", ")
-            },
-            self.subscribers.ended_by_server
+            "subscribers  {} requested, {} connected, refused {}, failed {}, ended by server: {}",
+            sub.requested,
+            sub.connected,
+            grouped(sub.refused_total, &sub.refused),
+            grouped(sub.failed_total, &sub.failed),
+            sub.ended_by_server
         );
         let _ =
             writeln!(
