@@ -49,6 +49,26 @@ fn all_delivered(r: &serde_json::Value, expected: u64) {
     }
 }
 
+/// A fake server on a free port: reads each connection's first request head, writes `answer`,
+/// then closes the connection. Runs until the test process ends.
+fn answer_once_and_close(answer: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = conn.write_all(answer);
+        }
+    });
+    addr
+}
+
 #[test]
 fn bench_counts_every_delivery() {
     let hub = HubProcess::start(&[]);
@@ -184,6 +204,77 @@ fn a_200_that_is_not_an_event_stream_is_refused() {
         table.contains("0 connected, refused 3 (200 text/plain: 3), failed 0"),
         "{table}"
     );
+}
+
+#[test]
+fn a_base_url_means_the_hubs_events_and_publish() {
+    let hub = HubProcess::start(&[]);
+    for base in [hub.url(""), hub.url("/")] {
+        let (code, r, err) = run_bench(&["--url", &base, "--subscribers", "4", "--events", "30"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(r["url"], hub.url("/events?topic=bench"));
+        assert_eq!(r["publish_url"], hub.url("/publish?topic=bench"));
+        assert_eq!(r["subscribers"]["connected"], 4);
+        all_delivered(&r, 120);
+    }
+    // With several topics, each subscriber and each event gets its own.
+    let (code, r, err) = run_bench(&[
+        "--url",
+        &hub.url(""),
+        "--topics",
+        "2",
+        "--subscribers",
+        "4",
+        "--events",
+        "30",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["url"], hub.url("/events?topic=bench{topic}"));
+    all_delivered(&r, 60);
+}
+
+#[test]
+fn a_hub_that_wants_a_token_stops_the_bench_with_one_line() {
+    let hub = HubProcess::start(&["--publish-token", "s3cret"]);
+    let base = hub.url("");
+    let (code, r, err) = run_bench(&["--url", &base, "--subscribers", "2", "--events", "10"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(r, serde_json::Value::Null);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for needed in [
+        "answered 401",
+        "token",
+        "--header 'Authorization: Bearer",
+        "--publish-url",
+        "http://127.0.0.1:8081/publish",
+    ] {
+        assert!(err.contains(needed), "{needed}: {err}");
+    }
+    // With the token it runs.
+    let (code, r, err) = run_bench(&[
+        "--url",
+        &base,
+        "--subscribers",
+        "2",
+        "--events",
+        "10",
+        "--header",
+        "Authorization: Bearer s3cret",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    all_delivered(&r, 20);
+    // 403 too, from any server.
+    let addr = answer_once_and_close(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+    let (code, _, err) = run_bench(&[
+        "--subscribers",
+        "0",
+        "--events",
+        "5",
+        "--publish-url",
+        &format!("http://{addr}/publish"),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("answered 403"), "{err}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ mod report;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -43,25 +43,28 @@ pub use report::Report;
     to --size bytes. Every flag has an environment twin: SSEHUB_BENCH_<FLAG>."
 )]
 pub struct BenchArgs {
-    /// The event stream to subscribe to.
+    /// The event stream to subscribe to. A base URL (http://HOST:PORT, no path or just /) means
+    /// that ssehub's /events?topic=bench, and its /publish?topic=bench unless --publish-url is
+    /// given (topic bench{topic} with --topics above 1). A URL with a path is used as it is.
     #[arg(
         long,
         env = "SSEHUB_BENCH_URL",
         value_name = "URL",
-        default_value = "http://127.0.0.1:8080/events?topic=bench",
+        default_value = DEFAULT_URL,
         help_heading = "Target"
     )]
     pub url: String,
 
-    /// Where to publish (each request is a POST).
+    /// Where to publish (each request is a POST). Default: the /publish of a base --url, else
+    /// http://127.0.0.1:8080/publish?topic=bench. A hub that answers 401 or 403 stops the bench:
+    /// it wants a token (--header) or its loopback publish listener's URL here.
     #[arg(
         long,
         env = "SSEHUB_BENCH_PUBLISH_URL",
         value_name = "URL",
-        default_value = "http://127.0.0.1:8080/publish?topic=bench",
         help_heading = "Target"
     )]
-    pub publish_url: String,
+    pub publish_url: Option<String>,
 
     /// Publish body: raw (the data), json ({"data": ...}, an array with --batch), or form
     /// (<--form-field>=<data>, after --form-extra).
@@ -202,12 +205,28 @@ pub struct BenchArgs {
     pub progress: bool,
 }
 
+const DEFAULT_URL: &str = "http://127.0.0.1:8080/events?topic=bench";
+/// Where to publish when --publish-url is not given and --url has a path (as before base URLs).
+const DEFAULT_PUBLISH_URL: &str = "http://127.0.0.1:8080/publish?topic=bench";
+
 /// The bench could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     /// A flag is wrong.
     #[error("{0}")]
     Flag(String),
+    /// The publish URL refused the bench's requests as unauthorized (401 or 403).
+    #[error(
+        "{url} answered {status} to a publish: the hub wants a publish token (pass --header \
+         'Authorization: Bearer TOKEN') or, for anonymous publishes, a --publish-url on its \
+         loopback publish listener (by default http://127.0.0.1:8081/publish)"
+    )]
+    PublishDenied {
+        /// The publish URL, its `{topic}` filled in.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
     /// The runtime could not start.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
@@ -237,6 +256,10 @@ struct Shared {
     published: AtomicU64,
     publish_failed: Mutex<BTreeMap<String, u64>>,
     publish_latency: Mutex<Histogram<u64>>,
+    /// The first 401 or 403 a publish got, and where: publishing stops at it.
+    publish_denied: Mutex<Option<(String, u16)>>,
+    /// Set with `publish_denied`, read before every publish.
+    stop_publishing: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -248,11 +271,36 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// Where the bench subscribes and publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Targets {
+    url: Url,
+    publish_url: Url,
+}
+
+/// Resolves --url and --publish-url: a base URL (no path, or just `/`) stands for an ssehub's
+/// `/events` and `/publish` on topic `bench` (`bench{topic}` with several topics).
+fn targets(url: &str, publish_url: Option<&str>, topics: u64) -> Result<Targets, BenchError> {
+    let mut url = Url::parse(url).map_err(|e| BenchError::Flag(format!("--url {e}")))?;
+    let topic = if topics > 1 { "bench{topic}" } else { "bench" };
+    let base = url.target == "/";
+    let publish_url = match publish_url {
+        Some(p) => Url::parse(p).map_err(|e| BenchError::Flag(format!("--publish-url {e}")))?,
+        None if base => Url {
+            authority: url.authority.clone(),
+            target: format!("/publish?topic={topic}"),
+        },
+        None => Url::parse(DEFAULT_PUBLISH_URL).map_err(BenchError::Flag)?,
+    };
+    if base {
+        url.target = format!("/events?topic={topic}");
+    }
+    Ok(Targets { url, publish_url })
+}
+
 /// Runs the bench and returns its report.
 pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
-    let url = Url::parse(&args.url).map_err(|e| BenchError::Flag(format!("--url {e}")))?;
-    let publish_url = Url::parse(&args.publish_url)
-        .map_err(|e| BenchError::Flag(format!("--publish-url {e}")))?;
+    let targets = targets(&args.url, args.publish_url.as_deref(), args.topics)?;
     if args.batch > 1 && args.body != "json" {
         return Err(BenchError::Flag("--batch above 1 needs --body json".into()));
     }
@@ -282,10 +330,15 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         .enable_all()
         .build()?;
     let args = args.clone();
-    Ok(runtime.block_on(async move { bench(args, url, publish_url, extra_headers).await }))
+    runtime.block_on(async move { bench(args, targets, extra_headers).await })
 }
 
-async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: String) -> Report {
+async fn bench(
+    args: BenchArgs,
+    targets: Targets,
+    extra_headers: String,
+) -> Result<Report, BenchError> {
+    let Targets { url, publish_url } = targets;
     let shared = Arc::new(Shared {
         start: Instant::now(),
         events: args.events,
@@ -306,6 +359,8 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
         published: AtomicU64::new(0),
         publish_failed: Mutex::new(BTreeMap::new()),
         publish_latency: Mutex::new(histogram()),
+        publish_denied: Mutex::new(None),
+        stop_publishing: AtomicBool::new(false),
     });
     let progress = args.progress || std::io::stderr().is_terminal();
     let hub_before = args.pid.map(report::ProcessSample::of);
@@ -369,6 +424,15 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let publish_end = shared.start.elapsed();
+    if let Some((url, status)) = lock(&shared.publish_denied).take() {
+        if progress {
+            eprintln!();
+        }
+        for s in &subscribers {
+            s.abort();
+        }
+        return Err(BenchError::PublishDenied { url, status });
+    }
 
     // Let deliveries finish.
     // If some publishes failed, expect that share less (exact when none failed).
@@ -393,15 +457,17 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
     for s in &subscribers {
         s.abort();
     }
-    Report::new(report::Inputs {
+    Ok(Report::new(report::Inputs {
         args: &args,
+        url: &url,
+        publish_url: &publish_url,
         shared: &shared,
         expected,
         publish_start,
         publish_end,
         hub: (hub_before, hub_connected, hub_after),
         bench_cpu: report::self_cpu_seconds() - bench_cpu_before,
-    })
+    }))
 }
 
 fn show_progress(shared: &Shared, connected: usize) {
@@ -657,6 +723,9 @@ async fn publisher(shared: Arc<Shared>, job: PublishJob) {
     let mut connection: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(4096);
     loop {
+        if shared.stop_publishing.load(Ordering::Acquire) {
+            return;
+        }
         let first = shared.next_seq.fetch_add(job.batch, Ordering::AcqRel);
         if first >= shared.events {
             return;
@@ -693,6 +762,13 @@ async fn publisher(shared: Arc<Shared>, job: PublishJob) {
                 }
                 if (200..300).contains(&status) {
                     shared.published.fetch_add(n, Ordering::AcqRel);
+                } else if status == 401 || status == 403 {
+                    // Every later publish would be refused too: stop, and say why.
+                    lock(&shared.publish_denied).get_or_insert_with(|| {
+                        (format!("http://{}{}", url.authority, url.target), status)
+                    });
+                    shared.stop_publishing.store(true, Ordering::Release);
+                    return;
                 } else {
                     *lock(&shared.publish_failed)
                         .entry(status.to_string())
@@ -706,5 +782,63 @@ async fn publisher(shared: Arc<Shared>, job: PublishJob) {
                     .or_default() += n;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(url: &str, publish: Option<&str>, topics: u64) -> (String, String) {
+        let t = targets(url, publish, topics).unwrap();
+        (
+            format!("{}{}", t.url.authority, t.url.target),
+            format!("{}{}", t.publish_url.authority, t.publish_url.target),
+        )
+    }
+
+    #[test]
+    fn a_base_url_means_the_hubs_events_and_publish() {
+        for base in ["http://127.0.0.1:9000", "http://127.0.0.1:9000/"] {
+            assert_eq!(
+                resolve(base, None, 1),
+                (
+                    "127.0.0.1:9000/events?topic=bench".into(),
+                    "127.0.0.1:9000/publish?topic=bench".into()
+                )
+            );
+        }
+        assert_eq!(
+            resolve("http://h:1", None, 3),
+            (
+                "h:1/events?topic=bench{topic}".into(),
+                "h:1/publish?topic=bench{topic}".into()
+            )
+        );
+        // --publish-url wins over the base URL's /publish.
+        assert_eq!(
+            resolve("http://h:1/", Some("http://h:2/pub"), 1).1,
+            "h:2/pub"
+        );
+    }
+
+    #[test]
+    fn a_url_with_a_path_is_used_as_it_is() {
+        assert_eq!(
+            resolve("http://h:1/sub?id=x", None, 1),
+            (
+                "h:1/sub?id=x".into(),
+                "127.0.0.1:8080/publish?topic=bench".into()
+            )
+        );
+        // A query on the root is a path too: only a bare base URL is rewritten.
+        assert_eq!(resolve("http://h:1/?topic=a", None, 1).0, "h:1/?topic=a");
+        assert_eq!(
+            resolve(DEFAULT_URL, None, 1),
+            (
+                "127.0.0.1:8080/events?topic=bench".into(),
+                "127.0.0.1:8080/publish?topic=bench".into()
+            )
+        );
     }
 }

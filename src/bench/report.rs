@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::http1::Url;
 use super::{lock, BenchArgs, Shared};
 
 /// Memory and CPU time of a process, read from `/proc`.
@@ -59,6 +60,8 @@ pub(super) fn self_cpu_seconds() -> f64 {
 /// What the report is made from.
 pub(super) struct Inputs<'a> {
     pub(super) args: &'a BenchArgs,
+    pub(super) url: &'a Url,
+    pub(super) publish_url: &'a Url,
     pub(super) shared: &'a Shared,
     pub(super) expected: u64,
     pub(super) publish_start: Duration,
@@ -74,8 +77,10 @@ pub(super) struct Inputs<'a> {
 /// A bench run's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The stream subscribed to.
+    /// The stream subscribed to (`{topic}` not filled in).
     pub url: String,
+    /// Where events were published (`{topic}` not filled in).
+    pub publish_url: String,
     /// Subscriber connections.
     pub subscribers: Subscribers,
     /// Publishing.
@@ -103,7 +108,7 @@ pub struct Subscribers {
     pub refused_total: usize,
     /// Those answers, by "<status> <media type>" (`503 text/plain`).
     pub refused: std::collections::BTreeMap<String, usize>,
-    /// Got no answer, or lost the reused connection before the stream's answer.
+    /// Got no answer.
     pub failed_total: usize,
     /// What went wrong, by kind.
     pub failed: std::collections::BTreeMap<String, usize>,
@@ -230,7 +235,8 @@ impl Report {
         let refused = lock(&s.refused).clone();
         let failed = lock(&s.failed).clone();
         Report {
-            url: i.args.url.clone(),
+            url: format!("http://{}{}", i.url.authority, i.url.target),
+            publish_url: format!("http://{}{}", i.publish_url.authority, i.publish_url.target),
             subscribers: Subscribers {
                 requested: i.args.subscribers,
                 connected,
@@ -294,6 +300,7 @@ impl Report {
             .collect();
         let d = &self.deliveries;
         let _ = writeln!(t, "ssehub bench: {}", self.url);
+        let _ = writeln!(t, "publishing   to {}", self.publish_url);
         let sub = &self.subscribers;
         let _ = writeln!(
             t,
