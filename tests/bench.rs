@@ -86,6 +86,7 @@ fn bench_counts_every_delivery() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(r["subscribers"]["connected"], 20);
     assert_eq!(r["events"]["published"], 300);
+    assert_eq!(r["connections"], "fresh");
     all_delivered(&r, 6000);
     assert_eq!(r["latency_ms"]["count"], 6000);
     assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
@@ -278,6 +279,111 @@ fn a_hub_that_wants_a_token_stops_the_bench_with_one_line() {
 }
 
 #[test]
+fn streams_on_reused_connections() {
+    let hub = HubProcess::start(&[]);
+    let (code, r, err) = bench(
+        &hub,
+        &[
+            "--reuse-connection",
+            "--subscribers",
+            "20",
+            "--events",
+            "300",
+            "--publishers",
+            "3",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["connections"], "reused");
+    assert_eq!(r["first_request"], "/healthz");
+    assert_eq!(r["subscribers"]["connected"], 20, "{r}");
+    assert_eq!(r["subscribers"]["failed_total"], 0, "{r}");
+    all_delivered(&r, 6000);
+    // Any path: the viewer page, as a browser loads it before its EventSource.
+    let (code, r, err) = bench(
+        &hub,
+        &[
+            "--reuse-connection",
+            "/",
+            "--subscribers",
+            "3",
+            "--events",
+            "20",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["first_request"], "/");
+    all_delivered(&r, 60);
+    // The report's first line says which scenario it measured.
+    let out = Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args([
+            "bench",
+            "--hold",
+            "0",
+            "--subscribers",
+            "1",
+            "--events",
+            "1",
+        ])
+        .args(["--url", &hub.url(""), "--reuse-connection"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().next().is_some_and(|l| l
+            .ends_with("each stream on a reused connection (GET /healthz first, then the stream)")),
+        "{table}"
+    );
+    // A first request that fails fails its subscriber, saying so.
+    let (code, r, err) = bench(
+        &hub,
+        &[
+            "--reuse-connection",
+            "/nope",
+            "--subscribers",
+            "3",
+            "--events",
+            "5",
+            "--drain-timeout",
+            "0.5",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["subscribers"]["connected"], 0);
+    assert_eq!(
+        r["subscribers"]["failed"],
+        serde_json::json!({"GET /nope answered 404": 3})
+    );
+}
+
+#[test]
+fn a_connection_the_server_did_not_keep_fails_its_subscriber() {
+    // Closed silently after the first answer: the stream's request finds it gone.
+    let silent = answer_once_and_close(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    // Closed with notice: the bench does not even try.
+    let said = answer_once_and_close(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+    );
+    for (addr, why) in [
+        (silent, "closed by the server after GET /healthz"),
+        (said, "GET /healthz: the server closes the connection"),
+    ] {
+        let (code, r, err) = run_bench(&[
+            "--url",
+            &format!("http://{addr}/events"),
+            "--reuse-connection",
+            "--subscribers",
+            "4",
+            "--events",
+            "0",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(r["subscribers"]["connected"], 0, "{r}");
+        assert_eq!(r["subscribers"]["failed"], serde_json::json!({ why: 4 }));
+    }
+}
+
+#[test]
 fn bench_flags_are_checked() {
     let hub = HubProcess::start(&[]);
     let (code, _, err) = bench(&hub, &["--batch", "5"]);
@@ -286,4 +392,7 @@ fn bench_flags_are_checked() {
     let (code, _, err) = bench(&hub, &["--url", "https://127.0.0.1:1/"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("--url"), "{err}");
+    let (code, _, err) = bench(&hub, &["--reuse-connection", "healthz"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--reuse-connection"), "{err}");
 }

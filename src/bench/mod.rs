@@ -152,6 +152,21 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Load")]
     pub batch: u64,
 
+    /// Open each stream on a connection that already served a request, as browsers do (Chromium
+    /// loads the page, then reuses its connection for the EventSource): a plain GET for PATH
+    /// (default /healthz), its whole answer read, then the stream's GET on the same TCP
+    /// connection. A subscriber whose server does not keep that connection open counts as
+    /// failed. Without this flag every stream is the first request on a fresh connection.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_REUSE_CONNECTION",
+        value_name = "PATH",
+        num_args = 0..=1,
+        default_missing_value = "/healthz",
+        help_heading = "Load"
+    )]
+    pub reuse_connection: Option<String>,
+
     /// Subscriber connects in flight at once.
     #[arg(
         long,
@@ -242,7 +257,8 @@ struct Shared {
     on_topic: Vec<AtomicUsize>,
     /// Subscribers answered with anything but a 200 event stream, by "<status> <media type>".
     refused: Mutex<BTreeMap<String, usize>>,
-    /// Subscribers that got no answer, by what went wrong.
+    /// Subscribers that got no answer (or, with --reuse-connection, lost their connection), by
+    /// what went wrong.
     failed: Mutex<BTreeMap<String, usize>>,
     resolved: AtomicUsize,
     received: AtomicU64,
@@ -314,6 +330,13 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
             "--rate must be 0 or a positive number".into(),
         ));
     }
+    if let Some(path) = &args.reuse_connection {
+        if !path.starts_with('/') || path.contains(|c: char| c.is_ascii_whitespace()) {
+            return Err(BenchError::Flag(format!(
+                "--reuse-connection {path:?}: expected a path such as /healthz"
+            )));
+        }
+    }
     let mut extra_headers = String::new();
     for h in &args.headers {
         if !h.contains(':') || h.contains(['\r', '\n']) {
@@ -368,12 +391,13 @@ async fn bench(
 
     // Connect everyone, a bounded number at a time.
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let first_request: Option<Arc<str>> = args.reuse_connection.as_deref().map(Arc::from);
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
         let topic = i % args.topics as usize;
         let url = url.with_topic(topic);
-        let (shared, gate) = (shared.clone(), gate.clone());
-        subscribers.push(tokio::spawn(subscriber(shared, url, topic, gate)));
+        let (shared, gate, first) = (shared.clone(), gate.clone(), first_request.clone());
+        subscribers.push(tokio::spawn(subscriber(shared, url, first, topic, gate)));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while shared.resolved.load(Ordering::Acquire) < args.subscribers && Instant::now() < deadline {
@@ -550,10 +574,16 @@ impl Tally {
     }
 }
 
-async fn subscriber(shared: Arc<Shared>, url: Url, topic: usize, gate: Arc<Semaphore>) {
+async fn subscriber(
+    shared: Arc<Shared>,
+    url: Url,
+    first_request: Option<Arc<str>>,
+    topic: usize,
+    gate: Arc<Semaphore>,
+) {
     let opened = {
         let _permit = gate.acquire().await;
-        open_stream(&url).await
+        open_stream(&url, first_request.as_deref()).await
     };
     let (mut stream, mut body, rest) = match opened {
         Opened::Stream(stream, body, rest) => (stream, body, rest),
@@ -621,17 +651,35 @@ enum Opened {
     Stream(TcpStream, Body, Vec<u8>),
     /// Any other answer, as "<status> <media type>".
     Refused(String),
-    /// No answer: what went wrong.
+    /// No answer, or (with a first request) the connection was not kept: what went wrong.
     Failed(String),
 }
 
-async fn open_stream(url: &Url) -> Opened {
+/// Opens one stream: on a fresh connection, or after a plain GET for `first_request` on the same
+/// connection.
+async fn open_stream(url: &Url, first_request: Option<&str>) -> Opened {
     let mut stream = match TcpStream::connect(&url.authority).await {
         Ok(s) => s,
         Err(e) => return Opened::Failed(format!("{} on connect", e.kind())),
     };
     let _ = stream.set_nodelay(true);
     let mut buf = Vec::with_capacity(1024);
+    if let Some(path) = first_request {
+        let why = match http1::get(&mut stream, &url.authority, path, &mut buf).await {
+            Err(e) => Some(format!("GET {path}: {}", e.kind())),
+            Ok((head, _)) if !(200..300).contains(&head.status) => {
+                Some(format!("GET {path} answered {}", head.status))
+            }
+            // The scenario is one request, then the stream, on one TCP connection: a server that
+            // says it will close would turn it into a fresh-connection run.
+            Ok((_, false)) => Some(format!("GET {path}: the server closes the connection")),
+            Ok(_) if !buf.is_empty() => Some(format!("GET {path}: bytes after the answer")),
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            return Opened::Failed(why);
+        }
+    }
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\ncache-control: no-cache\r\n\r\n",
         url.target, url.authority
@@ -642,7 +690,14 @@ async fn open_stream(url: &Url) -> Opened {
     };
     let head = match head {
         Ok(head) => head,
-        Err(e) => return Opened::Failed(format!("{} before the stream's answer", e.kind())),
+        Err(e) => {
+            return Opened::Failed(match first_request {
+                // Nothing came back on the kept connection: the server closed it after the first
+                // answer (EOF, or a reset when our second request reached a closed socket).
+                Some(path) if buf.is_empty() => format!("closed by the server after GET {path}"),
+                _ => format!("{} before the stream's answer", e.kind()),
+            });
+        }
     };
     let media_type = head.media_type();
     if head.status != 200 || media_type.as_deref() != Some("text/event-stream") {

@@ -81,6 +81,11 @@ pub struct Report {
     pub url: String,
     /// Where events were published (`{topic}` not filled in).
     pub publish_url: String,
+    /// How each stream's connection was opened: `fresh` (the stream is its first request) or
+    /// `reused` (after a plain GET for `first_request` on the same connection).
+    pub connections: &'static str,
+    /// With reused connections, the path requested before each stream.
+    pub first_request: Option<String>,
     /// Subscriber connections.
     pub subscribers: Subscribers,
     /// Publishing.
@@ -108,7 +113,7 @@ pub struct Subscribers {
     pub refused_total: usize,
     /// Those answers, by "<status> <media type>" (`503 text/plain`).
     pub refused: std::collections::BTreeMap<String, usize>,
-    /// Got no answer.
+    /// Got no answer, or lost the reused connection before the stream's answer.
     pub failed_total: usize,
     /// What went wrong, by kind.
     pub failed: std::collections::BTreeMap<String, usize>,
@@ -237,6 +242,12 @@ impl Report {
         Report {
             url: format!("http://{}{}", i.url.authority, i.url.target),
             publish_url: format!("http://{}{}", i.publish_url.authority, i.publish_url.target),
+            connections: if i.args.reuse_connection.is_some() {
+                "reused"
+            } else {
+                "fresh"
+            },
+            first_request: i.args.reuse_connection.clone(),
             subscribers: Subscribers {
                 requested: i.args.subscribers,
                 connected,
@@ -299,7 +310,18 @@ impl Report {
             .map(|(k, v)| format!("{v} x {k}"))
             .collect();
         let d = &self.deliveries;
-        let _ = writeln!(t, "ssehub bench: {}", self.url);
+        // The scenario first, so a figure copied from here says what it measured.
+        let _ = writeln!(
+            t,
+            "ssehub bench: {}, {}",
+            self.url,
+            match &self.first_request {
+                Some(path) => format!(
+                    "each stream on a reused connection (GET {path} first, then the stream)"
+                ),
+                None => "each stream on a fresh connection".into(),
+            }
+        );
         let _ = writeln!(t, "publishing   to {}", self.publish_url);
         let sub = &self.subscribers;
         let _ = writeln!(
