@@ -4,6 +4,8 @@
 //! - `GET /events`: an event stream; every published message arrives as `data: <text>`.
 //! - `POST /publish`: the raw body (UTF-8 text) is the event data; answers `200` with the number
 //!   of receivers it was sent to.
+//! - `GET /healthz`: `ok` (for `ssehub bench --reuse-connection`, which sends a plain request
+//!   before the stream on the same connection, as a browser does).
 //!
 //! Run it (the address is the first argument; port 0 picks a free port):
 //!
@@ -61,6 +63,7 @@ async fn main() -> std::io::Result<()> {
     let app = Router::new()
         .route("/events", get(events))
         .route("/publish", post(publish))
+        .route("/healthz", get(|| async { "ok" }))
         .with_state(tx);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("listening on http://{}", listener.local_addr()?);

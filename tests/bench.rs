@@ -6,24 +6,67 @@ use std::process::Command;
 
 use common::*;
 
-fn bench(hub: &HubProcess, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+/// `ssehub bench --json` with short waits and these flags: exit code, report, stderr.
+fn run_bench(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ssehub"))
         .args(["bench", "--json", "--hold", "0.2"])
-        .args(if extra.contains(&"--drain-timeout") {
+        .args(if args.contains(&"--drain-timeout") {
             &[][..]
         } else {
             &["--drain-timeout", "5"][..]
         })
-        .args(["--url", &hub.url("/events?topic=bench")])
-        .args(["--publish-url", &hub.publish_url("/publish?topic=bench")])
-        .args(["--pid", &hub.pid().to_string()])
-        .args(extra)
+        .args(args)
         .output()
         .expect("run bench");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
     (out.status.code(), json, stderr)
+}
+
+/// The bench against `hub`'s topic `bench`, with its pid.
+fn bench(hub: &HubProcess, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let (url, publish, pid) = (
+        hub.url("/events?topic=bench"),
+        hub.publish_url("/publish?topic=bench"),
+        hub.pid().to_string(),
+    );
+    let mut args = vec!["--url", &url, "--publish-url", &publish, "--pid", &pid];
+    args.extend_from_slice(extra);
+    run_bench(&args)
+}
+
+/// Asserts that every expected delivery arrived, once and in order.
+fn all_delivered(r: &serde_json::Value, expected: u64) {
+    let d = &r["deliveries"];
+    assert_eq!(
+        (d["expected"].as_u64(), d["received"].as_u64()),
+        (Some(expected), Some(expected)),
+        "{r}"
+    );
+    for k in ["lost", "duplicated", "out_of_order", "malformed"] {
+        assert_eq!(d[k], 0, "{k}: {r}");
+    }
+}
+
+/// A fake server on a free port: reads each connection's first request head, writes `answer`,
+/// then closes the connection. Runs until the test process ends.
+fn answer_once_and_close(answer: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).is_ok_and(|n| n == 1) {
+                head.push(byte[0]);
+            }
+            let _ = conn.write_all(answer);
+        }
+    });
+    addr
 }
 
 #[test]
@@ -43,14 +86,8 @@ fn bench_counts_every_delivery() {
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(r["subscribers"]["connected"], 20);
     assert_eq!(r["events"]["published"], 300);
-    let d = &r["deliveries"];
-    assert_eq!(
-        (d["expected"].as_u64(), d["received"].as_u64()),
-        (Some(6000), Some(6000))
-    );
-    for k in ["lost", "duplicated", "out_of_order", "malformed"] {
-        assert_eq!(d[k], 0, "{k}");
-    }
+    assert_eq!(r["connections"], "fresh");
+    all_delivered(&r, 6000);
     assert_eq!(r["latency_ms"]["count"], 6000);
     assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     let server = &r["server"];
@@ -101,12 +138,17 @@ fn bench_publishes_json_batches_and_forms() {
 
 #[test]
 fn bench_reports_refusals_and_losses() {
-    let hub = HubProcess::start(&["--max-clients", "4"]);
-    let (code, r, err) = bench(&hub, &["--subscribers", "10", "--events", "50"]);
+    let hub = HubProcess::start(&["--max-clients", "5"]);
+    let (code, r, err) = bench(&hub, &["--subscribers", "8", "--events", "50"]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(r["subscribers"]["connected"], 4);
-    assert_eq!(r["subscribers"]["refused"]["503"], 6);
-    assert_eq!(r["deliveries"]["received"], 200);
+    let s = &r["subscribers"];
+    assert_eq!(s["connected"], 5, "{r}");
+    assert_eq!(s["refused_total"], 3, "{r}");
+    assert_eq!(s["refused"], serde_json::json!({"503 text/plain": 3}));
+    assert_eq!(s["failed_total"], 0, "{r}");
+    // The refused do not spoil the run: the five others each got every event (250 distinct
+    // deliveries, none twice).
+    all_delivered(&r, 250);
     // Publishing to a topic nobody listens on: every expected delivery is lost, and counted so.
     let out = Command::new(env!("CARGO_BIN_EXE_ssehub"))
         .args([
@@ -130,6 +172,220 @@ fn bench_reports_refusals_and_losses() {
 }
 
 #[test]
+fn a_200_that_is_not_an_event_stream_is_refused() {
+    let hub = HubProcess::start(&[]);
+    let args = [
+        "--url",
+        &hub.url("/healthz"),
+        "--publish-url",
+        &hub.publish_url("/publish?topic=bench"),
+        "--subscribers",
+        "3",
+        "--events",
+        "5",
+        "--drain-timeout",
+        "0.5",
+    ];
+    let (code, r, err) = run_bench(&args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["subscribers"]["connected"], 0, "{r}");
+    assert_eq!(
+        r["subscribers"]["refused"],
+        serde_json::json!({"200 text/plain": 3})
+    );
+    assert_eq!(r["deliveries"]["expected"], 0);
+    // The table says it the same way.
+    let out = Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args(["bench", "--hold", "0"])
+        .args(args)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("0 connected, refused 3 (200 text/plain: 3), failed 0"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_base_url_means_the_hubs_events_and_publish() {
+    // Publishing on the base URL's own listener: a hub that allows it there.
+    let hub = HubProcess::start(&["--publish-open"]);
+    for base in [hub.url(""), hub.url("/")] {
+        let (code, r, err) = run_bench(&["--url", &base, "--subscribers", "4", "--events", "30"]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(r["url"], hub.url("/events?topic=bench"));
+        assert_eq!(r["publish_url"], hub.url("/publish?topic=bench"));
+        assert_eq!(r["subscribers"]["connected"], 4);
+        all_delivered(&r, 120);
+    }
+    // With several topics, each subscriber and each event gets its own.
+    let (code, r, err) = run_bench(&[
+        "--url",
+        &hub.url(""),
+        "--topics",
+        "2",
+        "--subscribers",
+        "4",
+        "--events",
+        "30",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["url"], hub.url("/events?topic=bench{topic}"));
+    all_delivered(&r, 60);
+}
+
+#[test]
+fn a_hub_that_wants_a_token_stops_the_bench_with_one_line() {
+    let hub = HubProcess::start(&["--publish-token", "s3cret"]);
+    let base = hub.url("");
+    let (code, r, err) = run_bench(&["--url", &base, "--subscribers", "2", "--events", "10"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(r, serde_json::Value::Null);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for needed in [
+        "answered 401",
+        "token",
+        "--header 'Authorization: Bearer",
+        "--publish-url",
+        "http://127.0.0.1:8081/publish",
+    ] {
+        assert!(err.contains(needed), "{needed}: {err}");
+    }
+    // With the token it runs.
+    let (code, r, err) = run_bench(&[
+        "--url",
+        &base,
+        "--subscribers",
+        "2",
+        "--events",
+        "10",
+        "--header",
+        "Authorization: Bearer s3cret",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    all_delivered(&r, 20);
+    // 403 too, from any server.
+    let addr = answer_once_and_close(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+    let (code, _, err) = run_bench(&[
+        "--subscribers",
+        "0",
+        "--events",
+        "5",
+        "--publish-url",
+        &format!("http://{addr}/publish"),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("answered 403"), "{err}");
+}
+
+#[test]
+fn streams_on_reused_connections() {
+    let hub = HubProcess::start(&[]);
+    let (code, r, err) = bench(
+        &hub,
+        &[
+            "--reuse-connection",
+            "--subscribers",
+            "20",
+            "--events",
+            "300",
+            "--publishers",
+            "3",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["connections"], "reused");
+    assert_eq!(r["first_request"], "/healthz");
+    assert_eq!(r["subscribers"]["connected"], 20, "{r}");
+    assert_eq!(r["subscribers"]["failed_total"], 0, "{r}");
+    all_delivered(&r, 6000);
+    // Any path: the viewer page, as a browser loads it before its EventSource.
+    let (code, r, err) = bench(
+        &hub,
+        &[
+            "--reuse-connection",
+            "/",
+            "--subscribers",
+            "3",
+            "--events",
+            "20",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["first_request"], "/");
+    all_delivered(&r, 60);
+    // The report's first line says which scenario it measured.
+    let out = Command::new(env!("CARGO_BIN_EXE_ssehub"))
+        .args([
+            "bench",
+            "--hold",
+            "0",
+            "--subscribers",
+            "1",
+            "--events",
+            "1",
+        ])
+        .args(["--url", &hub.url(""), "--reuse-connection"])
+        .args(["--publish-url", &hub.publish_url("/publish?topic=bench")])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().next().is_some_and(|l| l
+            .ends_with("each stream on a reused connection (GET /healthz first, then the stream)")),
+        "{table}"
+    );
+    // A first request that fails fails its subscriber, saying so.
+    let (code, r, err) = bench(
+        &hub,
+        &[
+            "--reuse-connection",
+            "/nope",
+            "--subscribers",
+            "3",
+            "--events",
+            "5",
+            "--drain-timeout",
+            "0.5",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["subscribers"]["connected"], 0);
+    assert_eq!(
+        r["subscribers"]["failed"],
+        serde_json::json!({"GET /nope answered 404": 3})
+    );
+}
+
+#[test]
+fn a_connection_the_server_did_not_keep_fails_its_subscriber() {
+    // Closed silently after the first answer: the stream's request finds it gone.
+    let silent = answer_once_and_close(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    // Closed with notice: the bench does not even try.
+    let said = answer_once_and_close(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+    );
+    for (addr, why) in [
+        (silent, "closed by the server after GET /healthz"),
+        (said, "GET /healthz: the server closes the connection"),
+    ] {
+        let (code, r, err) = run_bench(&[
+            "--url",
+            &format!("http://{addr}/events"),
+            "--reuse-connection",
+            "--subscribers",
+            "4",
+            "--events",
+            "0",
+        ]);
+        assert_eq!(code, Some(0), "{err}");
+        assert_eq!(r["subscribers"]["connected"], 0, "{r}");
+        assert_eq!(r["subscribers"]["failed"], serde_json::json!({ why: 4 }));
+    }
+}
+
+#[test]
 fn bench_flags_are_checked() {
     let hub = HubProcess::start(&[]);
     let (code, _, err) = bench(&hub, &["--batch", "5"]);
@@ -138,4 +394,7 @@ fn bench_flags_are_checked() {
     let (code, _, err) = bench(&hub, &["--url", "https://127.0.0.1:1/"]);
     assert_ne!(code, Some(0));
     assert!(err.contains("--url"), "{err}");
+    let (code, _, err) = bench(&hub, &["--reuse-connection", "healthz"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("--reuse-connection"), "{err}");
 }

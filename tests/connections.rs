@@ -146,7 +146,10 @@ async fn a_connection_that_asks_to_close_is_closed_after_its_answer() {
         socket.write_all(request.as_bytes()).await.unwrap();
         let (bytes, closed) = read_to_close(&mut socket, Duration::from_secs(5)).await;
         let answer = String::from_utf8_lossy(&bytes);
-        assert!(answer.contains(" 200 OK") && answer.ends_with("ok\n"), "{answer}");
+        assert!(
+            answer.contains(" 200 OK") && answer.ends_with("ok\n"),
+            "{answer}"
+        );
         assert!(closed, "{request:?} left open");
     }
     // Kept alive otherwise: a second request on the same connection is answered.

@@ -66,6 +66,8 @@ impl Url {
 pub struct Head {
     /// The status code.
     pub status: u16,
+    /// The minor HTTP version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
     /// Header names (lowercase) and values.
     pub headers: Vec<(String, String)>,
 }
@@ -79,8 +81,38 @@ impl Head {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The media type of `Content-Type`, lowercase and without parameters
+    /// (`text/plain; charset=utf-8` is `text/plain`).
+    pub fn media_type(&self) -> Option<String> {
+        self.header("content-type").map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+    }
+
+    /// Whether the server means to keep the connection open after this response (HTTP/1.1
+    /// unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`).
+    pub fn keeps_connection(&self) -> bool {
+        let connection = |token: &str| {
+            self.header("connection")
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        };
+        if self.version >= 1 {
+            !connection("close")
+        } else {
+            connection("keep-alive")
+        }
+    }
+
     /// How the body is framed.
     pub fn body_kind(&self) -> Body {
+        // These never have a body, whatever their headers say (RFC 9112, section 6.3).
+        if matches!(self.status, 100..=199 | 204 | 304) {
+            return Body::Sized(0);
+        }
         if self
             .header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
@@ -106,6 +138,7 @@ pub async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
             Ok(httparse::Status::Complete(n)) => {
                 let head = Head {
                     status: response.code.unwrap_or(0),
+                    version: response.version.unwrap_or(1),
                     headers: response
                         .headers
                         .iter()
@@ -178,24 +211,29 @@ impl Body {
         matches!(self, Body::Chunked(Chunked::Done) | Body::Sized(0))
     }
 
-    /// Decodes `input`, passing each piece of payload to `out`. Errors on malformed framing.
+    /// Decodes `input`, passing each piece of payload to `out`, and returns how many bytes of
+    /// `input` belonged to the body: all of them unless the body ended inside `input`, and then
+    /// the rest is what the server sent after it (the next response on a kept connection).
+    /// Errors on malformed framing.
     pub fn decode(
         &mut self,
-        mut input: &[u8],
+        input: &[u8],
         out: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), &'static str> {
+    ) -> Result<usize, &'static str> {
         match self {
             Body::UntilClose => {
                 out(input);
-                Ok(())
+                Ok(input.len())
             }
             Body::Sized(left) => {
                 let n = (*left).min(input.len() as u64) as usize;
                 out(&input[..n]);
                 *left -= n as u64;
-                Ok(())
+                Ok(n)
             }
             Body::Chunked(state) => {
+                let all = input.len();
+                let mut input = input;
                 while !input.is_empty() {
                     match *state {
                         Chunked::Size(acc) => {
@@ -249,10 +287,10 @@ impl Body {
                                 _ => Chunked::Trailer { line_empty: false },
                             };
                         }
-                        Chunked::Done => return Ok(()),
+                        Chunked::Done => break,
                     }
                 }
-                Ok(())
+                Ok(all - input.len())
             }
         }
     }
@@ -285,23 +323,41 @@ pub async fn post(
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
     buf.clear();
+    let (head, reusable) = read_response(stream, buf).await?;
+    Ok((head.status, reusable))
+}
+
+/// Sends a plain GET for `target` and reads the whole answer. Returns its head, and whether the
+/// connection can carry another request; bytes the server sent after the answer stay in `buf`.
+pub async fn get(
+    stream: &mut TcpStream,
+    authority: &str,
+    target: &str,
+    buf: &mut Vec<u8>,
+) -> io::Result<(Head, bool)> {
+    let request = format!("GET {target} HTTP/1.1\r\nhost: {authority}\r\naccept: */*\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    read_response(stream, buf).await
+}
+
+/// Reads one whole response, head and body (sized, chunked, or until the server closes), from
+/// `stream`, after the bytes already in `buf`. Returns its head, and whether the connection can
+/// carry another request; bytes after the response stay in `buf`.
+pub async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<(Head, bool)> {
     let head = read_head(stream, buf).await?;
-    let mut answer = head.body_kind();
-    let reusable = answer != Body::UntilClose
-        && !head
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let mut body = head.body_kind();
+    let reusable = body != Body::UntilClose && head.keeps_connection();
     loop {
-        answer
+        let used = body
             .decode(buf, &mut |_| {})
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        buf.clear();
-        if answer.is_done() {
-            return Ok((head.status, reusable));
+        buf.drain(..used);
+        if body.is_done() {
+            return Ok((head, reusable));
         }
         if stream.read_buf(buf).await? == 0 {
-            return match answer {
-                Body::UntilClose => Ok((head.status, false)),
+            return match body {
+                Body::UntilClose => Ok((head, false)),
                 _ => Err(io::ErrorKind::UnexpectedEof.into()),
             };
         }
@@ -335,6 +391,140 @@ mod tests {
         }
         let mut body = Body::chunked();
         assert!(body.decode(b"zz\r\n", &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn a_body_ends_where_its_framing_says_and_the_rest_is_left() {
+        // What follows a body on a kept connection (the next answer) must not be eaten by it.
+        let cases: [(Body, &[u8]); 2] = [
+            (
+                Body::chunked(),
+                b"2\r\nok\r\n0\r\nx-t: 1\r\n\r\nHTTP/1.1 200 OK\r\n",
+            ),
+            (Body::Sized(2), b"okHTTP/1.1 200 OK\r\n"),
+        ];
+        for (start, input) in cases {
+            for split in 1..input.len() {
+                let mut body = start.clone();
+                let (mut payload, mut after) = (Vec::new(), Vec::new());
+                for piece in input.chunks(split) {
+                    let used = body
+                        .decode(piece, &mut |p| payload.extend_from_slice(p))
+                        .unwrap();
+                    after.extend_from_slice(&piece[used..]);
+                }
+                assert!(body.is_done(), "split {split}");
+                assert_eq!(payload, b"ok", "split {split}");
+                assert_eq!(after, b"HTTP/1.1 200 OK\r\n", "split {split}");
+            }
+        }
+    }
+
+    /// Reads one request head from a test client, byte by byte.
+    async fn request_head(s: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8];
+            if s.read(&mut b).await.unwrap() == 0 {
+                break;
+            }
+            head.push(b[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    #[tokio::test]
+    async fn whole_responses_on_a_kept_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut targets = Vec::new();
+            // A sized answer, written in pieces so the client reads it in several goes.
+            targets.push(request_head(&mut s).await);
+            for piece in [
+                &b"HTTP/1.1 200 OK\r\ncontent-le"[..],
+                b"ngth: 5\r\n\r\nhe",
+                b"llo",
+            ] {
+                s.write_all(piece).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            // A chunked answer with a trailer, the next bytes right behind it in the same write.
+            targets.push(request_head(&mut s).await);
+            s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nt: 1\r\n\r\nNEXT")
+                .await
+                .unwrap();
+            // A 204 without a length has no body; then HTTP/1.0 without keep-alive: not reusable.
+            targets.push(request_head(&mut s).await);
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            targets.push(request_head(&mut s).await);
+            s.write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            targets
+        });
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let mut buf = Vec::new();
+        let (head, reusable) = get(&mut s, &addr, "/a", &mut buf).await.unwrap();
+        assert_eq!((head.status, reusable, buf.len()), (200, true, 0));
+        let (head, reusable) = get(&mut s, &addr, "/b", &mut buf).await.unwrap();
+        assert_eq!((head.status, reusable), (200, true));
+        assert_eq!(buf, b"NEXT");
+        buf.clear();
+        let (head, reusable) = get(&mut s, &addr, "/c", &mut buf).await.unwrap();
+        assert_eq!((head.status, reusable, buf.len()), (204, true, 0));
+        let (head, reusable) = get(&mut s, &addr, "/d", &mut buf).await.unwrap();
+        assert_eq!((head.status, head.version, reusable), (200, 0, false));
+        let targets = server.await.unwrap();
+        let lines: Vec<&str> = targets.iter().filter_map(|h| h.lines().next()).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /a HTTP/1.1",
+                "GET /b HTTP/1.1",
+                "GET /c HTTP/1.1",
+                "GET /d HTTP/1.1"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_an_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            request_head(&mut s).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort")
+                .await;
+        });
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        let err = get(&mut s, &addr, "/", &mut Vec::new()).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn media_types_and_connection_tokens() {
+        let head = |version, headers: &[(&str, &str)]| Head {
+            status: 200,
+            version,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        };
+        let h = head(1, &[("content-type", "Text/Plain; charset=utf-8")]);
+        assert_eq!(h.media_type().as_deref(), Some("text/plain"));
+        assert!(h.keeps_connection());
+        assert!(!head(1, &[("connection", "Upgrade, close")]).keeps_connection());
+        assert!(!head(0, &[]).keeps_connection());
+        assert!(head(0, &[("connection", "Keep-Alive")]).keeps_connection());
+        assert_eq!(head(1, &[]).media_type(), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod report;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -43,25 +43,28 @@ pub use report::Report;
     to --size bytes. Every flag has an environment twin: SSEHUB_BENCH_<FLAG>."
 )]
 pub struct BenchArgs {
-    /// The event stream to subscribe to.
+    /// The event stream to subscribe to. A base URL (http://HOST:PORT, no path or just /) means
+    /// that ssehub's /events?topic=bench, and its /publish?topic=bench unless --publish-url is
+    /// given (topic bench{topic} with --topics above 1). A URL with a path is used as it is.
     #[arg(
         long,
         env = "SSEHUB_BENCH_URL",
         value_name = "URL",
-        default_value = "http://127.0.0.1:8080/events?topic=bench",
+        default_value = DEFAULT_URL,
         help_heading = "Target"
     )]
     pub url: String,
 
-    /// Where to publish (each request is a POST).
+    /// Where to publish (each request is a POST). Default: the /publish of a base --url, else
+    /// http://127.0.0.1:8080/publish?topic=bench. A hub that answers 401 or 403 stops the bench:
+    /// it wants a token (--header) or its loopback publish listener's URL here.
     #[arg(
         long,
         env = "SSEHUB_BENCH_PUBLISH_URL",
         value_name = "URL",
-        default_value = "http://127.0.0.1:8080/publish?topic=bench",
         help_heading = "Target"
     )]
-    pub publish_url: String,
+    pub publish_url: Option<String>,
 
     /// Publish body: raw (the data), json ({"data": ...}, an array with --batch), or form
     /// (<--form-field>=<data>, after --form-extra).
@@ -149,6 +152,21 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Load")]
     pub batch: u64,
 
+    /// Open each stream on a connection that already served a request, as browsers do (Chromium
+    /// loads the page, then reuses its connection for the EventSource): a plain GET for PATH
+    /// (default /healthz), its whole answer read, then the stream's GET on the same TCP
+    /// connection. A subscriber whose server does not keep that connection open counts as
+    /// failed. Without this flag every stream is the first request on a fresh connection.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_REUSE_CONNECTION",
+        value_name = "PATH",
+        num_args = 0..=1,
+        default_missing_value = "/healthz",
+        help_heading = "Load"
+    )]
+    pub reuse_connection: Option<String>,
+
     /// Subscriber connects in flight at once.
     #[arg(
         long,
@@ -202,12 +220,28 @@ pub struct BenchArgs {
     pub progress: bool,
 }
 
+const DEFAULT_URL: &str = "http://127.0.0.1:8080/events?topic=bench";
+/// Where to publish when --publish-url is not given and --url has a path (as before base URLs).
+const DEFAULT_PUBLISH_URL: &str = "http://127.0.0.1:8080/publish?topic=bench";
+
 /// The bench could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     /// A flag is wrong.
     #[error("{0}")]
     Flag(String),
+    /// The publish URL refused the bench's requests as unauthorized (401 or 403).
+    #[error(
+        "{url} answered {status} to a publish: the hub wants a publish token (pass --header \
+         'Authorization: Bearer TOKEN') or, for anonymous publishes, a --publish-url on its \
+         loopback publish listener (by default http://127.0.0.1:8081/publish)"
+    )]
+    PublishDenied {
+        /// The publish URL, its `{topic}` filled in.
+        url: String,
+        /// 401 or 403.
+        status: u16,
+    },
     /// The runtime could not start.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
@@ -221,7 +255,11 @@ struct Shared {
     connected: AtomicUsize,
     /// Connected subscribers per topic.
     on_topic: Vec<AtomicUsize>,
+    /// Subscribers answered with anything but a 200 event stream, by "<status> <media type>".
     refused: Mutex<BTreeMap<String, usize>>,
+    /// Subscribers that got no answer (or, with --reuse-connection, lost their connection), by
+    /// what went wrong.
+    failed: Mutex<BTreeMap<String, usize>>,
     resolved: AtomicUsize,
     received: AtomicU64,
     duplicated: AtomicU64,
@@ -234,6 +272,10 @@ struct Shared {
     published: AtomicU64,
     publish_failed: Mutex<BTreeMap<String, u64>>,
     publish_latency: Mutex<Histogram<u64>>,
+    /// The first 401 or 403 a publish got, and where: publishing stops at it.
+    publish_denied: Mutex<Option<(String, u16)>>,
+    /// Set with `publish_denied`, read before every publish.
+    stop_publishing: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -245,11 +287,36 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// Where the bench subscribes and publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Targets {
+    url: Url,
+    publish_url: Url,
+}
+
+/// Resolves --url and --publish-url: a base URL (no path, or just `/`) stands for an ssehub's
+/// `/events` and `/publish` on topic `bench` (`bench{topic}` with several topics).
+fn targets(url: &str, publish_url: Option<&str>, topics: u64) -> Result<Targets, BenchError> {
+    let mut url = Url::parse(url).map_err(|e| BenchError::Flag(format!("--url {e}")))?;
+    let topic = if topics > 1 { "bench{topic}" } else { "bench" };
+    let base = url.target == "/";
+    let publish_url = match publish_url {
+        Some(p) => Url::parse(p).map_err(|e| BenchError::Flag(format!("--publish-url {e}")))?,
+        None if base => Url {
+            authority: url.authority.clone(),
+            target: format!("/publish?topic={topic}"),
+        },
+        None => Url::parse(DEFAULT_PUBLISH_URL).map_err(BenchError::Flag)?,
+    };
+    if base {
+        url.target = format!("/events?topic={topic}");
+    }
+    Ok(Targets { url, publish_url })
+}
+
 /// Runs the bench and returns its report.
 pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
-    let url = Url::parse(&args.url).map_err(|e| BenchError::Flag(format!("--url {e}")))?;
-    let publish_url = Url::parse(&args.publish_url)
-        .map_err(|e| BenchError::Flag(format!("--publish-url {e}")))?;
+    let targets = targets(&args.url, args.publish_url.as_deref(), args.topics)?;
     if args.batch > 1 && args.body != "json" {
         return Err(BenchError::Flag("--batch above 1 needs --body json".into()));
     }
@@ -262,6 +329,13 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         return Err(BenchError::Flag(
             "--rate must be 0 or a positive number".into(),
         ));
+    }
+    if let Some(path) = &args.reuse_connection {
+        if !path.starts_with('/') || path.contains(|c: char| c.is_ascii_whitespace()) {
+            return Err(BenchError::Flag(format!(
+                "--reuse-connection {path:?}: expected a path such as /healthz"
+            )));
+        }
     }
     let mut extra_headers = String::new();
     for h in &args.headers {
@@ -279,10 +353,15 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         .enable_all()
         .build()?;
     let args = args.clone();
-    Ok(runtime.block_on(async move { bench(args, url, publish_url, extra_headers).await }))
+    runtime.block_on(async move { bench(args, targets, extra_headers).await })
 }
 
-async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: String) -> Report {
+async fn bench(
+    args: BenchArgs,
+    targets: Targets,
+    extra_headers: String,
+) -> Result<Report, BenchError> {
+    let Targets { url, publish_url } = targets;
     let shared = Arc::new(Shared {
         start: Instant::now(),
         events: args.events,
@@ -290,6 +369,7 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
         connected: AtomicUsize::new(0),
         on_topic: (0..args.topics).map(|_| AtomicUsize::new(0)).collect(),
         refused: Mutex::new(BTreeMap::new()),
+        failed: Mutex::new(BTreeMap::new()),
         resolved: AtomicUsize::new(0),
         received: AtomicU64::new(0),
         duplicated: AtomicU64::new(0),
@@ -302,6 +382,8 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
         published: AtomicU64::new(0),
         publish_failed: Mutex::new(BTreeMap::new()),
         publish_latency: Mutex::new(histogram()),
+        publish_denied: Mutex::new(None),
+        stop_publishing: AtomicBool::new(false),
     });
     let progress = args.progress || std::io::stderr().is_terminal();
     let hub_before = args.pid.map(report::ProcessSample::of);
@@ -309,12 +391,13 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
 
     // Connect everyone, a bounded number at a time.
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
+    let first_request: Option<Arc<str>> = args.reuse_connection.as_deref().map(Arc::from);
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
         let topic = i % args.topics as usize;
         let url = url.with_topic(topic);
-        let (shared, gate) = (shared.clone(), gate.clone());
-        subscribers.push(tokio::spawn(subscriber(shared, url, topic, gate)));
+        let (shared, gate, first) = (shared.clone(), gate.clone(), first_request.clone());
+        subscribers.push(tokio::spawn(subscriber(shared, url, first, topic, gate)));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while shared.resolved.load(Ordering::Acquire) < args.subscribers && Instant::now() < deadline {
@@ -365,6 +448,15 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let publish_end = shared.start.elapsed();
+    if let Some((url, status)) = lock(&shared.publish_denied).take() {
+        if progress {
+            eprintln!();
+        }
+        for s in &subscribers {
+            s.abort();
+        }
+        return Err(BenchError::PublishDenied { url, status });
+    }
 
     // Let deliveries finish.
     // If some publishes failed, expect that share less (exact when none failed).
@@ -389,15 +481,17 @@ async fn bench(args: BenchArgs, url: Url, publish_url: Url, extra_headers: Strin
     for s in &subscribers {
         s.abort();
     }
-    Report::new(report::Inputs {
+    Ok(Report::new(report::Inputs {
         args: &args,
+        url: &url,
+        publish_url: &publish_url,
         shared: &shared,
         expected,
         publish_start,
         publish_end,
         hub: (hub_before, hub_connected, hub_after),
         bench_cpu: report::self_cpu_seconds() - bench_cpu_before,
-    })
+    }))
 }
 
 fn show_progress(shared: &Shared, connected: usize) {
@@ -480,22 +574,26 @@ impl Tally {
     }
 }
 
-async fn subscriber(shared: Arc<Shared>, url: Url, topic: usize, gate: Arc<Semaphore>) {
+async fn subscriber(
+    shared: Arc<Shared>,
+    url: Url,
+    first_request: Option<Arc<str>>,
+    topic: usize,
+    gate: Arc<Semaphore>,
+) {
     let opened = {
         let _permit = gate.acquire().await;
-        open_stream(&url).await
+        open_stream(&url, first_request.as_deref()).await
     };
     let (mut stream, mut body, rest) = match opened {
-        Ok(Opened::Stream(stream, body, rest)) => (stream, body, rest),
-        Ok(Opened::Refused(status)) => {
-            *lock(&shared.refused).entry(status.to_string()).or_default() += 1;
+        Opened::Stream(stream, body, rest) => (stream, body, rest),
+        Opened::Refused(answer) => {
+            *lock(&shared.refused).entry(answer).or_default() += 1;
             shared.resolved.fetch_add(1, Ordering::AcqRel);
             return;
         }
-        Err(e) => {
-            *lock(&shared.refused)
-                .entry(format!("error: {}", e.kind()))
-                .or_default() += 1;
+        Opened::Failed(why) => {
+            *lock(&shared.failed).entry(why).or_default() += 1;
             shared.resolved.fetch_add(1, Ordering::AcqRel);
             return;
         }
@@ -549,24 +647,67 @@ async fn subscriber(shared: Arc<Shared>, url: Url, topic: usize, gate: Arc<Semap
 }
 
 enum Opened {
+    /// A 200 `text/event-stream`: the socket, its body decoder and the bytes read past the head.
     Stream(TcpStream, Body, Vec<u8>),
-    Refused(u16),
+    /// Any other answer, as "<status> <media type>".
+    Refused(String),
+    /// No answer, or (with a first request) the connection was not kept: what went wrong.
+    Failed(String),
 }
 
-async fn open_stream(url: &Url) -> std::io::Result<Opened> {
-    let mut stream = TcpStream::connect(&url.authority).await?;
+/// Opens one stream: on a fresh connection, or after a plain GET for `first_request` on the same
+/// connection.
+async fn open_stream(url: &Url, first_request: Option<&str>) -> Opened {
+    let mut stream = match TcpStream::connect(&url.authority).await {
+        Ok(s) => s,
+        Err(e) => return Opened::Failed(format!("{} on connect", e.kind())),
+    };
     let _ = stream.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    if let Some(path) = first_request {
+        let why = match http1::get(&mut stream, &url.authority, path, &mut buf).await {
+            Err(e) => Some(format!("GET {path}: {}", e.kind())),
+            Ok((head, _)) if !(200..300).contains(&head.status) => {
+                Some(format!("GET {path} answered {}", head.status))
+            }
+            // The scenario is one request, then the stream, on one TCP connection: a server that
+            // says it will close would turn it into a fresh-connection run.
+            Ok((_, false)) => Some(format!("GET {path}: the server closes the connection")),
+            Ok(_) if !buf.is_empty() => Some(format!("GET {path}: bytes after the answer")),
+            Ok(_) => None,
+        };
+        if let Some(why) = why {
+            return Opened::Failed(why);
+        }
+    }
     let request = format!(
         "GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\ncache-control: no-cache\r\n\r\n",
         url.target, url.authority
     );
-    stream.write_all(request.as_bytes()).await?;
-    let mut buf = Vec::with_capacity(1024);
-    let head = http1::read_head(&mut stream, &mut buf).await?;
-    if head.status != 200 {
-        return Ok(Opened::Refused(head.status));
+    let head = match stream.write_all(request.as_bytes()).await {
+        Ok(()) => http1::read_head(&mut stream, &mut buf).await,
+        Err(e) => Err(e),
+    };
+    let head = match head {
+        Ok(head) => head,
+        Err(e) => {
+            return Opened::Failed(match first_request {
+                // Nothing came back on the kept connection: the server closed it after the first
+                // answer (EOF, or a reset when our second request reached a closed socket).
+                Some(path) if buf.is_empty() => format!("closed by the server after GET {path}"),
+                _ => format!("{} before the stream's answer", e.kind()),
+            });
+        }
+    };
+    let media_type = head.media_type();
+    if head.status != 200 || media_type.as_deref() != Some("text/event-stream") {
+        return Opened::Refused(format!(
+            "{} {}",
+            head.status,
+            media_type.as_deref().unwrap_or("(no content type)")
+        ));
     }
-    Ok(Opened::Stream(stream, head.body_kind(), buf))
+    Opened::Stream(stream, head.body_kind(), buf)
 }
 
 struct PublishJob {
@@ -637,6 +778,9 @@ async fn publisher(shared: Arc<Shared>, job: PublishJob) {
     let mut connection: Option<TcpStream> = None;
     let mut buf = Vec::with_capacity(4096);
     loop {
+        if shared.stop_publishing.load(Ordering::Acquire) {
+            return;
+        }
         let first = shared.next_seq.fetch_add(job.batch, Ordering::AcqRel);
         if first >= shared.events {
             return;
@@ -673,6 +817,13 @@ async fn publisher(shared: Arc<Shared>, job: PublishJob) {
                 }
                 if (200..300).contains(&status) {
                     shared.published.fetch_add(n, Ordering::AcqRel);
+                } else if status == 401 || status == 403 {
+                    // Every later publish would be refused too: stop, and say why.
+                    lock(&shared.publish_denied).get_or_insert_with(|| {
+                        (format!("http://{}{}", url.authority, url.target), status)
+                    });
+                    shared.stop_publishing.store(true, Ordering::Release);
+                    return;
                 } else {
                     *lock(&shared.publish_failed)
                         .entry(status.to_string())
@@ -686,5 +837,63 @@ async fn publisher(shared: Arc<Shared>, job: PublishJob) {
                     .or_default() += n;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(url: &str, publish: Option<&str>, topics: u64) -> (String, String) {
+        let t = targets(url, publish, topics).unwrap();
+        (
+            format!("{}{}", t.url.authority, t.url.target),
+            format!("{}{}", t.publish_url.authority, t.publish_url.target),
+        )
+    }
+
+    #[test]
+    fn a_base_url_means_the_hubs_events_and_publish() {
+        for base in ["http://127.0.0.1:9000", "http://127.0.0.1:9000/"] {
+            assert_eq!(
+                resolve(base, None, 1),
+                (
+                    "127.0.0.1:9000/events?topic=bench".into(),
+                    "127.0.0.1:9000/publish?topic=bench".into()
+                )
+            );
+        }
+        assert_eq!(
+            resolve("http://h:1", None, 3),
+            (
+                "h:1/events?topic=bench{topic}".into(),
+                "h:1/publish?topic=bench{topic}".into()
+            )
+        );
+        // --publish-url wins over the base URL's /publish.
+        assert_eq!(
+            resolve("http://h:1/", Some("http://h:2/pub"), 1).1,
+            "h:2/pub"
+        );
+    }
+
+    #[test]
+    fn a_url_with_a_path_is_used_as_it_is() {
+        assert_eq!(
+            resolve("http://h:1/sub?id=x", None, 1),
+            (
+                "h:1/sub?id=x".into(),
+                "127.0.0.1:8080/publish?topic=bench".into()
+            )
+        );
+        // A query on the root is a path too: only a bare base URL is rewritten.
+        assert_eq!(resolve("http://h:1/?topic=a", None, 1).0, "h:1/?topic=a");
+        assert_eq!(
+            resolve(DEFAULT_URL, None, 1),
+            (
+                "127.0.0.1:8080/events?topic=bench".into(),
+                "127.0.0.1:8080/publish?topic=bench".into()
+            )
+        );
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::http1::Url;
 use super::{lock, BenchArgs, Shared};
 
 /// Memory and CPU time of a process, read from `/proc`.
@@ -59,6 +60,8 @@ pub(super) fn self_cpu_seconds() -> f64 {
 /// What the report is made from.
 pub(super) struct Inputs<'a> {
     pub(super) args: &'a BenchArgs,
+    pub(super) url: &'a Url,
+    pub(super) publish_url: &'a Url,
     pub(super) shared: &'a Shared,
     pub(super) expected: u64,
     pub(super) publish_start: Duration,
@@ -74,8 +77,15 @@ pub(super) struct Inputs<'a> {
 /// A bench run's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The stream subscribed to.
+    /// The stream subscribed to (`{topic}` not filled in).
     pub url: String,
+    /// Where events were published (`{topic}` not filled in).
+    pub publish_url: String,
+    /// How each stream's connection was opened: `fresh` (the stream is its first request) or
+    /// `reused` (after a plain GET for `first_request` on the same connection).
+    pub connections: &'static str,
+    /// With reused connections, the path requested before each stream.
+    pub first_request: Option<String>,
     /// Subscriber connections.
     pub subscribers: Subscribers,
     /// Publishing.
@@ -97,10 +107,16 @@ pub struct Report {
 pub struct Subscribers {
     /// Asked for.
     pub requested: usize,
-    /// Got a 200 stream.
+    /// Got a 200 `text/event-stream`.
     pub connected: usize,
-    /// Refused, by status (or connection error).
+    /// Answered with anything else.
+    pub refused_total: usize,
+    /// Those answers, by "<status> <media type>" (`503 text/plain`).
     pub refused: std::collections::BTreeMap<String, usize>,
+    /// Got no answer, or lost the reused connection before the stream's answer.
+    pub failed_total: usize,
+    /// What went wrong, by kind.
+    pub failed: std::collections::BTreeMap<String, usize>,
     /// Streams the server ended (or that failed) before the run ended.
     pub ended_by_server: usize,
 }
@@ -221,12 +237,24 @@ impl Report {
             }),
             _ => None,
         };
+        let refused = lock(&s.refused).clone();
+        let failed = lock(&s.failed).clone();
         Report {
-            url: i.args.url.clone(),
+            url: format!("http://{}{}", i.url.authority, i.url.target),
+            publish_url: format!("http://{}{}", i.publish_url.authority, i.publish_url.target),
+            connections: if i.args.reuse_connection.is_some() {
+                "reused"
+            } else {
+                "fresh"
+            },
+            first_request: i.args.reuse_connection.clone(),
             subscribers: Subscribers {
                 requested: i.args.subscribers,
                 connected,
-                refused: lock(&s.refused).clone(),
+                refused_total: refused.values().sum(),
+                refused,
+                failed_total: failed.values().sum(),
+                failed,
                 ended_by_server: s.ended_by_server.load(Ordering::Acquire),
             },
             events: Events {
@@ -267,12 +295,14 @@ impl Report {
     /// The report as a table.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let refused: Vec<String> = self
-            .subscribers
-            .refused
-            .iter()
-            .map(|(k, v)| format!("{v} x {k}"))
-            .collect();
+        let grouped = |total: usize, groups: &std::collections::BTreeMap<String, usize>| {
+            let groups: Vec<String> = groups.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            if groups.is_empty() {
+                format!("{total}")
+            } else {
+                format!("{total} ({})", groups.join(", "))
+            }
+        };
         let failed: Vec<String> = self
             .events
             .failed
@@ -280,18 +310,28 @@ impl Report {
             .map(|(k, v)| format!("{v} x {k}"))
             .collect();
         let d = &self.deliveries;
-        let _ = writeln!(t, "ssehub bench: {}", self.url);
+        // The scenario first, so a figure copied from here says what it measured.
         let _ = writeln!(
             t,
-            "subscribers  {} requested, {} connected, refused: {}, ended by server: {}",
-            self.subscribers.requested,
-            self.subscribers.connected,
-            if refused.is_empty() {
-                "none".into()
-            } else {
-                refused.join(", ")
-            },
-            self.subscribers.ended_by_server
+            "ssehub bench: {}, {}",
+            self.url,
+            match &self.first_request {
+                Some(path) => format!(
+                    "each stream on a reused connection (GET {path} first, then the stream)"
+                ),
+                None => "each stream on a fresh connection".into(),
+            }
+        );
+        let _ = writeln!(t, "publishing   to {}", self.publish_url);
+        let sub = &self.subscribers;
+        let _ = writeln!(
+            t,
+            "subscribers  {} requested, {} connected, refused {}, failed {}, ended by server: {}",
+            sub.requested,
+            sub.connected,
+            grouped(sub.refused_total, &sub.refused),
+            grouped(sub.failed_total, &sub.failed),
+            sub.ended_by_server
         );
         let _ =
             writeln!(
