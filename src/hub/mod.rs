@@ -23,6 +23,7 @@ pub(crate) mod log;
 mod slots;
 mod subscription;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -298,6 +299,18 @@ pub enum SubscribeError {
     Closing,
 }
 
+/// Each topic log of a batch once: the ones to wake, and to count subscribers on. A set of
+/// addresses, so a batch of many events on many topics costs one step per topic named.
+fn distinct(rings: &[Vec<Arc<log::TopicLog>>]) -> Vec<Arc<log::TopicLog>> {
+    let mut seen = HashSet::new();
+    rings
+        .iter()
+        .flatten()
+        .filter(|t| seen.insert(Arc::as_ptr(t)))
+        .cloned()
+        .collect()
+}
+
 /// Counters, for `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -360,13 +373,7 @@ impl Hub {
                     .collect::<Vec<_>>(),
             );
         }
-        // Each topic published to, once: the ones to wake, and to count subscribers on.
-        let mut touched: Vec<Arc<log::TopicLog>> = Vec::new();
-        for t in rings.iter().flatten() {
-            if !touched.iter().any(|seen| Arc::ptr_eq(seen, t)) {
-                touched.push(t.clone());
-            }
-        }
+        let touched = distinct(&rings);
         let appended = if self.inner.durable {
             self.append_durably(&events, &rings, &touched).await?
         } else {
