@@ -154,3 +154,57 @@ async fn off_loopback_a_token_is_made_up_and_printed() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_data_reaches_subscribers_as_written() {
+    let hub = HubProcess::start(&[]);
+    let mut stream = hub.subscribe("?topic=j").await.opened().await;
+    // Each element's data as sent (spread over lines, spaced out) and as it must arrive:
+    // the publisher's key order, number spelling and string escapes, on one line.
+    let cases = [
+        (
+            r#"{"z": 1, "a": {"y": [1, 2, {"b": null}], "x": true}, "id": "x"}"#,
+            r#"{"z":1,"a":{"y":[1,2,{"b":null}],"x":true},"id":"x"}"#,
+        ),
+        (
+            r#"{"k": 1, "id": "x", "n": 1.50}"#,
+            r#"{"k":1,"id":"x","n":1.50}"#,
+        ),
+        (
+            r#"[1.50, 1e3, -0, 12345678901234567890123, 2.5E-3, -0.0]"#,
+            r#"[1.50,1e3,-0,12345678901234567890123,2.5E-3,-0.0]"#,
+        ),
+        (
+            r#"[[1, [2, [3, []]]], [], {}]"#,
+            r#"[[1,[2,[3,[]]]],[],{}]"#,
+        ),
+        (
+            r#"{"say": "he said \"hi\"  twice ", "tab": "a\tb", "path": "C:\\dir\\", "u": "\u00e9 é"}"#,
+            r#"{"say":"he said \"hi\"  twice ","tab":"a\tb","path":"C:\\dir\\","u":"\u00e9 é"}"#,
+        ),
+        (
+            "{\n  \"pretty\" : [\r\n\t1 ,\n\t\"two  words\"\n ]\n}",
+            r#"{"pretty":[1,"two  words"]}"#,
+        ),
+        ("null", "null"),
+        ("1.50", "1.50"),
+        // A string is its text, unescaped.
+        (r#""a \"quoted\"  string""#, r#"a "quoted"  string"#),
+    ];
+    let items: Vec<String> = cases
+        .iter()
+        .map(|(sent, _)| format!(r#"{{"topic": "j", "data": {sent}}}"#))
+        .collect();
+    let (status, text) = hub.publish_json(&format!("[{}]", items.join(",\n"))).await;
+    assert_eq!(status, 200, "{text}");
+    let got = data(&stream.events(cases.len()).await);
+    for (got, (sent, want)) in got.iter().zip(cases) {
+        assert_eq!(got, want, "sent {sent}");
+    }
+    // One object rather than an array: the same.
+    let (status, text) = hub
+        .publish_json(r#"{"data": {"b": 1.0, "a": 10E2}, "topic": "j"}"#)
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(stream.next_event().await.data, r#"{"b":1.0,"a":10E2}"#);
+}

@@ -1,11 +1,15 @@
 //! `POST /publish`: raw bodies and JSON, validated whole before anything is published.
 
+use std::fmt;
+
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::query::parse_query;
@@ -173,14 +177,16 @@ fn parse_retry(value: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("retry is too large: {value}")))
 }
 
+/// One JSON event as sent. `data` stays raw text, passed on as written.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JsonEvent {
-    #[serde(default)]
-    topic: Option<Value>,
+struct JsonEvent<'a> {
+    #[serde(default, borrow)]
+    topic: Option<&'a RawValue>,
     #[serde(default)]
     event: Option<String>,
-    data: Value,
+    #[serde(borrow)]
+    data: &'a RawValue,
     #[serde(default)]
     retry: Option<Value>,
 }
@@ -188,15 +194,18 @@ struct JsonEvent {
 /// Parses a JSON body: one object, or an array of objects. Returns the events and whether the
 /// body was an array.
 fn parse_json(body: &[u8], defaults: &Defaults) -> Result<(Vec<Event>, bool), ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    match value {
-        Value::Array(items) => {
+    let malformed = |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON: {e}"));
+    // The whole body first, as strictly as a `Value` would take it (escapes, numbers, serde_json's
+    // nesting limit), since raw values below are skipped over without those checks.
+    serde_json::from_slice::<Checked>(body).map_err(malformed)?;
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(malformed)?;
             let events = items
-                .into_iter()
+                .iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    json_event(item, defaults).map_err(|mut e| {
+                    json_event(item.get(), defaults).map_err(|mut e| {
                         e.reason = format!("element {i}: {}", e.reason);
                         e
                     })
@@ -204,37 +213,53 @@ fn parse_json(body: &[u8], defaults: &Defaults) -> Result<(Vec<Event>, bool), Ap
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((events, true))
         }
-        item @ Value::Object(_) => Ok((vec![json_event(item, defaults)?], false)),
+        Some(b'{') => {
+            let item: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
+            Ok((vec![json_event(item.get(), defaults)?], false))
+        }
         _ => Err(ApiError::bad_request(
             "expected a JSON object or an array of objects",
         )),
     }
 }
 
-fn json_event(item: Value, defaults: &Defaults) -> Result<Event, ApiError> {
-    if !item.is_object() {
+/// One event from the JSON text of one object (already checked to be valid JSON).
+fn json_event(item: &str, defaults: &Defaults) -> Result<Event, ApiError> {
+    if !item.starts_with('{') {
         return Err(ApiError::bad_request("expected an object"));
     }
-    let parsed: JsonEvent = serde_json::from_value(item).map_err(ApiError::bad_request)?;
-    let data = match parsed.data {
-        Value::String(s) => s,
-        other => other.to_string(),
+    let parsed: JsonEvent = serde_json::from_str(item).map_err(ApiError::bad_request)?;
+    let data = parsed.data.get();
+    let data = if data.starts_with('"') {
+        serde_json::from_str::<String>(data).map_err(ApiError::bad_request)?
+    } else {
+        strip_json_whitespace(data)
     };
     let mut event = Event::new(data);
-    match parsed.topic {
+    match parsed.topic.map(RawValue::get) {
         None => {
             for t in &defaults.topics {
                 event = event.with_checked_topic(t.clone());
             }
         }
-        Some(Value::String(t)) => event = event.with_topic(&t).map_err(ApiError::bad_request)?,
-        Some(Value::Array(ts)) if !ts.is_empty() => {
+        Some(t) if t.starts_with('"') => {
+            let t: String = serde_json::from_str(t).map_err(ApiError::bad_request)?;
+            event = event.with_topic(&t).map_err(ApiError::bad_request)?;
+        }
+        Some(ts) if ts.starts_with('[') => {
+            let ts: Vec<&RawValue> = serde_json::from_str(ts).map_err(ApiError::bad_request)?;
+            if ts.is_empty() {
+                return Err(ApiError::bad_request(
+                    "topic must be a string or a non-empty array of strings",
+                ));
+            }
             for t in ts {
-                let Value::String(t) = t else {
+                if !t.get().starts_with('"') {
                     return Err(ApiError::bad_request(
                         "topic must be a string or an array of strings",
                     ));
-                };
+                }
+                let t: String = serde_json::from_str(t.get()).map_err(ApiError::bad_request)?;
                 event = event.with_topic(&t).map_err(ApiError::bad_request)?;
             }
         }
@@ -264,6 +289,77 @@ fn json_event(item: Value, defaults: &Defaults) -> Result<Event, ApiError> {
         event = event.with_retry(ms);
     }
     Ok(event)
+}
+
+/// Valid JSON text without the whitespace outside its strings: one compact line, every byte
+/// of every string, number and key kept as written. Strings are followed through their
+/// escapes (`\"` does not end one, `\\` does not escape the quote after it).
+fn strip_json_whitespace(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_string, mut escaped) = (false, false);
+    let mut kept_from = 0;
+    for (i, b) in json.bytes().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            // ASCII, so both ends of the kept run are character boundaries.
+            out.push_str(&json[kept_from..i]);
+            kept_from = i + 1;
+        } else if b == b'"' {
+            in_string = true;
+        }
+    }
+    out.push_str(&json[kept_from..]);
+    out
+}
+
+/// Any JSON value, walked and thrown away: serde_json checks it as it would build a `Value`
+/// (including its recursion limit) without allocating one.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Checked, D::Error> {
+        deserializer.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
 }
 
 #[cfg(test)]
@@ -299,5 +395,61 @@ mod tests {
         assert!(parse_json(br#"{"data": "a", "topic": []}"#, &d).is_err());
         assert!(parse_json(b"[1]", &d).is_err());
         assert!(parse_json(b"\"x\"", &d).is_err());
+    }
+
+    fn one_data(body: &str) -> String {
+        let (events, _) = parse_json(body.as_bytes(), &Defaults::default()).unwrap();
+        events[0].data().to_string()
+    }
+
+    #[test]
+    fn json_data_passes_through_as_written() {
+        assert_eq!(
+            one_data(r#"{"data": {"k": 1, "id": "x", "n": 1.50}}"#),
+            r#"{"k":1,"id":"x","n":1.50}"#
+        );
+        assert_eq!(
+            one_data(r#"{"data": [1e3, -0, 12345678901234567890123]}"#),
+            "[1e3,-0,12345678901234567890123]"
+        );
+        assert_eq!(one_data(r#"{"data": null}"#), "null");
+        assert_eq!(one_data(r#"{"data": 1.50}"#), "1.50");
+        // A string is its text, unescaped.
+        assert_eq!(one_data(r#"{"data": "a \"b\"\n c"}"#), "a \"b\"\n c");
+        assert_eq!(
+            one_data(r#"{"data": {"s": "a \"b\" c\u00e9"}}"#),
+            r#"{"s":"a \"b\" c\u00e9"}"#
+        );
+    }
+
+    #[test]
+    fn whitespace_goes_only_outside_strings() {
+        let strip = strip_json_whitespace;
+        assert_eq!(strip(" { \"a b\" :\t[ 1 ,\r\n2 ] } "), r#"{"a b":[1,2]}"#);
+        // An escaped quote does not end the string, an escaped backslash does not escape it.
+        assert_eq!(
+            strip(r#"[ "x \" y " , "z\\" , " w " ]"#),
+            r#"["x \" y ","z\\"," w "]"#
+        );
+        assert_eq!(strip(r#"[ "\\\" \\" ]"#), r#"["\\\" \\"]"#);
+        assert_eq!(strip(r#"{ "ü ✓" : "→ ←" }"#), r#"{"ü ✓":"→ ←"}"#);
+        assert_eq!(strip("true"), "true");
+        assert_eq!(strip(""), "");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_even_inside_data() {
+        let d = Defaults::default();
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_json(deep(400).as_bytes(), &d).is_err());
+        let inside = format!(r#"{{"data": {}}}"#, deep(400));
+        let refused = parse_json(inside.as_bytes(), &d).unwrap_err();
+        assert!(
+            refused.reason.contains("recursion limit"),
+            "{}",
+            refused.reason
+        );
+        let fine = format!(r#"{{"data": {}}}"#, deep(100));
+        assert_eq!(one_data(&fine), deep(100));
     }
 }
