@@ -25,11 +25,19 @@ pub(crate) async fn publish(
 ) -> Result<Response, ApiError> {
     authorize(&app.config, &headers)?;
     let body = read_body(body, &headers, app.config.max_body).await?;
-    let (events, batch) = request_events(query.as_deref().unwrap_or(""), is_json(&headers), &body)?;
+    let max_topics = app.hub.config().max_topics_per_event;
+    let (events, batch) = request_events(
+        query.as_deref().unwrap_or(""),
+        is_json(&headers),
+        &body,
+        max_topics,
+    )?;
     let receipt = app.hub.publish(events).await.map_err(|e| match e {
-        PublishError::Closing => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         PublishError::Event(e) => ApiError::bad_request(e),
-        PublishError::Store(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        PublishError::TooManyTopics { given, max } => too_many_topics(given, max),
+        PublishError::Closing | PublishError::Store(_) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
     })?;
     let answer = if batch {
         serde_json::json!({"ids": receipt.ids, "subscribers": receipt.subscribers})
@@ -39,15 +47,17 @@ pub(crate) async fn publish(
     Ok(axum::Json(answer).into_response())
 }
 
-/// The events a publish request asks for (all checked), and whether its body was a JSON array.
+/// The events a publish request asks for (all checked, none on more than `max_topics` topics),
+/// and whether its body was a JSON array.
 pub(crate) fn request_events(
     query: &str,
     json: bool,
     body: &[u8],
+    max_topics: usize,
 ) -> Result<(Vec<Event>, bool), ApiError> {
-    let defaults = Defaults::from_query(query)?;
+    let defaults = Defaults::from_query(query, max_topics)?;
     if json {
-        parse_json(body, &defaults)
+        parse_json(body, &defaults, max_topics)
     } else {
         let data = std::str::from_utf8(body)
             .map_err(|_| ApiError::bad_request("the body is not valid UTF-8"))?;
@@ -128,10 +138,23 @@ struct Defaults {
     retry: Option<u64>,
 }
 
+/// The refusal of an event naming more topics than `--max-topics-per-event`.
+fn too_many_topics(given: usize, max: usize) -> ApiError {
+    ApiError::bad_request(format!(
+        "an event may name at most {max} topics (--max-topics-per-event), this one names {given}"
+    ))
+}
+
 impl Defaults {
-    fn from_query(query: &str) -> Result<Defaults, ApiError> {
+    fn from_query(query: &str, max_topics: usize) -> Result<Defaults, ApiError> {
         let mut d = Defaults::default();
-        for (key, value) in parse_query(query).map_err(ApiError::bad_request)? {
+        let pairs = parse_query(query).map_err(ApiError::bad_request)?;
+        // Counted before any topic is checked, so a flood of them costs nothing more.
+        let topics = pairs.iter().filter(|(key, _)| key == "topic").count();
+        if topics > max_topics {
+            return Err(too_many_topics(topics, max_topics));
+        }
+        for (key, value) in pairs {
             match key.as_str() {
                 "topic" => d
                     .topics
@@ -177,7 +200,8 @@ fn parse_retry(value: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("retry is too large: {value}")))
 }
 
-/// One JSON event as sent. `data` stays raw text, passed on as written.
+/// One JSON event as sent. `data` and `topic` stay raw text: data is passed on as written,
+/// and a topic list is counted before any topic in it is looked at.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonEvent<'a> {
@@ -193,7 +217,11 @@ struct JsonEvent<'a> {
 
 /// Parses a JSON body: one object, or an array of objects. Returns the events and whether the
 /// body was an array.
-fn parse_json(body: &[u8], defaults: &Defaults) -> Result<(Vec<Event>, bool), ApiError> {
+fn parse_json(
+    body: &[u8],
+    defaults: &Defaults,
+    max_topics: usize,
+) -> Result<(Vec<Event>, bool), ApiError> {
     let malformed = |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON: {e}"));
     // The whole body first, as strictly as a `Value` would take it (escapes, numbers, serde_json's
     // nesting limit), since raw values below are skipped over without those checks.
@@ -205,7 +233,7 @@ fn parse_json(body: &[u8], defaults: &Defaults) -> Result<(Vec<Event>, bool), Ap
                 .iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    json_event(item.get(), defaults).map_err(|mut e| {
+                    json_event(item.get(), defaults, max_topics).map_err(|mut e| {
                         e.reason = format!("element {i}: {}", e.reason);
                         e
                     })
@@ -215,7 +243,7 @@ fn parse_json(body: &[u8], defaults: &Defaults) -> Result<(Vec<Event>, bool), Ap
         }
         Some(b'{') => {
             let item: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
-            Ok((vec![json_event(item.get(), defaults)?], false))
+            Ok((vec![json_event(item.get(), defaults, max_topics)?], false))
         }
         _ => Err(ApiError::bad_request(
             "expected a JSON object or an array of objects",
@@ -224,7 +252,7 @@ fn parse_json(body: &[u8], defaults: &Defaults) -> Result<(Vec<Event>, bool), Ap
 }
 
 /// One event from the JSON text of one object (already checked to be valid JSON).
-fn json_event(item: &str, defaults: &Defaults) -> Result<Event, ApiError> {
+fn json_event(item: &str, defaults: &Defaults, max_topics: usize) -> Result<Event, ApiError> {
     if !item.starts_with('{') {
         return Err(ApiError::bad_request("expected an object"));
     }
@@ -252,6 +280,9 @@ fn json_event(item: &str, defaults: &Defaults) -> Result<Event, ApiError> {
                 return Err(ApiError::bad_request(
                     "topic must be a string or a non-empty array of strings",
                 ));
+            }
+            if ts.len() > max_topics {
+                return Err(too_many_topics(ts.len(), max_topics));
             }
             for t in ts {
                 if !t.get().starts_with('"') {
@@ -379,26 +410,28 @@ mod tests {
     fn json_shapes() {
         let d = Defaults::default();
         let (events, batch) =
-            parse_json(br#"{"data": {"a": [1, 2]}, "topic": ["x", "y"]}"#, &d).unwrap();
+            parse_json(br#"{"data": {"a": [1, 2]}, "topic": ["x", "y"]}"#, &d, 64).unwrap();
         assert!(!batch);
         assert_eq!(events[0].data(), r#"{"a":[1,2]}"#);
         assert_eq!(events[0].topics().len(), 2);
-        assert!(
-            parse_json(br#"[{"data": "a"}, {"data": "b", "event": "x\ny"}]"#, &d)
-                .unwrap_err()
-                .reason
-                .starts_with("element 1:")
-        );
-        assert!(parse_json(br#"{"data": "a", "retry": "5"}"#, &d).is_err());
-        assert!(parse_json(br#"{"data": "a", "retry": -1}"#, &d).is_err());
-        assert!(parse_json(br#"{"dta": "a"}"#, &d).is_err());
-        assert!(parse_json(br#"{"data": "a", "topic": []}"#, &d).is_err());
-        assert!(parse_json(b"[1]", &d).is_err());
-        assert!(parse_json(b"\"x\"", &d).is_err());
+        assert!(parse_json(
+            br#"[{"data": "a"}, {"data": "b", "event": "x\ny"}]"#,
+            &d,
+            64
+        )
+        .unwrap_err()
+        .reason
+        .starts_with("element 1:"));
+        assert!(parse_json(br#"{"data": "a", "retry": "5"}"#, &d, 64).is_err());
+        assert!(parse_json(br#"{"data": "a", "retry": -1}"#, &d, 64).is_err());
+        assert!(parse_json(br#"{"dta": "a"}"#, &d, 64).is_err());
+        assert!(parse_json(br#"{"data": "a", "topic": []}"#, &d, 64).is_err());
+        assert!(parse_json(b"[1]", &d, 64).is_err());
+        assert!(parse_json(b"\"x\"", &d, 64).is_err());
     }
 
     fn one_data(body: &str) -> String {
-        let (events, _) = parse_json(body.as_bytes(), &Defaults::default()).unwrap();
+        let (events, _) = parse_json(body.as_bytes(), &Defaults::default(), 64).unwrap();
         events[0].data().to_string()
     }
 
@@ -441,9 +474,9 @@ mod tests {
     fn deep_nesting_is_refused_even_inside_data() {
         let d = Defaults::default();
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(parse_json(deep(400).as_bytes(), &d).is_err());
+        assert!(parse_json(deep(400).as_bytes(), &d, 64).is_err());
         let inside = format!(r#"{{"data": {}}}"#, deep(400));
-        let refused = parse_json(inside.as_bytes(), &d).unwrap_err();
+        let refused = parse_json(inside.as_bytes(), &d, 64).unwrap_err();
         assert!(
             refused.reason.contains("recursion limit"),
             "{}",
@@ -451,5 +484,46 @@ mod tests {
         );
         let fine = format!(r#"{{"data": {}}}"#, deep(100));
         assert_eq!(one_data(&fine), deep(100));
+    }
+
+    #[test]
+    fn topics_are_counted_before_they_are_checked() {
+        let d = Defaults::default();
+        let topics = |n: usize| {
+            let names: Vec<String> = (0..n).map(|i| format!(r#""t{i}""#)).collect();
+            format!(r#"{{"data": 1, "topic": [{}]}}"#, names.join(","))
+        };
+        assert_eq!(
+            parse_json(topics(3).as_bytes(), &d, 3).unwrap().0[0]
+                .topics()
+                .len(),
+            3
+        );
+        let refused = parse_json(topics(4).as_bytes(), &d, 3).unwrap_err();
+        assert!(
+            refused.reason.contains("--max-topics-per-event"),
+            "{}",
+            refused.reason
+        );
+        // Even when the topics past the limit are not valid ones.
+        let bad_past = r#"{"data": 1, "topic": ["a", "b", "c", 5, ""]}"#;
+        let refused = parse_json(bad_past.as_bytes(), &d, 3).unwrap_err();
+        assert!(
+            refused.reason.contains("at most 3 topics"),
+            "{}",
+            refused.reason
+        );
+        let batch = format!(r#"[{{"data": 1}}, {}]"#, topics(4));
+        let refused = parse_json(batch.as_bytes(), &d, 3).unwrap_err();
+        assert!(
+            refused
+                .reason
+                .starts_with("element 1: an event may name at most 3"),
+            "{}",
+            refused.reason
+        );
+        let query = "topic=a&topic=b&topic=c&topic=d";
+        assert!(Defaults::from_query(query, 4).is_ok());
+        assert!(Defaults::from_query(query, 3).is_err());
     }
 }
