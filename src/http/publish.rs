@@ -222,10 +222,9 @@ fn parse_json(
     defaults: &Defaults,
     max_topics: usize,
 ) -> Result<(Vec<Event>, bool), ApiError> {
+    // Raw values are skipped over with serde_json's syntax checks only: each part is checked
+    // further (escapes, numbers, nesting depth) where it is read, in `json_event`.
     let malformed = |e: serde_json::Error| ApiError::bad_request(format!("malformed JSON: {e}"));
-    // The whole body first, as strictly as a `Value` would take it (escapes, numbers, serde_json's
-    // nesting limit), since raw values below are skipped over without those checks.
-    serde_json::from_slice::<Checked>(body).map_err(malformed)?;
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(malformed)?;
@@ -245,9 +244,13 @@ fn parse_json(
             let item: &RawValue = serde_json::from_slice(body).map_err(malformed)?;
             Ok((vec![json_event(item.get(), defaults, max_topics)?], false))
         }
-        _ => Err(ApiError::bad_request(
-            "expected a JSON object or an array of objects",
-        )),
+        _ => {
+            // Malformed, or well formed but not an object or array: say which.
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(malformed)?;
+            Err(ApiError::bad_request(
+                "expected a JSON object or an array of objects",
+            ))
+        }
     }
 }
 
@@ -261,6 +264,10 @@ fn json_event(item: &str, defaults: &Defaults, max_topics: usize) -> Result<Even
     let data = if data.starts_with('"') {
         serde_json::from_str::<String>(data).map_err(ApiError::bad_request)?
     } else {
+        // Taken as strictly as a `Value` would be (serde_json's nesting limit included), which
+        // skipping it over as a RawValue did not do.
+        serde_json::from_str::<Checked>(data)
+            .map_err(|e| ApiError::bad_request(format!("data: {e}")))?;
         strip_json_whitespace(data)
     };
     let mut event = Event::new(data);
@@ -350,7 +357,7 @@ fn strip_json_whitespace(json: &str) -> String {
 }
 
 /// Any JSON value, walked and thrown away: serde_json checks it as it would build a `Value`
-/// (including its recursion limit) without allocating one.
+/// (escapes, number ranges, its recursion limit) without allocating one.
 struct Checked;
 
 impl<'de> Deserialize<'de> for Checked {
@@ -484,6 +491,16 @@ mod tests {
         );
         let fine = format!(r#"{{"data": {}}}"#, deep(100));
         assert_eq!(one_data(&fine), deep(100));
+        // Data is as strict as when it was a `Value`, though it is passed on as written.
+        for bad in [r#"{"data": [1e400]}"#, r#"{"data": {"s": "\ud800"}}"#] {
+            assert!(parse_json(bad.as_bytes(), &d, 64).is_err(), "{bad}");
+        }
+        let garbage = parse_json(b"nope", &d, 64).unwrap_err();
+        assert!(
+            garbage.reason.starts_with("malformed JSON"),
+            "{}",
+            garbage.reason
+        );
     }
 
     #[test]
