@@ -316,16 +316,25 @@ pub enum SubscribeError {
     Closing,
 }
 
-/// Each topic log of a batch once: the ones to wake, and to count subscribers on. A set of
-/// addresses, so a batch of many events on many topics costs one step per topic named.
+/// Each topic log of a batch once: the ones to wake, and to count subscribers on. A short list
+/// is scanned (most batches touch a topic or two); past 8 a set of addresses takes over, so a
+/// batch of many events on many topics costs one step per topic named.
 fn distinct(rings: &[Vec<Arc<log::TopicLog>>]) -> Vec<Arc<log::TopicLog>> {
-    let mut seen = HashSet::new();
-    rings
-        .iter()
-        .flatten()
-        .filter(|t| seen.insert(Arc::as_ptr(t)))
-        .cloned()
-        .collect()
+    let mut out: Vec<Arc<log::TopicLog>> = Vec::new();
+    let mut seen: Option<HashSet<*const log::TopicLog>> = None;
+    for t in rings.iter().flatten() {
+        let new = match &mut seen {
+            Some(set) => set.insert(Arc::as_ptr(t)),
+            None => !out.iter().any(|o| Arc::ptr_eq(o, t)),
+        };
+        if new {
+            out.push(t.clone());
+            if seen.is_none() && out.len() > 8 {
+                seen = Some(out.iter().map(Arc::as_ptr).collect());
+            }
+        }
+    }
+    out
 }
 
 /// Counters, for `/metrics`.
@@ -632,6 +641,26 @@ mod publish_tests {
         out.clear();
         sub.next(&mut out).await.expect("the events");
         assert_eq!(out.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn each_topic_of_a_batch_is_counted_once() {
+        let hub = Hub::builder().build();
+        let _subs: Vec<_> = ["t0", "t15"]
+            .iter()
+            .map(|t| {
+                hub.subscribe(SubscribeRequest::topics([*t]).expect("a good topic"))
+                    .expect("room")
+            })
+            .collect();
+        // Few topics (the list) and many (the set).
+        for (n, want) in [(3, 1), (20, 2)] {
+            let receipt = hub
+                .publish(vec![on_topics(n), on_topics(n), on_topics(n)])
+                .await
+                .expect("published");
+            assert_eq!(receipt.subscribers, want, "{n} topics");
+        }
     }
 }
 
