@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the hot paths: encoding an event once, parsing a stream, publishing into
-//! the log (with 1 topic or 10,000 topics around), and a subscriber taking a batch.
+//! the log (with 1 topic or 10,000 topics around), a subscriber taking a batch, and turning a
+//! JSON publish body into events.
 //! Run: `cargo bench --bench core`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -126,5 +127,35 @@ fn log(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encoding, parsing, log);
+fn json_publish(c: &mut Criterion) {
+    // What a publisher batching small status objects sends: a 1,000-element array.
+    let body = |data: &dyn Fn(usize) -> String| {
+        let items: Vec<String> = (0..1000)
+            .map(|i| {
+                format!(
+                    r#"{{"topic": "t{}", "event": "tick", "data": {}}}"#,
+                    i % 10,
+                    data(i)
+                )
+            })
+            .collect();
+        format!("[{}]", items.join(", "))
+    };
+    let objects =
+        body(&|i| format!(r#"{{"seq": {i}, "ok": true, "load": 0.50, "host": "web-{i}"}}"#));
+    let strings = body(&|i| format!(r#""line {i} of the log""#));
+    let mut g = c.benchmark_group("publish request, JSON array of 1,000");
+    g.throughput(Throughput::Elements(1000));
+    for (name, body) in [("object data", &objects), ("string data", &strings)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let events = ssehub::http::publish_request_events("", true, body.as_bytes());
+                assert_eq!(events.map(|e| e.len()), Ok(1000));
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, encoding, parsing, log, json_publish);
 criterion_main!(benches);

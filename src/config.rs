@@ -216,6 +216,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_PUBLISH_OPEN", help_heading = "Publishing")]
     pub publish_open: bool,
 
+    /// Topics one published event may name; an event naming more gets 400 and nothing of
+    /// its request is published.
+    #[arg(long, env = "SSEHUB_MAX_TOPICS_PER_EVENT", value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Publishing")]
+    pub max_topics_per_event: u64,
+
     /// Publish every line read on standard input as one event.
     #[arg(long, env = "SSEHUB_STDIN", help_heading = "Stdin feed")]
     pub stdin: bool,
@@ -302,6 +308,7 @@ impl ServeArgs {
             retry_ms: self.retry,
             max_backlog_bytes: self.max_backlog,
             max_topics_per_client: self.max_topics_per_client as usize,
+            max_topics_per_event: self.max_topics_per_event as usize,
             batch_window: Duration::from_millis(self.batch_window),
         }
     }
@@ -466,6 +473,10 @@ mod tests {
             (10_000, 10_000, 3000)
         );
         assert_eq!(hub.heartbeat, Some(Duration::from_secs(15)));
+        assert_eq!(hub.max_topics_per_event, 64);
+        let raised = serve(&["--max-topics-per-event", "100"]).hub_config();
+        assert_eq!(raised.max_topics_per_event, 100);
+        assert!(load(["ssehub", "serve", "--max-topics-per-event", "0"]).is_err());
         let http = s.http_config();
         assert_eq!(http.max_body, 1 << 20);
         // Safe behind a proxy: no anonymous publishing on --listen.

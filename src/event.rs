@@ -14,6 +14,7 @@
 //! # Ok::<(), ssehub::event::EventError>(())
 //! ```
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -118,12 +119,41 @@ pub fn check_name(name: &str) -> Result<(), EventError> {
 /// assert_eq!(e.topics().len(), 1);
 /// # Ok::<(), ssehub::event::EventError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Event {
     topics: Vec<Topic>,
+    /// The same topics as a set, once there are more than [`SCAN_TOPICS`]: adding a topic then
+    /// checks for a duplicate in constant time, so naming n topics costs n steps, not n².
+    topic_set: Option<HashSet<Topic>>,
     name: Option<Box<str>>,
     data: String,
     retry: Option<u64>,
+}
+
+/// Up to this many topics, a duplicate is looked for in the list itself (cheaper than a set).
+const SCAN_TOPICS: usize = 8;
+
+// By hand: the set only mirrors `topics`, so it is left out of comparisons and output.
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.topics == other.topics
+            && self.name == other.name
+            && self.data == other.data
+            && self.retry == other.retry
+    }
+}
+
+impl Eq for Event {}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("topics", &self.topics)
+            .field("name", &self.name)
+            .field("data", &self.data)
+            .field("retry", &self.retry)
+            .finish()
+    }
 }
 
 impl Event {
@@ -131,6 +161,7 @@ impl Event {
     pub fn new(data: impl Into<String>) -> Event {
         Event {
             topics: Vec::new(),
+            topic_set: None,
             name: None,
             data: data.into(),
             retry: None,
@@ -138,20 +169,31 @@ impl Event {
     }
 
     /// Adds a topic (checked). Adding the same topic twice has no effect.
-    pub fn with_topic(mut self, topic: &str) -> Result<Event, EventError> {
-        let topic = Topic::new(topic)?;
-        if !self.topics.contains(&topic) {
-            self.topics.push(topic);
-        }
-        Ok(self)
+    pub fn with_topic(self, topic: &str) -> Result<Event, EventError> {
+        Ok(self.with_checked_topic(Topic::new(topic)?))
     }
 
-    /// Adds an already checked topic.
+    /// Adds an already checked topic. Adding the same topic twice has no effect.
     pub fn with_checked_topic(mut self, topic: Topic) -> Event {
-        if !self.topics.contains(&topic) {
-            self.topics.push(topic);
-        }
+        self.add_topic(topic);
         self
+    }
+
+    /// Adds a topic unless it is already there, in constant time (amortised).
+    fn add_topic(&mut self, topic: Topic) {
+        if let Some(set) = &mut self.topic_set {
+            if set.insert(topic.clone()) {
+                self.topics.push(topic);
+            }
+            return;
+        }
+        if self.topics.contains(&topic) {
+            return;
+        }
+        self.topics.push(topic);
+        if self.topics.len() > SCAN_TOPICS {
+            self.topic_set = Some(self.topics.iter().cloned().collect());
+        }
     }
 
     /// Names the event (checked), so clients receive it with `addEventListener(name, ...)`.
@@ -307,6 +349,30 @@ mod tests {
             &encode("e-9", &e)[..],
             b"id: e-9\nevent: status\nretry: 250\ndata: x\n\n"
         );
+    }
+
+    #[test]
+    fn topics_are_kept_once_in_the_order_first_named() {
+        let names: Vec<String> = (0..50).map(|i| format!("t{}", i % 20)).collect();
+        let event = names
+            .iter()
+            .try_fold(Event::new("x"), |e, t| e.with_topic(t))
+            .unwrap();
+        let got: Vec<&str> = event.topics().iter().map(Topic::as_str).collect();
+        let want: Vec<String> = (0..20).map(|i| format!("t{i}")).collect();
+        assert_eq!(got, want);
+        // Past the list-scan size too, and equal to the same event built without duplicates.
+        let plain = want
+            .iter()
+            .try_fold(Event::new("x"), |e, t| e.with_topic(t))
+            .unwrap();
+        assert_eq!(event, plain);
+        let few = Event::new("x")
+            .with_topic("a")
+            .unwrap()
+            .with_topic("a")
+            .unwrap();
+        assert_eq!(few.topics().len(), 1);
     }
 
     #[test]

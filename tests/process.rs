@@ -30,6 +30,7 @@ fn help_lists_every_flag_with_default_and_env() {
         ("--stdin-event", None),
         ("--when-full", Some("503")),
         ("--max-topics-per-client", Some("64")),
+        ("--max-topics-per-event", Some("64")),
         ("--max-backlog", Some("1048576")),
         ("--max-clients-per-ip", Some("0")),
         ("--cors-origin", None),

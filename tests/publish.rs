@@ -177,3 +177,139 @@ async fn publish_open_and_tokens() {
     assert_eq!(status, 401);
     assert!(reason.contains("Bearer"), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_data_reaches_subscribers_as_written() {
+    let hub = HubProcess::start(&[]);
+    let mut stream = hub.subscribe("?topic=j").await.opened().await;
+    // Each element's data as sent (spread over lines, spaced out) and as it must arrive:
+    // the publisher's key order, number spelling and string escapes, on one line.
+    let cases = [
+        (
+            r#"{"z": 1, "a": {"y": [1, 2, {"b": null}], "x": true}, "id": "x"}"#,
+            r#"{"z":1,"a":{"y":[1,2,{"b":null}],"x":true},"id":"x"}"#,
+        ),
+        (
+            r#"{"k": 1, "id": "x", "n": 1.50}"#,
+            r#"{"k":1,"id":"x","n":1.50}"#,
+        ),
+        (
+            r#"[1.50, 1e3, -0, 12345678901234567890123, 2.5E-3, -0.0]"#,
+            r#"[1.50,1e3,-0,12345678901234567890123,2.5E-3,-0.0]"#,
+        ),
+        (
+            r#"[[1, [2, [3, []]]], [], {}]"#,
+            r#"[[1,[2,[3,[]]]],[],{}]"#,
+        ),
+        (
+            r#"{"say": "he said \"hi\"  twice ", "tab": "a\tb", "path": "C:\\dir\\", "u": "\u00e9 é"}"#,
+            r#"{"say":"he said \"hi\"  twice ","tab":"a\tb","path":"C:\\dir\\","u":"\u00e9 é"}"#,
+        ),
+        (
+            "{\n  \"pretty\" : [\r\n\t1 ,\n\t\"two  words\"\n ]\n}",
+            r#"{"pretty":[1,"two  words"]}"#,
+        ),
+        ("null", "null"),
+        ("1.50", "1.50"),
+        // A string is its text, unescaped.
+        (r#""a \"quoted\"  string""#, r#"a "quoted"  string"#),
+    ];
+    let items: Vec<String> = cases
+        .iter()
+        .map(|(sent, _)| format!(r#"{{"topic": "j", "data": {sent}}}"#))
+        .collect();
+    let (status, text) = hub.publish_json(&format!("[{}]", items.join(",\n"))).await;
+    assert_eq!(status, 200, "{text}");
+    let got = data(&stream.events(cases.len()).await);
+    for (got, (sent, want)) in got.iter().zip(cases) {
+        assert_eq!(got, want, "sent {sent}");
+    }
+    // One object rather than an array: the same.
+    let (status, text) = hub
+        .publish_json(r#"{"data": {"b": 1.0, "a": 10E2}, "topic": "j"}"#)
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(stream.next_event().await.data, r#"{"b":1.0,"a":10E2}"#);
+}
+
+/// A JSON event on `n` topics `t0`, `t1`, ...
+fn on_topics(n: usize) -> String {
+    let topics: Vec<String> = (0..n).map(|i| format!(r#""t{i}""#)).collect();
+    format!(r#"{{"topic": [{}], "data": "x"}}"#, topics.join(","))
+}
+
+/// `?topic=t0&topic=t1...` with `n` topics.
+fn query_topics(n: usize) -> String {
+    let topics: Vec<String> = (0..n).map(|i| format!("topic=t{i}")).collect();
+    format!("?{}", topics.join("&"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_on_too_many_topics_is_refused_whole() {
+    let hub = HubProcess::start(&[]);
+    let mut stream = hub.subscribe("?topic=t0").await.opened().await;
+    let refusals = [
+        hub.publish_raw(&query_topics(65), "x").await,
+        hub.publish_json(&on_topics(65)).await,
+        // All or nothing: the first element alone would be fine.
+        hub.publish_json(&format!("[{}, {}]", on_topics(1), on_topics(65)))
+            .await,
+    ];
+    for (status, text) in &refusals {
+        assert_eq!(*status, 400, "{text}");
+        assert!(
+            text.contains("at most 64 topics") && text.contains("--max-topics-per-event"),
+            "names the limit and the flag: {text}"
+        );
+        assert_eq!(text.trim_end().lines().count(), 1, "one line: {text:?}");
+    }
+    assert!(
+        refusals[2].1.starts_with("element 1: "),
+        "{}",
+        refusals[2].1
+    );
+    assert_eq!(hub.metric("ssehub_published_total").await, 0);
+    assert_eq!(
+        stream.try_next_event(Duration::from_millis(300)).await,
+        Err(Stop::Timeout)
+    );
+    // At the limit, both ways.
+    assert_eq!(hub.publish_raw(&query_topics(64), "raw").await.0, 200);
+    let (status, text) = hub.publish_json(&on_topics(64)).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(data(&stream.events(2).await), ["raw", "x"]);
+    assert_eq!(hub.metric("ssehub_published_total").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_limit_follows_the_flag() {
+    let hub = HubProcess::start(&["--max-topics-per-event", "100"]);
+    assert_eq!(hub.publish_json(&on_topics(100)).await.0, 200);
+    assert_eq!(hub.publish_raw(&query_topics(65), "x").await.0, 200);
+    let (status, text) = hub.publish_json(&on_topics(101)).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at most 100 topics"), "{text}");
+    assert_eq!(hub.metric("ssehub_published_total").await, 2);
+    // The environment twin, and a limit below the default.
+    let mut cmd = HubProcess::command(&["--listen", "127.0.0.1:0"]);
+    cmd.env("SSEHUB_MAX_TOPICS_PER_EVENT", "2");
+    let hub = HubProcess::spawn(cmd);
+    assert_eq!(hub.publish_raw(&query_topics(2), "x").await.0, 200);
+    let (status, text) = hub.publish_raw(&query_topics(3), "x").await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("at most 2 topics"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_topics_in_one_event_is_refused() {
+    let hub = HubProcess::start(&[]);
+    // About 60,000 distinct topics in a body just under the 1 MiB default --max-body: refused
+    // by counting, before any topic is checked or compared with another.
+    let topics: Vec<String> = (0..60_000).map(|i| format!(r#""t-{i:05}""#)).collect();
+    let body = format!(r#"{{"topic": [{}], "data": "x"}}"#, topics.join(","));
+    assert!(body.len() <= 1 << 20, "{} bytes", body.len());
+    let (status, text) = hub.publish_json(&body).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("names 60000"), "{text}");
+    assert_eq!(hub.metric("ssehub_published_total").await, 0);
+}

@@ -156,7 +156,8 @@ pub(crate) fn routes(state: AppState) -> Router {
 }
 
 /// The events a `POST /publish` with this query string and body would publish (JSON when
-/// `json`), or its one-line refusal. For fuzzing and tools; the route uses the same code.
+/// `json`), or its one-line refusal, with the default limits (64 topics per event). For fuzzing
+/// and tools; the route uses the same code.
 ///
 /// ```
 /// let events = ssehub::http::publish_request_events("topic=a&event=status", false, b"up").unwrap();
@@ -168,7 +169,8 @@ pub fn publish_request_events(
     json: bool,
     body: &[u8],
 ) -> Result<Vec<crate::event::Event>, String> {
-    publish::request_events(query, json, body)
+    let max_topics = crate::hub::HubConfig::default().max_topics_per_event;
+    publish::request_events(query, json, body, max_topics)
         .map(|(events, _)| events)
         .map_err(|e| e.reason)
 }

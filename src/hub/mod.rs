@@ -23,6 +23,7 @@ pub(crate) mod log;
 mod slots;
 mod subscription;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,8 @@ pub struct HubConfig {
     pub max_backlog_bytes: u64,
     /// Topics one subscription may name.
     pub max_topics_per_client: usize,
+    /// Topics one published event may name (at least 1); an event naming more is refused.
+    pub max_topics_per_event: usize,
     /// A subscriber that sent less than this long ago waits out the rest before sending again,
     /// so that under load its events leave in one write. Zero sends every wake-up at once.
     pub batch_window: Duration,
@@ -75,6 +78,7 @@ impl Default for HubConfig {
             retry_ms: 3000,
             max_backlog_bytes: 1 << 20,
             max_topics_per_client: 64,
+            max_topics_per_event: 64,
             batch_window: Duration::from_millis(10),
         }
     }
@@ -154,6 +158,11 @@ impl HubBuilder {
     /// Topics one subscription may name (default 64).
     pub fn max_topics_per_client(mut self, n: usize) -> Self {
         self.config.max_topics_per_client = n;
+        self
+    }
+    /// Topics one published event may name (default 64; at least 1).
+    pub fn max_topics_per_event(mut self, n: usize) -> Self {
+        self.config.max_topics_per_event = n.max(1);
         self
     }
     /// Batch window under load (default 10 ms; zero for none).
@@ -264,6 +273,7 @@ pub struct Receipt {
 
 /// Why a publish was refused. Nothing of the batch was published.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// The hub is shutting down.
     #[error("the hub is shutting down")]
@@ -274,6 +284,14 @@ pub enum PublishError {
     /// The history store failed.
     #[error("history store: {0}")]
     Store(#[from] StoreError),
+    /// An event names more topics than `max_topics_per_event`.
+    #[error("an event names {given} topics, more than the {max} allowed per event")]
+    TooManyTopics {
+        /// Topics the event names.
+        given: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Why a subscription was refused.
@@ -296,6 +314,27 @@ pub enum SubscribeError {
     /// The hub is shutting down.
     #[error("the hub is shutting down")]
     Closing,
+}
+
+/// Each topic log of a batch once: the ones to wake, and to count subscribers on. A short list
+/// is scanned (most batches touch a topic or two); past 8 a set of addresses takes over, so a
+/// batch of many events on many topics costs one step per topic named.
+fn distinct(rings: &[Vec<Arc<log::TopicLog>>]) -> Vec<Arc<log::TopicLog>> {
+    let mut out: Vec<Arc<log::TopicLog>> = Vec::new();
+    let mut seen: Option<HashSet<*const log::TopicLog>> = None;
+    for t in rings.iter().flatten() {
+        let new = match &mut seen {
+            Some(set) => set.insert(Arc::as_ptr(t)),
+            None => !out.iter().any(|o| Arc::ptr_eq(o, t)),
+        };
+        if new {
+            out.push(t.clone());
+            if seen.is_none() && out.len() > 8 {
+                seen = Some(out.iter().map(Arc::as_ptr).collect());
+            }
+        }
+    }
+    out
 }
 
 /// Counters, for `/metrics`.
@@ -341,11 +380,18 @@ impl Hub {
     }
 
     /// Publishes a batch in order, atomically: no subscriber sees a later event before an earlier
-    /// one, and a batch with an invalid event is refused whole before anything is published.
-    /// Events without a topic go to `default`.
+    /// one, and a batch with an event naming more than `max_topics_per_event` topics is refused
+    /// whole before anything is published. Events without a topic go to `default`.
     pub async fn publish(&self, mut events: Vec<Event>) -> Result<Receipt, PublishError> {
         if self.inner.is_closing() {
             return Err(PublishError::Closing);
+        }
+        let max = self.inner.config.max_topics_per_event.max(1);
+        if let Some(e) = events.iter().find(|e| e.topics().len() > max) {
+            return Err(PublishError::TooManyTopics {
+                given: e.topics().len(),
+                max,
+            });
         }
         self.start_expiry();
         let log = &self.inner.log;
@@ -360,13 +406,7 @@ impl Hub {
                     .collect::<Vec<_>>(),
             );
         }
-        // Each topic published to, once: the ones to wake, and to count subscribers on.
-        let mut touched: Vec<Arc<log::TopicLog>> = Vec::new();
-        for t in rings.iter().flatten() {
-            if !touched.iter().any(|seen| Arc::ptr_eq(seen, t)) {
-                touched.push(t.clone());
-            }
-        }
+        let touched = distinct(&rings);
         let appended = if self.inner.durable {
             self.append_durably(&events, &rings, &touched).await?
         } else {
@@ -559,6 +599,67 @@ impl Hub {
             topics: i.log.topic_count(),
             history_events: i.log.retained(),
             store_failed: i.store_failed.load(Ordering::Acquire),
+        }
+    }
+}
+
+#[cfg(test)]
+mod publish_tests {
+    use super::*;
+
+    fn on_topics(n: usize) -> Event {
+        (0..n).fold(Event::new("x"), |e, i| {
+            e.with_topic(&format!("t{i}")).expect("a good topic")
+        })
+    }
+
+    #[tokio::test]
+    async fn an_event_on_too_many_topics_refuses_the_whole_batch() {
+        let hub = Hub::builder().max_topics_per_event(3).build();
+        let mut sub = hub
+            .subscribe(SubscribeRequest::topics(["t0"]).expect("a good topic"))
+            .expect("room");
+        let refused = hub.publish(vec![on_topics(1), on_topics(4)]).await;
+        assert!(
+            matches!(
+                refused,
+                Err(PublishError::TooManyTopics { given: 4, max: 3 })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(hub.stats().published_total, 0);
+        assert_eq!(hub.next_seq(), 1, "no sequence number was taken");
+        // At the limit, and with duplicates that bring it under, it goes through.
+        let dup = on_topics(3).with_topic("t1").expect("a good topic");
+        let receipt = hub
+            .publish(vec![on_topics(3), dup])
+            .await
+            .expect("published");
+        assert_eq!((receipt.ids.len(), receipt.subscribers), (2, 1));
+        let mut out = Vec::new();
+        sub.next(&mut out).await.expect("the opening");
+        out.clear();
+        sub.next(&mut out).await.expect("the events");
+        assert_eq!(out.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn each_topic_of_a_batch_is_counted_once() {
+        let hub = Hub::builder().build();
+        let _subs: Vec<_> = ["t0", "t15"]
+            .iter()
+            .map(|t| {
+                hub.subscribe(SubscribeRequest::topics([*t]).expect("a good topic"))
+                    .expect("room")
+            })
+            .collect();
+        // Few topics (the list) and many (the set).
+        for (n, want) in [(3, 1), (20, 2)] {
+            let receipt = hub
+                .publish(vec![on_topics(n), on_topics(n), on_topics(n)])
+                .await
+                .expect("published");
+            assert_eq!(receipt.subscribers, want, "{n} topics");
         }
     }
 }
