@@ -197,8 +197,9 @@ impl Event {
 
 /// Encodes an event with its id as wire bytes. Called once per event, at publish.
 pub fn encode(id: &str, event: &Event) -> Bytes {
-    let name_len = event.name.as_ref().map_or(0, |n| n.len() + 8);
-    let mut out = BytesMut::with_capacity(id.len() + name_len + event.data.len() + 32);
+    // Sized up front: the history counts these bytes, so the buffer must not be twice as big
+    // (growing it by doubling would be, for data with many lines).
+    let mut out = BytesMut::with_capacity(encoded_len_max(id.len(), event));
     out.put_slice(b"id: ");
     out.put_slice(id.as_bytes());
     out.put_u8(b'\n');
@@ -215,6 +216,20 @@ pub fn encode(id: &str, event: &Event) -> Bytes {
     put_data(&mut out, &event.data);
     out.put_u8(b'\n');
     out.freeze()
+}
+
+/// The length of [`encode`]'s output for an id of `id_len` bytes, or a little more (by at most 7
+/// bytes per CRLF in the data): one pass over the data to count its line breaks.
+pub(crate) fn encoded_len_max(id_len: usize, event: &Event) -> usize {
+    let name = event
+        .name
+        .as_ref()
+        .map_or(0, |n| "event: \n".len() + n.len());
+    // "retry: " and at most 20 digits.
+    let retry = event.retry.map_or(0, |_| 28);
+    // Each line break becomes "\ndata: " (7 bytes for 1; a CRLF is counted as two breaks).
+    let breaks = memchr::memchr2_iter(b'\r', b'\n', event.data.as_bytes()).count();
+    "id: \n".len() + id_len + name + retry + "data: \n\n".len() + event.data.len() + 6 * breaks
 }
 
 /// Encodes an event that carries no id, such as the in-band `gap` notice: the client's last
@@ -288,6 +303,21 @@ mod tests {
         assert_eq!(enc("a\rb"), "id: e-1\ndata: a\ndata: b\n\n");
         assert_eq!(enc("a\r\n\r\nb"), "id: e-1\ndata: a\ndata: \ndata: b\n\n");
         assert_eq!(enc("a\n"), "id: e-1\ndata: a\ndata: \n\n");
+    }
+
+    #[test]
+    fn the_length_bound_holds_and_is_tight() {
+        let named = Event::new("x").with_name("status").unwrap().with_retry(250);
+        for (event, slack) in [
+            (Event::new(""), 0),
+            (Event::new("a\nb\rc"), 0),
+            (Event::new("a\r\nb"), 7),
+            (Event::new("\n".repeat(1000)), 0),
+            (named, 17),
+        ] {
+            let len = encode("e-1", &event).len();
+            assert_eq!(encoded_len_max(3, &event), len + slack, "{event:?}");
+        }
     }
 
     #[test]
