@@ -26,6 +26,9 @@ pub(crate) async fn publish(
         PublishError::Closing => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         PublishError::Event(e) => ApiError::bad_request(e),
         PublishError::Store(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        PublishError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
     })?;
     let answer = if batch {
         serde_json::json!({"ids": receipt.ids, "subscribers": receipt.subscribers})

@@ -46,6 +46,11 @@ pub struct HubConfig {
     pub max_clients: usize,
     /// Events retained for replay (all topics together).
     pub history: usize,
+    /// Bytes of events retained in memory for replay (all topics together): each event's
+    /// encoded bytes, counted once however many topics it is on. Past it, the oldest events
+    /// leave, as past `history`; a publish larger than this is refused. With a store that
+    /// keeps events, this bounds the memory window (like `memory_history`), not the store.
+    pub history_bytes: u64,
     /// Events older than this leave the history (memory and store); `None` for no age limit.
     pub history_age: Option<Duration>,
     /// With a store that keeps events (`--data-dir`), the newest this many of them also stay in
@@ -69,6 +74,7 @@ impl Default for HubConfig {
         HubConfig {
             max_clients: 10_000,
             history: 10_000,
+            history_bytes: 256 << 20,
             memory_history: 10_000,
             history_age: None,
             heartbeat: Some(Duration::from_secs(15)),
@@ -124,6 +130,12 @@ impl HubBuilder {
     /// Events retained for replay (default 10,000; at least 1).
     pub fn history(mut self, n: usize) -> Self {
         self.config.history = n.max(1);
+        self
+    }
+    /// Bytes of events retained in memory (default 256 MiB; at least 1). See
+    /// [`HubConfig::history_bytes`].
+    pub fn history_bytes(mut self, bytes: u64) -> Self {
+        self.config.history_bytes = bytes.max(1);
         self
     }
     /// Events older than this leave the history (default: no age limit).
@@ -196,7 +208,9 @@ impl HubBuilder {
         let memory_len = config.memory_len(durable);
         Hub {
             inner: Arc::new(Inner {
-                log: Log::new(memory_len, origin.next_seq).with_max_age(config.history_age),
+                log: Log::new(memory_len, origin.next_seq)
+                    .with_max_bytes(config.history_bytes)
+                    .with_max_age(config.history_age),
                 expiry: std::sync::Once::new(),
                 durable,
                 store_failed: AtomicBool::new(false),
@@ -274,6 +288,25 @@ pub enum PublishError {
     /// The history store failed.
     #[error("history store: {0}")]
     Store(#[from] StoreError),
+    /// The events are larger, encoded, than the whole in-memory history may hold
+    /// ([`HubConfig::history_bytes`]): they would push their own first events out before anyone
+    /// could read them.
+    #[error("the events take {bytes} bytes encoded, more than the history holds (--history-bytes {limit})")]
+    TooLarge {
+        /// The batch's encoded bytes.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+impl From<log::TooLarge> for PublishError {
+    fn from(e: log::TooLarge) -> PublishError {
+        PublishError::TooLarge {
+            bytes: e.bytes,
+            limit: e.limit,
+        }
+    }
 }
 
 /// Why a subscription was refused.
@@ -315,6 +348,8 @@ pub struct Stats {
     pub topics: usize,
     /// Events retained for replay in memory.
     pub history_events: usize,
+    /// Their encoded bytes, each event counted once (see [`HubConfig::history_bytes`]).
+    pub history_bytes: u64,
     /// A write to the history store failed; publishes are refused until a restart.
     pub store_failed: bool,
 }
@@ -370,7 +405,7 @@ impl Hub {
         let appended = if self.inner.durable {
             self.append_durably(&events, &rings, &touched).await?
         } else {
-            log.append(&self.inner.epoch, &events, &rings, &touched)
+            log.append(&self.inner.epoch, &events, &rings, &touched)?
         };
         self.inner
             .published
@@ -446,7 +481,7 @@ impl Hub {
         let appended =
             self.inner
                 .log
-                .append_deferred(&self.inner.epoch, events, rings, &mut submit);
+                .append_deferred(&self.inner.epoch, events, rings, &mut submit)?;
         match rx.await {
             Ok(Ok(())) => Ok(appended),
             Ok(Err(e)) => Err(e.into()),
@@ -558,6 +593,7 @@ impl Hub {
             slow_disconnects_total: i.slow_disconnects.load(Ordering::Relaxed),
             topics: i.log.topic_count(),
             history_events: i.log.retained(),
+            history_bytes: i.log.retained_bytes(),
             store_failed: i.store_failed.load(Ordering::Acquire),
         }
     }
