@@ -38,6 +38,9 @@ use slots::Slots;
 
 /// Events handed to a store and not yet durable, at most (more publishers wait their turn).
 const MAX_IN_FLIGHT: usize = 1 << 16;
+/// Bytes of events handed to a store and not yet durable, at most, so that a flood of large
+/// publishes cannot queue gigabytes for the disk. Counted as encoded, ids at their longest.
+const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
 
 /// The hub's settings. Every field has a `serve` flag of the same name.
 #[derive(Debug, Clone)]
@@ -119,6 +122,8 @@ impl HubConfig {
 pub struct HubBuilder {
     config: HubConfig,
     store: Option<Arc<dyn Store>>,
+    /// Tests set a smaller in-flight byte bound than [`MAX_IN_FLIGHT_BYTES`].
+    in_flight_bytes: Option<usize>,
 }
 
 impl HubBuilder {
@@ -173,6 +178,12 @@ impl HubBuilder {
         self.config.batch_window = window;
         self
     }
+    /// A smaller bound on bytes waiting for the store, for tests.
+    #[cfg(test)]
+    pub(crate) fn in_flight_bytes(mut self, bytes: usize) -> Self {
+        self.in_flight_bytes = Some(bytes);
+        self
+    }
     /// All settings at once.
     pub fn config(mut self, config: HubConfig) -> Self {
         self.config = config;
@@ -206,6 +217,7 @@ impl HubBuilder {
         let config = self.config;
         let durable = store.keeps_events();
         let memory_len = config.memory_len(durable);
+        let in_flight_bytes = self.in_flight_bytes.unwrap_or(MAX_IN_FLIGHT_BYTES);
         Hub {
             inner: Arc::new(Inner {
                 log: Log::new(memory_len, origin.next_seq)
@@ -215,6 +227,8 @@ impl HubBuilder {
                 durable,
                 store_failed: AtomicBool::new(false),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+                in_flight_bytes: Arc::new(tokio::sync::Semaphore::new(in_flight_bytes)),
+                max_in_flight_bytes: in_flight_bytes,
                 slots: Slots::new(config.max_clients),
                 epoch: origin.epoch,
                 store,
@@ -251,6 +265,9 @@ pub(crate) struct Inner {
     /// batch is done, not when its publisher stops waiting, so publishes that are given up on
     /// (a client that hung up) cannot pile up work faster than the disk takes it.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// The same for their bytes (see [`MAX_IN_FLIGHT_BYTES`]).
+    in_flight_bytes: Arc<tokio::sync::Semaphore>,
+    max_in_flight_bytes: usize,
     closing: AtomicBool,
     /// Counts the heartbeat ticker's rounds; subscriptions compare it with what they saw.
     pub(crate) heartbeat_tick: AtomicU64,
@@ -434,15 +451,28 @@ impl Hub {
         if self.inner.store_failed.load(Ordering::Acquire) {
             return Err(StoreError("the history store failed earlier; see the log".into()).into());
         }
+        // Always events first, then bytes, so two publishers never each hold what the other
+        // waits for. A batch bigger than a whole bound waits for all of it, then goes alone.
         let permits = events.len().clamp(1, MAX_IN_FLIGHT) as u32;
-        let permit = self
+        let events_permit = self
             .inner
             .in_flight
             .clone()
             .acquire_many_owned(permits)
             .await
             .map_err(|_| PublishError::Closing)?;
-        let mut permit = Some(permit);
+        let id_len = self.inner.epoch.id(u64::MAX).len();
+        let bytes = events.iter().fold(0usize, |sum, e| {
+            sum.saturating_add(crate::event::encoded_len_max(id_len, e))
+        });
+        let bytes_permit = self
+            .inner
+            .in_flight_bytes
+            .clone()
+            .acquire_many_owned(bytes.clamp(1, self.inner.max_in_flight_bytes) as u32)
+            .await
+            .map_err(|_| PublishError::Closing)?;
+        let mut permit = Some((events_permit, bytes_permit));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut tx = Some(tx);
         let mut submit = |batch: &[(u64, bytes::Bytes)]| {
@@ -652,5 +682,119 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(WRITER_PANICS.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[cfg(test)]
+mod in_flight {
+    //! The bound on bytes waiting for the store, with a store that commits when told to.
+
+    use super::*;
+    use crate::store::{Done, Origin, ReadLimit, Replay, StoreFuture};
+    use crate::Topic;
+    use std::sync::Mutex;
+
+    /// Keeps every batch until the test completes it.
+    struct Held {
+        epoch: Epoch,
+        pending: Mutex<Vec<(usize, Done)>>,
+    }
+
+    impl Store for Held {
+        fn origin(&self) -> Origin {
+            Origin {
+                epoch: self.epoch.clone(),
+                next_seq: 1,
+            }
+        }
+        fn keeps_events(&self) -> bool {
+            true
+        }
+        fn append(&self, records: Vec<Record>, done: Done) {
+            self.pending.lock().unwrap().push((records.len(), done));
+        }
+        fn read_after<'a>(
+            &'a self,
+            _: &'a [Topic],
+            _: u64,
+            upto: u64,
+            _: ReadLimit,
+        ) -> StoreFuture<'a, Replay> {
+            Box::pin(std::future::ready(Ok(Replay {
+                events: Vec::new(),
+                cursor: upto,
+                lost: false,
+            })))
+        }
+    }
+
+    impl Held {
+        /// The sizes of the batches waiting, once that many are waiting (or after 5 s).
+        async fn waiting(&self, n: usize) -> Vec<usize> {
+            for _ in 0..500 {
+                if self.pending.lock().unwrap().len() >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.now()
+        }
+
+        /// The sizes of the batches waiting now.
+        fn now(&self) -> Vec<usize> {
+            self.pending.lock().unwrap().iter().map(|b| b.0).collect()
+        }
+
+        /// Commits the oldest waiting batch.
+        fn commit_one(&self) {
+            let (_, done) = self.pending.lock().unwrap().remove(0);
+            done(Ok(()));
+        }
+    }
+
+    /// `n` events whose encoded size, ids at their longest, is 146 bytes each.
+    fn batch(n: usize) -> Vec<Event> {
+        (0..n).map(|_| Event::new("x".repeat(100))).collect()
+    }
+
+    #[tokio::test]
+    async fn large_batches_wait_for_the_disk_and_an_oversized_one_goes_alone() {
+        let store = Arc::new(Held {
+            epoch: Epoch::random(),
+            pending: Mutex::new(Vec::new()),
+        });
+        let hub = Hub::builder()
+            .store(store.clone())
+            .in_flight_bytes(1000)
+            .build();
+        let publish = |n| {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.publish(batch(n)).await })
+        };
+        // 876 bytes each: the second waits until the first is committed.
+        let first = publish(6);
+        assert_eq!(store.waiting(1).await, [6]);
+        let second = publish(6);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.now(), [6], "the second batch went past the bound");
+        store.commit_one();
+        assert_eq!(first.await.unwrap().unwrap().ids.len(), 6);
+        assert_eq!(store.waiting(1).await, [6]);
+        // 2,920 bytes, more than the whole bound: it waits for the disk to be idle, goes alone,
+        // and whoever comes after it waits.
+        let oversized = publish(20);
+        let after = publish(1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.now(), [6]);
+        store.commit_one();
+        assert_eq!(second.await.unwrap().unwrap().ids.len(), 6);
+        assert_eq!(store.waiting(1).await, [20]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.now(), [20]);
+        store.commit_one();
+        assert_eq!(oversized.await.unwrap().unwrap().ids.len(), 20);
+        assert_eq!(store.waiting(1).await, [1]);
+        store.commit_one();
+        assert_eq!(after.await.unwrap().unwrap().ids.len(), 1);
     }
 }
