@@ -221,13 +221,6 @@ pub fn encode(id: &str, event: &Event) -> Bytes {
 /// The length of [`encode`]'s output for an id of `id_len` bytes, or a little more (by at most 7
 /// bytes per CRLF in the data): one pass over the data to count its line breaks.
 pub(crate) fn encoded_len_max(id_len: usize, event: &Event) -> usize {
-    let name = event
-        .name
-        .as_ref()
-        .map_or(0, |n| "event: \n".len() + n.len());
-    // "retry: " and at most 20 digits.
-    let retry = event.retry.map_or(0, |_| 28);
-    // Each line break becomes "\ndata: " (7 bytes for 1; a CRLF is counted as two breaks).
     // memchr tells fast that there is none (one-line data, the common case); past the first, a
     // plain count beats stopping at every break of data with many short lines.
     let data = event.data.as_bytes();
@@ -237,6 +230,24 @@ pub(crate) fn encoded_len_max(id_len: usize, event: &Event) -> usize {
             .filter(|&&b| b == b'\r' || b == b'\n')
             .count()
     });
+    encoded_len_given(id_len, event, breaks)
+}
+
+/// At least the length of [`encode`]'s output, without looking at the data: as if every byte
+/// of it were a line break.
+pub(crate) fn encoded_len_worst(id_len: usize, event: &Event) -> usize {
+    encoded_len_given(id_len, event, event.data.len())
+}
+
+/// The length of [`encode`]'s output (or a little more) if the data holds `breaks` CRs and LFs.
+fn encoded_len_given(id_len: usize, event: &Event, breaks: usize) -> usize {
+    let name = event
+        .name
+        .as_ref()
+        .map_or(0, |n| "event: \n".len() + n.len());
+    // "retry: " and at most 20 digits.
+    let retry = event.retry.map_or(0, |_| 28);
+    // Each line break becomes "\ndata: " (7 bytes for 1; a CRLF is counted as two breaks).
     "id: \n".len() + id_len + name + retry + "data: \n\n".len() + event.data.len() + 6 * breaks
 }
 
@@ -325,6 +336,7 @@ mod tests {
         ] {
             let len = encode("e-1", &event).len();
             assert_eq!(encoded_len_max(3, &event), len + slack, "{event:?}");
+            assert!(encoded_len_worst(3, &event) >= len);
         }
     }
 

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::id::Epoch;
-use crate::event::{encode, Event, Topic};
+use crate::event::{encode, encoded_len_worst, Event, Topic};
 
 /// Locks ignore poisoning: every critical section here leaves the data consistent at each step
 /// that can panic (none should), and refusing all later publishes would be worse.
@@ -438,21 +438,31 @@ impl Log {
         mut deferred: Option<Submit<'_>>,
     ) -> Result<Vec<(u64, Bytes)>, TooLarge> {
         let mut order = lock!(self.order);
-        // Encode the whole batch first, so one the history cannot hold is refused before
-        // anything is numbered or evicted.
         let first = order.next_seq;
-        let out: Vec<(u64, Bytes)> = (first..)
-            .zip(events)
-            .map(|(seq, event)| (seq, encode(&epoch.id(seq), event)))
-            .collect();
-        let total = out.iter().map(|(_, b)| b.len() as u64).sum();
-        if total > self.max_bytes {
-            return Err(TooLarge {
-                bytes: total,
-                limit: self.max_bytes,
-            });
+        // A batch that may not fit (bounded without looking at its data) is encoded before
+        // anything changes, and refused if it does not; any other is encoded event by event as
+        // it is placed, which keeps each buffer freed by eviction at hand for the next one.
+        let id_len = epoch.as_str().len() + "-18446744073709551615".len();
+        let worst = events.iter().fold(0u64, |sum, e| {
+            sum.saturating_add(encoded_len_worst(id_len, e) as u64)
+        });
+        let mut encoded = Vec::new();
+        if worst > self.max_bytes {
+            encoded = (first..)
+                .zip(events)
+                .map(|(seq, event)| encode(&epoch.id(seq), event))
+                .collect();
+            let total = encoded.iter().map(|b| b.len() as u64).sum();
+            if total > self.max_bytes {
+                return Err(TooLarge {
+                    bytes: total,
+                    limit: self.max_bytes,
+                });
+            }
         }
-        order.next_seq += out.len() as u64;
+        let mut encoded = encoded.into_iter();
+        let mut out = Vec::with_capacity(events.len());
+        order.next_seq += events.len() as u64;
         let now = Instant::now();
         let cut = self.cut(now);
         // Deferred batches are evicted only once readable, so memory never drops an event a
@@ -465,8 +475,10 @@ impl Log {
                 u64::MAX
             }
         };
-        for ((seq, bytes), topics) in out.iter().zip(rings) {
-            let seq = *seq;
+        for ((seq, event), topics) in (first..).zip(events).zip(rings) {
+            let bytes = encoded
+                .next()
+                .unwrap_or_else(|| encode(&epoch.id(seq), event));
             let len = bytes.len() as u64;
             for t in topics {
                 let mut ring = write!(t.ring);
@@ -489,6 +501,7 @@ impl Log {
             });
             order.bytes += len;
             order.evict(self.history, self.max_bytes, cut, evictable());
+            out.push((seq, bytes));
         }
         match deferred.as_mut() {
             Some(submit) => submit(&out),
