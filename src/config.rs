@@ -133,6 +133,14 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "History")]
     pub history: u64,
 
+    /// Bytes of events kept in memory for replay, all topics together: each event's encoded
+    /// size, counted once however many topics it is on. Past it the oldest leave, as past
+    /// --history; a publish larger than this is refused (413). With --data-dir it bounds the
+    /// memory window, like --memory-history; the file is bounded by --history and --history-age.
+    #[arg(long, env = "SSEHUB_HISTORY_BYTES", value_name = "BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "History")]
+    pub history_bytes: u64,
+
     /// Keep the history on disk in this directory (a redb file, history.redb): publishes are
     /// answered once on disk, and after a restart, even a crash, ids continue and clients resume
     /// without a gap. Without it, history lives in memory and a restart starts a new one.
@@ -302,6 +310,7 @@ impl ServeArgs {
         HubConfig {
             max_clients: self.max_clients as usize,
             history: self.history as usize,
+            history_bytes: self.history_bytes,
             memory_history: self.memory_history as usize,
             history_age: self.history_age,
             heartbeat: (self.heartbeat > 0).then(|| Duration::from_secs(self.heartbeat)),
@@ -485,6 +494,14 @@ mod tests {
             s.publish_listen,
             PublishListen(Some("127.0.0.1:8081".parse().unwrap()))
         );
+        assert_eq!(hub.history_bytes, 268_435_456);
+        assert_eq!(
+            serve(&["--history-bytes", "1000"])
+                .hub_config()
+                .history_bytes,
+            1000
+        );
+        assert!(load(["ssehub", "serve", "--history-bytes", "0"]).is_err());
     }
 
     #[test]

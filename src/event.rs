@@ -239,8 +239,9 @@ impl Event {
 
 /// Encodes an event with its id as wire bytes. Called once per event, at publish.
 pub fn encode(id: &str, event: &Event) -> Bytes {
-    let name_len = event.name.as_ref().map_or(0, |n| n.len() + 8);
-    let mut out = BytesMut::with_capacity(id.len() + name_len + event.data.len() + 32);
+    // Sized up front: the history counts these bytes, so the buffer must not be twice as big
+    // (growing it by doubling would be, for data with many lines).
+    let mut out = BytesMut::with_capacity(encoded_len_max(id.len(), event));
     out.put_slice(b"id: ");
     out.put_slice(id.as_bytes());
     out.put_u8(b'\n');
@@ -257,6 +258,39 @@ pub fn encode(id: &str, event: &Event) -> Bytes {
     put_data(&mut out, &event.data);
     out.put_u8(b'\n');
     out.freeze()
+}
+
+/// The length of [`encode`]'s output for an id of `id_len` bytes, or a little more (by at most 7
+/// bytes per CRLF in the data): one pass over the data to count its line breaks.
+pub(crate) fn encoded_len_max(id_len: usize, event: &Event) -> usize {
+    // memchr tells fast that there is none (one-line data, the common case); past the first, a
+    // plain count beats stopping at every break of data with many short lines.
+    let data = event.data.as_bytes();
+    let breaks = memchr::memchr2(b'\r', b'\n', data).map_or(0, |first| {
+        data[first..]
+            .iter()
+            .filter(|&&b| b == b'\r' || b == b'\n')
+            .count()
+    });
+    encoded_len_given(id_len, event, breaks)
+}
+
+/// At least the length of [`encode`]'s output, without looking at the data: as if every byte
+/// of it were a line break.
+pub(crate) fn encoded_len_worst(id_len: usize, event: &Event) -> usize {
+    encoded_len_given(id_len, event, event.data.len())
+}
+
+/// The length of [`encode`]'s output (or a little more) if the data holds `breaks` CRs and LFs.
+fn encoded_len_given(id_len: usize, event: &Event, breaks: usize) -> usize {
+    let name = event
+        .name
+        .as_ref()
+        .map_or(0, |n| "event: \n".len() + n.len());
+    // "retry: " and at most 20 digits.
+    let retry = event.retry.map_or(0, |_| 28);
+    // Each line break becomes "\ndata: " (7 bytes for 1; a CRLF is counted as two breaks).
+    "id: \n".len() + id_len + name + retry + "data: \n\n".len() + event.data.len() + 6 * breaks
 }
 
 /// Encodes an event that carries no id, such as the in-band `gap` notice: the client's last
@@ -330,6 +364,22 @@ mod tests {
         assert_eq!(enc("a\rb"), "id: e-1\ndata: a\ndata: b\n\n");
         assert_eq!(enc("a\r\n\r\nb"), "id: e-1\ndata: a\ndata: \ndata: b\n\n");
         assert_eq!(enc("a\n"), "id: e-1\ndata: a\ndata: \n\n");
+    }
+
+    #[test]
+    fn the_length_bound_holds_and_is_tight() {
+        let named = Event::new("x").with_name("status").unwrap().with_retry(250);
+        for (event, slack) in [
+            (Event::new(""), 0),
+            (Event::new("a\nb\rc"), 0),
+            (Event::new("a\r\nb"), 7),
+            (Event::new("\n".repeat(1000)), 0),
+            (named, 17),
+        ] {
+            let len = encode("e-1", &event).len();
+            assert_eq!(encoded_len_max(3, &event), len + slack, "{event:?}");
+            assert!(encoded_len_worst(3, &event) >= len);
+        }
     }
 
     #[test]

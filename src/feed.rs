@@ -13,7 +13,7 @@
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use crate::event::{Event, Topic};
+use crate::event::{encoded_len_max, Event, Topic};
 use crate::hub::{Hub, PublishError};
 
 /// What every line becomes: an event on this topic, with this name.
@@ -26,40 +26,59 @@ pub struct LineTemplate {
 }
 
 /// Publishes every line of `reader` (without its LF or CRLF) until end of input or until the hub
-/// closes. A line that is not UTF-8 is published with replacement characters and a warning.
-/// Returns how many lines were published.
+/// closes. A line that is not UTF-8 is published with replacement characters and a warning; a
+/// line larger than the hub's `history_bytes` is left out, with a warning. Returns how many
+/// lines were published.
 pub async fn lines<R>(mut reader: R, hub: Hub, template: LineTemplate) -> Result<u64, PublishError>
 where
     R: AsyncBufRead + Unpin,
 {
     let mut published = 0;
+    let mut read = 0;
     let mut batch: Vec<Event> = Vec::new();
+    // A batch is kept within --history-bytes (the hub refuses a larger one); a line that would
+    // pass it starts the next batch.
+    let limit = usize::try_from(hub.config().history_bytes).unwrap_or(usize::MAX);
+    let id_len = hub.epoch().id(u64::MAX).len();
+    let mut carried: Option<Event> = None;
     loop {
         // Wait for one line, then take every complete line already read, so a fast producer
         // is published in batches (one store commit each with --data-dir) instead of line by
         // line.
         let mut ended = false;
+        let mut bytes = 0;
+        if let Some(event) = carried.take() {
+            bytes = encoded_len_max(id_len, &event);
+            batch.push(event);
+        }
         loop {
-            match next_line(&mut reader, published + batch.len() as u64).await {
-                Some(text) => batch.push(template.event(text)?),
-                None => {
-                    ended = true;
-                    break;
-                }
-            }
-            let line_ready = matches!(
-                futures_util::FutureExt::now_or_never(reader.fill_buf()),
-                Some(Ok(buf)) if buf.contains(&b'\n')
-            );
-            if batch.len() == MAX_BATCH || !line_ready {
+            if !batch.is_empty() && (batch.len() == MAX_BATCH || !line_ready(&mut reader)) {
                 break;
             }
+            let Some(text) = next_line(&mut reader, read).await else {
+                ended = true;
+                break;
+            };
+            read += 1;
+            let event = template.event(text)?;
+            let size = encoded_len_max(id_len, &event);
+            if !batch.is_empty() && bytes.saturating_add(size) > limit {
+                carried = Some(event);
+                break;
+            }
+            bytes += size;
+            batch.push(event);
         }
         if !batch.is_empty() {
             let n = batch.len() as u64;
             match hub.publish(std::mem::take(&mut batch)).await {
                 Ok(_) => published += n,
                 Err(PublishError::Closing) => return Ok(published),
+                // Only a line alone gets here (batches are kept within the limit).
+                Err(e @ PublishError::TooLarge { .. }) => {
+                    let line = read - u64::from(carried.is_some());
+                    tracing::warn!("stdin: line {line} not published: {e}");
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -67,6 +86,14 @@ where
             return Ok(published);
         }
     }
+}
+
+/// A complete line is already read and waiting.
+fn line_ready<R: AsyncBufRead + Unpin>(reader: &mut R) -> bool {
+    matches!(
+        futures_util::FutureExt::now_or_never(reader.fill_buf()),
+        Some(Ok(buf)) if buf.contains(&b'\n')
+    )
 }
 
 /// Lines published together at most.
@@ -112,4 +139,32 @@ where
             String::from_utf8_lossy(e.as_bytes()).into_owned()
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lines arriving together are split into batches the history can hold (a batch too large
+    /// would be refused, and its lines lost); a line it cannot hold alone is left out, and the
+    /// lines around it are published.
+    #[tokio::test]
+    async fn batches_stay_within_the_history_bytes() {
+        let hub = Hub::builder().history_bytes(400).build();
+        let mut input = String::new();
+        for i in 0..10 {
+            input.push_str(&format!("{i}{}\n", "x".repeat(99)));
+        }
+        input.push_str(&format!("{}\nlast\n", "y".repeat(1000)));
+        let template = LineTemplate {
+            topic: Topic::new("log").unwrap(),
+            name: None,
+        };
+        let published = lines(input.as_bytes(), hub.clone(), template)
+            .await
+            .unwrap();
+        assert_eq!(published, 11);
+        assert_eq!(hub.next_seq(), 12);
+        assert!(hub.stats().history_bytes <= 400);
+    }
 }

@@ -241,6 +241,7 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> R
          # HELP ssehub_topics Topics known.\n# TYPE ssehub_topics gauge\nssehub_topics {}\n\
          # HELP ssehub_history_events Events retained for replay in memory.\n# TYPE ssehub_history_events gauge\nssehub_history_events {}\n\
          # HELP ssehub_pending_connections Connections waiting for a request head (new, or kept alive between requests).\n# TYPE ssehub_pending_connections gauge\nssehub_pending_connections {}\n\
+         # HELP ssehub_history_bytes Encoded bytes of the events retained for replay in memory (each event once).\n# TYPE ssehub_history_bytes gauge\nssehub_history_bytes {}\n\
          # HELP ssehub_history_store_failed 1 once a write to the history store failed (publishes are refused).\n# TYPE ssehub_history_store_failed gauge\nssehub_history_store_failed {}\n",
         s.clients,
         s.max_clients,
@@ -250,6 +251,7 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> R
         s.topics,
         s.history_events,
         app.pending.live(),
+        s.history_bytes,
         u8::from(s.store_failed),
     );
     (

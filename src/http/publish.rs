@@ -38,6 +38,9 @@ pub(crate) async fn publish(
     let receipt = app.hub.publish(events).await.map_err(|e| match e {
         PublishError::Event(e) => ApiError::bad_request(e),
         PublishError::TooManyTopics { given, max } => too_many_topics(given, max),
+        PublishError::TooLarge { .. } => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+        }
         PublishError::Closing | PublishError::Store(_) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }

@@ -39,6 +39,9 @@ use slots::Slots;
 
 /// Events handed to a store and not yet durable, at most (more publishers wait their turn).
 const MAX_IN_FLIGHT: usize = 1 << 16;
+/// Bytes of events handed to a store and not yet durable, at most, so that a flood of large
+/// publishes cannot queue gigabytes for the disk. Counted as encoded, ids at their longest.
+const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
 
 /// The hub's settings. Every field has a `serve` flag of the same name.
 #[derive(Debug, Clone)]
@@ -47,6 +50,11 @@ pub struct HubConfig {
     pub max_clients: usize,
     /// Events retained for replay (all topics together).
     pub history: usize,
+    /// Bytes of events retained in memory for replay (all topics together): each event's
+    /// encoded bytes, counted once however many topics it is on. Past it, the oldest events
+    /// leave, as past `history`; a publish larger than this is refused. With a store that
+    /// keeps events, this bounds the memory window (like `memory_history`), not the store.
+    pub history_bytes: u64,
     /// Events older than this leave the history (memory and store); `None` for no age limit.
     pub history_age: Option<Duration>,
     /// With a store that keeps events (`--data-dir`), the newest this many of them also stay in
@@ -72,6 +80,7 @@ impl Default for HubConfig {
         HubConfig {
             max_clients: 10_000,
             history: 10_000,
+            history_bytes: 256 << 20,
             memory_history: 10_000,
             history_age: None,
             heartbeat: Some(Duration::from_secs(15)),
@@ -117,6 +126,8 @@ impl HubConfig {
 pub struct HubBuilder {
     config: HubConfig,
     store: Option<Arc<dyn Store>>,
+    /// Tests set a smaller in-flight byte bound than [`MAX_IN_FLIGHT_BYTES`].
+    in_flight_bytes: Option<usize>,
 }
 
 impl HubBuilder {
@@ -128,6 +139,12 @@ impl HubBuilder {
     /// Events retained for replay (default 10,000; at least 1).
     pub fn history(mut self, n: usize) -> Self {
         self.config.history = n.max(1);
+        self
+    }
+    /// Bytes of events retained in memory (default 256 MiB; at least 1). See
+    /// [`HubConfig::history_bytes`].
+    pub fn history_bytes(mut self, bytes: u64) -> Self {
+        self.config.history_bytes = bytes.max(1);
         self
     }
     /// Events older than this leave the history (default: no age limit).
@@ -170,6 +187,12 @@ impl HubBuilder {
         self.config.batch_window = window;
         self
     }
+    /// A smaller bound on bytes waiting for the store, for tests.
+    #[cfg(test)]
+    pub(crate) fn in_flight_bytes(mut self, bytes: usize) -> Self {
+        self.in_flight_bytes = Some(bytes);
+        self
+    }
     /// All settings at once.
     pub fn config(mut self, config: HubConfig) -> Self {
         self.config = config;
@@ -203,13 +226,18 @@ impl HubBuilder {
         let config = self.config;
         let durable = store.keeps_events();
         let memory_len = config.memory_len(durable);
+        let in_flight_bytes = self.in_flight_bytes.unwrap_or(MAX_IN_FLIGHT_BYTES);
         Hub {
             inner: Arc::new(Inner {
-                log: Log::new(memory_len, origin.next_seq).with_max_age(config.history_age),
+                log: Log::new(memory_len, origin.next_seq)
+                    .with_max_bytes(config.history_bytes)
+                    .with_max_age(config.history_age),
                 expiry: std::sync::Once::new(),
                 durable,
                 store_failed: AtomicBool::new(false),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+                in_flight_bytes: Arc::new(tokio::sync::Semaphore::new(in_flight_bytes)),
+                max_in_flight_bytes: in_flight_bytes,
                 slots: Slots::new(config.max_clients),
                 epoch: origin.epoch,
                 store,
@@ -246,6 +274,9 @@ pub(crate) struct Inner {
     /// batch is done, not when its publisher stops waiting, so publishes that are given up on
     /// (a client that hung up) cannot pile up work faster than the disk takes it.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// The same for their bytes (see [`MAX_IN_FLIGHT_BYTES`]).
+    in_flight_bytes: Arc<tokio::sync::Semaphore>,
+    max_in_flight_bytes: usize,
     closing: AtomicBool,
     /// Counts the heartbeat ticker's rounds; subscriptions compare it with what they saw.
     pub(crate) heartbeat_tick: AtomicU64,
@@ -292,6 +323,25 @@ pub enum PublishError {
         /// The limit.
         max: usize,
     },
+    /// The events are larger, encoded, than the whole in-memory history may hold
+    /// ([`HubConfig::history_bytes`]): they would push their own first events out before anyone
+    /// could read them.
+    #[error("the events take {bytes} bytes encoded, more than the history holds (--history-bytes {limit})")]
+    TooLarge {
+        /// The batch's encoded bytes.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+impl From<log::TooLarge> for PublishError {
+    fn from(e: log::TooLarge) -> PublishError {
+        PublishError::TooLarge {
+            bytes: e.bytes,
+            limit: e.limit,
+        }
+    }
 }
 
 /// Why a subscription was refused.
@@ -354,6 +404,8 @@ pub struct Stats {
     pub topics: usize,
     /// Events retained for replay in memory.
     pub history_events: usize,
+    /// Their encoded bytes, each event counted once (see [`HubConfig::history_bytes`]).
+    pub history_bytes: u64,
     /// A write to the history store failed; publishes are refused until a restart.
     pub store_failed: bool,
 }
@@ -410,7 +462,7 @@ impl Hub {
         let appended = if self.inner.durable {
             self.append_durably(&events, &rings, &touched).await?
         } else {
-            log.append(&self.inner.epoch, &events, &rings, &touched)
+            log.append(&self.inner.epoch, &events, &rings, &touched)?
         };
         self.inner
             .published
@@ -439,15 +491,28 @@ impl Hub {
         if self.inner.store_failed.load(Ordering::Acquire) {
             return Err(StoreError("the history store failed earlier; see the log".into()).into());
         }
+        // Always events first, then bytes, so two publishers never each hold what the other
+        // waits for. A batch bigger than a whole bound waits for all of it, then goes alone.
         let permits = events.len().clamp(1, MAX_IN_FLIGHT) as u32;
-        let permit = self
+        let events_permit = self
             .inner
             .in_flight
             .clone()
             .acquire_many_owned(permits)
             .await
             .map_err(|_| PublishError::Closing)?;
-        let mut permit = Some(permit);
+        let id_len = self.inner.epoch.id(u64::MAX).len();
+        let bytes = events.iter().fold(0usize, |sum, e| {
+            sum.saturating_add(crate::event::encoded_len_max(id_len, e))
+        });
+        let bytes_permit = self
+            .inner
+            .in_flight_bytes
+            .clone()
+            .acquire_many_owned(bytes.clamp(1, self.inner.max_in_flight_bytes) as u32)
+            .await
+            .map_err(|_| PublishError::Closing)?;
+        let mut permit = Some((events_permit, bytes_permit));
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut tx = Some(tx);
         let mut submit = |batch: &[(u64, bytes::Bytes)]| {
@@ -486,7 +551,7 @@ impl Hub {
         let appended =
             self.inner
                 .log
-                .append_deferred(&self.inner.epoch, events, rings, &mut submit);
+                .append_deferred(&self.inner.epoch, events, rings, &mut submit)?;
         match rx.await {
             Ok(Ok(())) => Ok(appended),
             Ok(Err(e)) => Err(e.into()),
@@ -598,6 +663,7 @@ impl Hub {
             slow_disconnects_total: i.slow_disconnects.load(Ordering::Relaxed),
             topics: i.log.topic_count(),
             history_events: i.log.retained(),
+            history_bytes: i.log.retained_bytes(),
             store_failed: i.store_failed.load(Ordering::Acquire),
         }
     }
@@ -717,5 +783,119 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(WRITER_PANICS.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[cfg(test)]
+mod in_flight {
+    //! The bound on bytes waiting for the store, with a store that commits when told to.
+
+    use super::*;
+    use crate::store::{Done, Origin, ReadLimit, Replay, StoreFuture};
+    use crate::Topic;
+    use std::sync::Mutex;
+
+    /// Keeps every batch until the test completes it.
+    struct Held {
+        epoch: Epoch,
+        pending: Mutex<Vec<(usize, Done)>>,
+    }
+
+    impl Store for Held {
+        fn origin(&self) -> Origin {
+            Origin {
+                epoch: self.epoch.clone(),
+                next_seq: 1,
+            }
+        }
+        fn keeps_events(&self) -> bool {
+            true
+        }
+        fn append(&self, records: Vec<Record>, done: Done) {
+            self.pending.lock().unwrap().push((records.len(), done));
+        }
+        fn read_after<'a>(
+            &'a self,
+            _: &'a [Topic],
+            _: u64,
+            upto: u64,
+            _: ReadLimit,
+        ) -> StoreFuture<'a, Replay> {
+            Box::pin(std::future::ready(Ok(Replay {
+                events: Vec::new(),
+                cursor: upto,
+                lost: false,
+            })))
+        }
+    }
+
+    impl Held {
+        /// The sizes of the batches waiting, once that many are waiting (or after 5 s).
+        async fn waiting(&self, n: usize) -> Vec<usize> {
+            for _ in 0..500 {
+                if self.pending.lock().unwrap().len() >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.now()
+        }
+
+        /// The sizes of the batches waiting now.
+        fn now(&self) -> Vec<usize> {
+            self.pending.lock().unwrap().iter().map(|b| b.0).collect()
+        }
+
+        /// Commits the oldest waiting batch.
+        fn commit_one(&self) {
+            let (_, done) = self.pending.lock().unwrap().remove(0);
+            done(Ok(()));
+        }
+    }
+
+    /// `n` events whose encoded size, ids at their longest, is 146 bytes each.
+    fn batch(n: usize) -> Vec<Event> {
+        (0..n).map(|_| Event::new("x".repeat(100))).collect()
+    }
+
+    #[tokio::test]
+    async fn large_batches_wait_for_the_disk_and_an_oversized_one_goes_alone() {
+        let store = Arc::new(Held {
+            epoch: Epoch::random(),
+            pending: Mutex::new(Vec::new()),
+        });
+        let hub = Hub::builder()
+            .store(store.clone())
+            .in_flight_bytes(1000)
+            .build();
+        let publish = |n| {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.publish(batch(n)).await })
+        };
+        // 876 bytes each: the second waits until the first is committed.
+        let first = publish(6);
+        assert_eq!(store.waiting(1).await, [6]);
+        let second = publish(6);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.now(), [6], "the second batch went past the bound");
+        store.commit_one();
+        assert_eq!(first.await.unwrap().unwrap().ids.len(), 6);
+        assert_eq!(store.waiting(1).await, [6]);
+        // 2,920 bytes, more than the whole bound: it waits for the disk to be idle, goes alone,
+        // and whoever comes after it waits.
+        let oversized = publish(20);
+        let after = publish(1);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.now(), [6]);
+        store.commit_one();
+        assert_eq!(second.await.unwrap().unwrap().ids.len(), 6);
+        assert_eq!(store.waiting(1).await, [20]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(store.now(), [20]);
+        store.commit_one();
+        assert_eq!(oversized.await.unwrap().unwrap().ids.len(), 20);
+        assert_eq!(store.waiting(1).await, [1]);
+        store.commit_one();
+        assert_eq!(after.await.unwrap().unwrap().ids.len(), 1);
     }
 }
