@@ -157,3 +157,32 @@ async fn a_connection_that_asks_to_close_is_closed_after_its_answer() {
     plain_request_first(&mut socket, "/healthz").await;
     plain_request_first(&mut socket, "/metrics").await;
 }
+
+/// A chunked body whose trailer section starts with a bare LF: hyper reads trailer lines up to
+/// CR LF, so for it the request that seems to follow is still trailers (ignored), and its body
+/// is `one`. Ending the body at the LF instead, and serving what follows as a request of its own,
+/// would serve a request hidden where hyper (and any proxy framing like it) sees trailers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_hidden_in_a_chunked_bodys_trailers_is_not_served() {
+    let hub = HubProcess::start(&[]);
+    let mut stream = hub.subscribe("?topic=t").await.opened().await;
+    let publish = hub.publish_addr.clone().unwrap();
+    let mut socket = TcpStream::connect(&publish).await.unwrap();
+    socket
+        .write_all(
+            b"POST /publish?topic=t HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+              3\r\none\r\n0\r\n\n\
+              POST /publish?topic=t HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\nsmuggled",
+        )
+        .await
+        .unwrap();
+    let (bytes, _) = read_to_close(&mut socket, Duration::from_secs(2)).await;
+    let answer = String::from_utf8_lossy(&bytes);
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(stream.next_event().await.data, "one");
+    assert_eq!(
+        stream.try_next_event(Duration::from_millis(300)).await,
+        Err(Stop::Timeout)
+    );
+}

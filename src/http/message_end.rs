@@ -98,8 +98,10 @@ enum State {
     DataEnd,
     /// At the start of a trailer line (or of the final empty line).
     TrailerStart,
-    /// Inside a trailer line.
+    /// Inside a trailer line: it ends only at CR LF (a bare LF is part of it, as for hyper).
     Trailer,
+    /// A CR in a trailer line: its end, if an LF follows.
+    TrailerLf,
     /// A CR at the start of a line: the final empty line, if an LF follows.
     FinalLf,
     Done,
@@ -151,13 +153,14 @@ impl Chunked {
                     b'\n' => State::Size(0, false),
                     _ => State::Malformed,
                 },
-                State::TrailerStart => match byte {
-                    b'\r' => State::FinalLf,
-                    b'\n' => State::Done,
-                    _ => State::Trailer,
-                },
-                State::Trailer if byte == b'\n' => State::TrailerStart,
+                // hyper ends the trailer section only at CR LF CR LF, so must we: ending it at a
+                // bare LF would serve what hyper still reads as trailers as a request of its own.
+                State::TrailerStart if byte == b'\r' => State::FinalLf,
+                State::TrailerStart => State::Trailer,
+                State::Trailer if byte == b'\r' => State::TrailerLf,
                 State::Trailer => State::Trailer,
+                State::TrailerLf if byte == b'\n' => State::TrailerStart,
+                State::TrailerLf => State::Malformed,
                 State::FinalLf if byte == b'\n' => State::Done,
                 State::FinalLf => State::Malformed,
             };
@@ -242,7 +245,8 @@ mod tests {
             (b"5\r\nhello\r\n0\r\n\r\nNEXT", 15),
             (b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\nNEXT", 36),
             (b"0\r\nExpires: never\r\nX: y\r\n\r\nNEXT", 27),
-            (b"3\nabc\n0\n\nNEXT", 9),
+            // A bare LF in the trailers is part of a trailer line, as hyper reads it.
+            (b"0\r\n\nX: y\n\r\n\r\nNEXT", 13),
             (b"fF \r\n", 5),
         ];
         for (wire, end) in cases {
@@ -265,6 +269,7 @@ mod tests {
             b"\r\n",
             b"5\r\nhelloXX",
             b"fffffffffffffffff1\r\n",
+            b"0\r\nX: y\rz",
         ] {
             let mut b = RequestBody::Chunked(Chunked::default());
             assert_eq!(b.take(wire), wire.len());
