@@ -186,3 +186,27 @@ async fn a_request_hidden_in_a_chunked_bodys_trailers_is_not_served() {
         Err(Stop::Timeout)
     );
 }
+
+/// A request whose body framing we do not follow (an `Upgrade` offer, a transfer coding other
+/// than chunked before it, `CONNECT`) is the connection's last: hyper must not go on reading and
+/// serving the requests after it itself, where a `GET /events` would become a hyper-served stream
+/// on the request thread instead of taking the one stream path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_we_cannot_frame_ends_its_connection() {
+    let hub = HubProcess::start(&[]);
+    for first in [
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n",
+        "POST /healthz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        "CONNECT x:80 HTTP/1.1\r\nhost: x:80\r\n\r\n",
+    ] {
+        let mut socket = TcpStream::connect(&hub.addr).await.unwrap();
+        let requests = format!("{first}GET /events?topic=u HTTP/1.1\r\nhost: x\r\n\r\n");
+        socket.write_all(requests.as_bytes()).await.unwrap();
+        let (bytes, closed) = read_to_close(&mut socket, Duration::from_secs(5)).await;
+        let answer = String::from_utf8_lossy(&bytes);
+        assert!(closed, "{first:?}: {answer}");
+        assert!(!answer.contains("text/event-stream"), "{first:?}: {answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{first:?}: {answer}");
+    }
+    assert_eq!(hub.metric("ssehub_clients").await, 0);
+}

@@ -342,6 +342,9 @@ async fn serve_one(
     service: &TowerToHyperService<Router>,
     shared: &Shared,
 ) -> bool {
+    // A body we cannot frame takes the rest of the connection, so hyper must not read another
+    // request from it: it would serve it itself (a stream included) instead of handing it back.
+    let last = body == RequestBody::Rest;
     let mut io = OneRequest {
         stream: &mut conn.stream,
         buf: &mut conn.buf,
@@ -355,6 +358,7 @@ async fn serve_one(
             .header_read_timeout(HEAD_TIMEOUT)
             // Our reader ends each request with an end of file: that is not a client leaving.
             .half_close(true)
+            .keep_alive(!last)
             .serve_connection(TokioIo::new(&mut io), service.clone());
         tokio::pin!(connection);
         let mut stop = shared.stop.clone();
