@@ -16,7 +16,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::{Extension, Router};
 use bytes::{Buf, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -303,10 +303,11 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Opt
 
 fn route(request: &httparse::Request<'_, '_>, head_len: usize) -> Route {
     let method = request.method.unwrap_or("");
-    let (path, query) = match request.path.unwrap_or("").split_once('?') {
-        Some((path, query)) => (path, query),
-        None => (request.path.unwrap_or(""), ""),
-    };
+    // The path as hyper and the router see it (absolute form, a fragment): every request they
+    // would route to `/events` is a stream here. One they cannot parse, hyper refuses.
+    let uri = request.path.unwrap_or("").parse::<Uri>().ok();
+    let path = uri.as_ref().map_or("", Uri::path);
+    let query = uri.as_ref().and_then(Uri::query).unwrap_or("");
     let header = |name: &str| {
         request
             .headers
