@@ -210,3 +210,25 @@ async fn a_request_we_cannot_frame_ends_its_connection() {
     }
     assert_eq!(hub.metric("ssehub_clients").await, 0);
 }
+
+/// A client that asks for answers and stops reading them (here: 1,000 pipelined requests for the
+/// viewer's script, about 10 MB, read by nobody) must not hold its connection forever, out of
+/// reach of every other bound: once a write has made no progress for 10 s, the hub gives up on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answers_is_let_go() {
+    let hub = HubProcess::start(&[]);
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut socket = socket.connect(hub.addr.parse().unwrap()).await.unwrap();
+    let requests = "GET /assets/viewer.js HTTP/1.1\r\nhost: x\r\n\r\n".repeat(1000);
+    socket.write_all(requests.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let (bytes, closed) = read_to_close(&mut socket, Duration::from_secs(5)).await;
+    let answers = String::from_utf8_lossy(&bytes)
+        .matches("HTTP/1.1 200")
+        .count();
+    assert!(
+        closed && answers < 1000,
+        "{answers} answers, closed: {closed}"
+    );
+}
