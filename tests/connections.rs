@@ -187,15 +187,14 @@ async fn a_request_hidden_in_a_chunked_bodys_trailers_is_not_served() {
     );
 }
 
-/// A request whose body framing we do not follow (an `Upgrade` offer, a transfer coding other
-/// than chunked before it, `CONNECT`) is the connection's last: hyper must not go on reading and
+/// A request whose body framing we do not follow (a transfer coding other than chunked before
+/// it, `CONNECT`) is the connection's last: hyper must not go on reading and
 /// serving the requests after it itself, where a `GET /events` would become a hyper-served stream
 /// on the request thread instead of taking the one stream path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_we_cannot_frame_ends_its_connection() {
     let hub = HubProcess::start(&[]);
     for first in [
-        "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: h2c\r\n\r\n",
         "POST /healthz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
         "CONNECT x:80 HTTP/1.1\r\nhost: x:80\r\n\r\n",
     ] {
@@ -231,4 +230,34 @@ async fn a_client_that_stops_reading_its_answers_is_let_go() {
         closed && answers < 1000,
         "{answers} answers, closed: {closed}"
     );
+}
+
+/// An `Upgrade: h2c` offer (`curl --http2`, Java's `HttpClient` on `http://`) is not taken, and
+/// changes nothing else: the connection is kept, and a stream after it takes the stream path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_offer_is_ignored_and_the_connection_kept() {
+    let hub = HubProcess::start(&[]);
+    let mut socket = TcpStream::connect(&hub.addr).await.unwrap();
+    socket
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings\r\n\
+              upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut socket).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut body = [0u8; 3];
+    socket.read_exact(&mut body).await.unwrap();
+    socket
+        .write_all(b"GET /events?topic=h HTTP/1.1\r\nhost: x\r\nupgrade: h2c\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut socket).await;
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("date:"), "{head}");
 }

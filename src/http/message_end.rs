@@ -13,8 +13,10 @@ pub(crate) enum RequestBody {
     Length(u64),
     /// A chunked body, scanned as it passes.
     Chunked(Chunked),
-    /// Unknown framing (an upgrade, a transfer coding other than chunked, a malformed length):
+    /// Unknown framing (`CONNECT`, a transfer coding other than chunked, a malformed length):
     /// the rest of the connection belongs to this request, and the connection ends with it.
+    /// (An `Upgrade` offer changes nothing: the router never switches protocols, so hyper
+    /// frames the request as any other and keeps the connection.)
     Rest,
 }
 
@@ -45,8 +47,6 @@ impl RequestBody {
                 } else {
                     other_framing = true;
                 }
-            } else if name.eq_ignore_ascii_case("upgrade") {
-                other_framing = true;
             }
         }
         match (other_framing, chunked, length) {
@@ -219,11 +219,14 @@ mod tests {
             vec![("content-length", "-1")],
             vec![("transfer-encoding", "gzip")],
             vec![("transfer-encoding", "chunked"), ("content-length", "4")],
-            vec![("upgrade", "websocket")],
         ] {
             assert_eq!(body("POST", &bad), RequestBody::Rest, "{bad:?}");
         }
         assert_eq!(body("CONNECT", &[]), RequestBody::Rest);
+        assert_eq!(
+            body("GET", &[("Upgrade", "h2c"), ("Connection", "Upgrade")]),
+            RequestBody::Length(0)
+        );
         assert!(matches!(
             body("POST", &[("Transfer-Encoding", "gzip, chunked")]),
             RequestBody::Chunked(_)
