@@ -157,3 +157,107 @@ async fn a_connection_that_asks_to_close_is_closed_after_its_answer() {
     plain_request_first(&mut socket, "/healthz").await;
     plain_request_first(&mut socket, "/metrics").await;
 }
+
+/// A chunked body whose trailer section starts with a bare LF: hyper reads trailer lines up to
+/// CR LF, so for it the request that seems to follow is still trailers (ignored), and its body
+/// is `one`. Ending the body at the LF instead, and serving what follows as a request of its own,
+/// would serve a request hidden where hyper (and any proxy framing like it) sees trailers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_hidden_in_a_chunked_bodys_trailers_is_not_served() {
+    let hub = HubProcess::start(&[]);
+    let mut stream = hub.subscribe("?topic=t").await.opened().await;
+    let publish = hub.publish_addr.clone().unwrap();
+    let mut socket = TcpStream::connect(&publish).await.unwrap();
+    socket
+        .write_all(
+            b"POST /publish?topic=t HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+              3\r\none\r\n0\r\n\n\
+              POST /publish?topic=t HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\nsmuggled",
+        )
+        .await
+        .unwrap();
+    let (bytes, _) = read_to_close(&mut socket, Duration::from_secs(2)).await;
+    let answer = String::from_utf8_lossy(&bytes);
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(stream.next_event().await.data, "one");
+    assert_eq!(
+        stream.try_next_event(Duration::from_millis(300)).await,
+        Err(Stop::Timeout)
+    );
+}
+
+/// A request whose body framing we do not follow (a transfer coding other than chunked before
+/// it, `CONNECT`) is the connection's last: hyper must not go on reading and
+/// serving the requests after it itself, where a `GET /events` would become a hyper-served stream
+/// on the request thread instead of taking the one stream path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_we_cannot_frame_ends_its_connection() {
+    let hub = HubProcess::start(&[]);
+    for first in [
+        "POST /healthz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        "CONNECT x:80 HTTP/1.1\r\nhost: x:80\r\n\r\n",
+    ] {
+        let mut socket = TcpStream::connect(&hub.addr).await.unwrap();
+        let requests = format!("{first}GET /events?topic=u HTTP/1.1\r\nhost: x\r\n\r\n");
+        socket.write_all(requests.as_bytes()).await.unwrap();
+        let (bytes, closed) = read_to_close(&mut socket, Duration::from_secs(5)).await;
+        let answer = String::from_utf8_lossy(&bytes);
+        assert!(closed, "{first:?}: {answer}");
+        assert!(!answer.contains("text/event-stream"), "{first:?}: {answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{first:?}: {answer}");
+    }
+    assert_eq!(hub.metric("ssehub_clients").await, 0);
+}
+
+/// A client that asks for answers and stops reading them (here: 1,000 pipelined requests for the
+/// viewer's script, about 10 MB, read by nobody) must not hold its connection forever, out of
+/// reach of every other bound: once a write has made no progress for 10 s, the hub gives up on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answers_is_let_go() {
+    let hub = HubProcess::start(&[]);
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut socket = socket.connect(hub.addr.parse().unwrap()).await.unwrap();
+    let requests = "GET /assets/viewer.js HTTP/1.1\r\nhost: x\r\n\r\n".repeat(1000);
+    socket.write_all(requests.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let (bytes, closed) = read_to_close(&mut socket, Duration::from_secs(5)).await;
+    let answers = String::from_utf8_lossy(&bytes)
+        .matches("HTTP/1.1 200")
+        .count();
+    assert!(
+        closed && answers < 1000,
+        "{answers} answers, closed: {closed}"
+    );
+}
+
+/// An `Upgrade: h2c` offer (`curl --http2`, Java's `HttpClient` on `http://`) is not taken, and
+/// changes nothing else: the connection is kept, and a stream after it takes the stream path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_offer_is_ignored_and_the_connection_kept() {
+    let hub = HubProcess::start(&[]);
+    let mut socket = TcpStream::connect(&hub.addr).await.unwrap();
+    socket
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings\r\n\
+              upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut socket).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    let mut body = [0u8; 3];
+    socket.read_exact(&mut body).await.unwrap();
+    socket
+        .write_all(b"GET /events?topic=h HTTP/1.1\r\nhost: x\r\nupgrade: h2c\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut socket).await;
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("date:"), "{head}");
+}

@@ -206,3 +206,32 @@ async fn pipelined_and_chunked_requests_before_a_stream() {
     assert_eq!(data(&got[1..]), ["one", "two"]);
     assert_eq!(hub.metric("ssehub_published_total").await, 2);
 }
+
+/// hyper and the router route by the parsed URI's path, so a `GET /events` in absolute form or
+/// with a fragment is a stream request too: it must take the stream path (no `date` header, see
+/// above), not become a hyper-served stream on the request thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_spelling_of_get_events_takes_the_stream_path() {
+    let hub = HubProcess::start(&[]);
+    for target in [
+        "/events?topic=s",
+        "http://x/events?topic=s",
+        "/events?topic=s#here",
+        "/events#here",
+    ] {
+        let (mut socket, status, head) = raw_get(&hub.addr, target, &[]).await;
+        assert_eq!(status, 200, "{target}: {head}");
+        assert!(head.contains("text/event-stream"), "{target}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("date:"),
+            "{target} was served by hyper: {head}"
+        );
+        if target.contains("topic=s") {
+            hub.wait_metric("ssehub_clients", |n| n == 1).await;
+            hub.publish_ok("?topic=s", target).await;
+            assert_eq!(data(&raw_events(&mut socket, 1).await), [target]);
+        }
+        drop(socket);
+        hub.wait_metric("ssehub_clients", |n| n == 0).await;
+    }
+}

@@ -7,6 +7,7 @@
 //! at a time, after which the connection comes back here for its next head. So every stream gets
 //! the same path, the same limits and the same thread, however it arrived.
 
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -16,7 +17,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::{Extension, Router};
 use bytes::{Buf, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -39,6 +40,9 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 64 << 20;
 /// Connections lingering at once, at most; past it they are closed at once.
 const MAX_LINGERING: usize = 1024;
+/// A write to a client that has taken nothing for this long ends its connection: a client that
+/// stops reading its answers would otherwise hold the connection forever, uncounted.
+const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -303,10 +307,11 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Opt
 
 fn route(request: &httparse::Request<'_, '_>, head_len: usize) -> Route {
     let method = request.method.unwrap_or("");
-    let (path, query) = match request.path.unwrap_or("").split_once('?') {
-        Some((path, query)) => (path, query),
-        None => (request.path.unwrap_or(""), ""),
-    };
+    // The path as hyper and the router see it (absolute form, a fragment): every request they
+    // would route to `/events` is a stream here. One they cannot parse, hyper refuses.
+    let uri = request.path.unwrap_or("").parse::<Uri>().ok();
+    let path = uri.as_ref().map_or("", Uri::path);
+    let query = uri.as_ref().and_then(Uri::query).unwrap_or("");
     let header = |name: &str| {
         request
             .headers
@@ -342,12 +347,16 @@ async fn serve_one(
     service: &TowerToHyperService<Router>,
     shared: &Shared,
 ) -> bool {
+    // A body we cannot frame takes the rest of the connection, so hyper must not read another
+    // request from it: it would serve it itself (a stream included) instead of handing it back.
+    let last = body == RequestBody::Rest;
     let mut io = OneRequest {
         stream: &mut conn.stream,
         buf: &mut conn.buf,
         head_left: head_len,
         body,
         past_end: false,
+        stalled: None,
     };
     let served = {
         let connection = hyper::server::conn::http1::Builder::new()
@@ -355,6 +364,7 @@ async fn serve_one(
             .header_read_timeout(HEAD_TIMEOUT)
             // Our reader ends each request with an end of file: that is not a client leaving.
             .half_close(true)
+            .keep_alive(!last)
             .serve_connection(TokioIo::new(&mut io), service.clone());
         tokio::pin!(connection);
         let mut stop = shared.stop.clone();
@@ -380,6 +390,31 @@ struct OneRequest<'a> {
     body: RequestBody,
     /// hyper read up to the end of the request and asked for more: it keeps the connection.
     past_end: bool,
+    /// Since when a write has been waiting for the client to take something.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl OneRequest<'_> {
+    /// Passes on a write's outcome; one that cannot progress fails once it has waited
+    /// [`WRITE_STALL`].
+    fn write_progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client stopped taking the answer",
+        )))
+    }
 }
 
 /// How many of `bytes` (next on the wire) belong to the request whose head has `head_left` bytes
@@ -427,20 +462,26 @@ impl AsyncWrite for OneRequest<'_> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.stream).poll_write(cx, buf);
+        this.write_progress(cx, polled)
     }
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.stream).poll_write_vectored(cx, bufs);
+        this.write_progress(cx, polled)
     }
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut *this.stream).poll_flush(cx);
+        this.write_progress(cx, polled)
     }
     /// The connection outlives the request: closing it is ours to decide (see `linger`).
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {

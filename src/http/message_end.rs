@@ -13,8 +13,10 @@ pub(crate) enum RequestBody {
     Length(u64),
     /// A chunked body, scanned as it passes.
     Chunked(Chunked),
-    /// Unknown framing (an upgrade, a transfer coding other than chunked, a malformed length):
+    /// Unknown framing (`CONNECT`, a transfer coding other than chunked, a malformed length):
     /// the rest of the connection belongs to this request, and the connection ends with it.
+    /// (An `Upgrade` offer changes nothing: the router never switches protocols, so hyper
+    /// frames the request as any other and keeps the connection.)
     Rest,
 }
 
@@ -45,8 +47,6 @@ impl RequestBody {
                 } else {
                     other_framing = true;
                 }
-            } else if name.eq_ignore_ascii_case("upgrade") {
-                other_framing = true;
             }
         }
         match (other_framing, chunked, length) {
@@ -98,8 +98,10 @@ enum State {
     DataEnd,
     /// At the start of a trailer line (or of the final empty line).
     TrailerStart,
-    /// Inside a trailer line.
+    /// Inside a trailer line: it ends only at CR LF (a bare LF is part of it, as for hyper).
     Trailer,
+    /// A CR in a trailer line: its end, if an LF follows.
+    TrailerLf,
     /// A CR at the start of a line: the final empty line, if an LF follows.
     FinalLf,
     Done,
@@ -151,13 +153,14 @@ impl Chunked {
                     b'\n' => State::Size(0, false),
                     _ => State::Malformed,
                 },
-                State::TrailerStart => match byte {
-                    b'\r' => State::FinalLf,
-                    b'\n' => State::Done,
-                    _ => State::Trailer,
-                },
-                State::Trailer if byte == b'\n' => State::TrailerStart,
+                // hyper ends the trailer section only at CR LF CR LF, so must we: ending it at a
+                // bare LF would serve what hyper still reads as trailers as a request of its own.
+                State::TrailerStart if byte == b'\r' => State::FinalLf,
+                State::TrailerStart => State::Trailer,
+                State::Trailer if byte == b'\r' => State::TrailerLf,
                 State::Trailer => State::Trailer,
+                State::TrailerLf if byte == b'\n' => State::TrailerStart,
+                State::TrailerLf => State::Malformed,
                 State::FinalLf if byte == b'\n' => State::Done,
                 State::FinalLf => State::Malformed,
             };
@@ -216,11 +219,14 @@ mod tests {
             vec![("content-length", "-1")],
             vec![("transfer-encoding", "gzip")],
             vec![("transfer-encoding", "chunked"), ("content-length", "4")],
-            vec![("upgrade", "websocket")],
         ] {
             assert_eq!(body("POST", &bad), RequestBody::Rest, "{bad:?}");
         }
         assert_eq!(body("CONNECT", &[]), RequestBody::Rest);
+        assert_eq!(
+            body("GET", &[("Upgrade", "h2c"), ("Connection", "Upgrade")]),
+            RequestBody::Length(0)
+        );
         assert!(matches!(
             body("POST", &[("Transfer-Encoding", "gzip, chunked")]),
             RequestBody::Chunked(_)
@@ -242,7 +248,8 @@ mod tests {
             (b"5\r\nhello\r\n0\r\n\r\nNEXT", 15),
             (b"5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\nNEXT", 36),
             (b"0\r\nExpires: never\r\nX: y\r\n\r\nNEXT", 27),
-            (b"3\nabc\n0\n\nNEXT", 9),
+            // A bare LF in the trailers is part of a trailer line, as hyper reads it.
+            (b"0\r\n\nX: y\n\r\n\r\nNEXT", 13),
             (b"fF \r\n", 5),
         ];
         for (wire, end) in cases {
@@ -265,11 +272,148 @@ mod tests {
             b"\r\n",
             b"5\r\nhelloXX",
             b"fffffffffffffffff1\r\n",
+            b"0\r\nX: y\rz",
         ] {
             let mut b = RequestBody::Chunked(Chunked::default());
             assert_eq!(b.take(wire), wire.len());
             assert_eq!(b.take(b"more"), 4);
             assert!(!b.is_done());
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Feeds `wire` cut at `cuts` (taken modulo its length); checks after each piece that the
+        /// body is done exactly once all of its `end` bytes have passed. Returns how many did.
+        fn feed(
+            mut b: RequestBody,
+            wire: &[u8],
+            cuts: &[usize],
+            end: usize,
+        ) -> Result<usize, TestCaseError> {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            points.extend([0, wire.len()]);
+            points.sort_unstable();
+            points.dedup();
+            let mut total = 0;
+            for piece in points.windows(2).map(|w| &wire[w[0]..w[1]]) {
+                let n = b.take(piece);
+                prop_assert!(n <= piece.len());
+                total += n;
+                prop_assert_eq!(b.is_done(), total == end, "after {} bytes", total);
+                if n < piece.len() {
+                    break;
+                }
+            }
+            prop_assert_eq!(b.take(b"more"), 0, "nothing passes once the body is done");
+            Ok(total)
+        }
+
+        /// A data byte: any, or one that looks like chunked framing.
+        fn data_byte() -> impl Strategy<Value = u8> {
+            prop_oneof![any::<u8>(), prop::sample::select(b"0\r\n;: \t".to_vec())]
+        }
+
+        /// A byte of a chunk extension or trailer line: anything but CR (which ends the line)
+        /// and, in an extension, LF (which hyper refuses there).
+        fn line_byte(lf: bool) -> impl Strategy<Value = u8> {
+            prop_oneof![any::<u8>(), prop::sample::select(b"\n;=\" :".to_vec())]
+                .prop_filter("not a line end", move |&b| b != b'\r' && (lf || b != b'\n'))
+        }
+
+        /// A chunk size line for `size` as a sender may write it: hex in either case, leading
+        /// zeros, white space after the size, an extension.
+        fn size_line() -> impl Strategy<Value = (usize, bool, &'static str, Option<Vec<u8>>)> {
+            (
+                0usize..3,
+                any::<bool>(),
+                prop::sample::select(vec!["", " ", "\t", " \t "]),
+                prop::option::of(prop::collection::vec(line_byte(false), 0..12)),
+            )
+        }
+
+        fn write_size(
+            wire: &mut Vec<u8>,
+            size: usize,
+            line: &(usize, bool, &str, Option<Vec<u8>>),
+        ) {
+            let (zeros, upper, space, ext) = line;
+            wire.extend(std::iter::repeat_n(b'0', *zeros));
+            let hex = if *upper {
+                format!("{size:X}")
+            } else {
+                format!("{size:x}")
+            };
+            wire.extend_from_slice(hex.as_bytes());
+            wire.extend_from_slice(space.as_bytes());
+            if let Some(ext) = ext {
+                wire.push(b';');
+                wire.extend_from_slice(ext);
+            }
+            wire.extend_from_slice(b"\r\n");
+        }
+
+        /// A valid chunked body (data chunks, the last chunk, trailers, the final CR LF).
+        fn chunked_body() -> impl Strategy<Value = Vec<u8>> {
+            let chunk = (prop::collection::vec(data_byte(), 1..64), size_line());
+            let trailer = (
+                any::<bool>(),
+                "[A-Za-z-]{1,10}",
+                prop::collection::vec(line_byte(true), 0..20),
+            );
+            (
+                prop::collection::vec(chunk, 0..6),
+                size_line(),
+                prop::collection::vec(trailer, 0..3),
+            )
+                .prop_map(|(chunks, last, trailers)| {
+                    let mut wire = Vec::new();
+                    for (data, line) in &chunks {
+                        write_size(&mut wire, data.len(), line);
+                        wire.extend_from_slice(data);
+                        wire.extend_from_slice(b"\r\n");
+                    }
+                    write_size(&mut wire, 0, &last);
+                    for (bare_lf_first, name, value) in &trailers {
+                        if *bare_lf_first {
+                            wire.push(b'\n');
+                        }
+                        wire.extend_from_slice(name.as_bytes());
+                        wire.extend_from_slice(b": ");
+                        wire.extend_from_slice(value);
+                        wire.extend_from_slice(b"\r\n");
+                    }
+                    wire.extend_from_slice(b"\r\n");
+                    wire
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn a_chunked_body_ends_exactly_where_it_does(
+                body in chunked_body(),
+                next in prop::collection::vec(any::<u8>(), 0..40),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let wire = [&body[..], &next[..]].concat();
+                let b = RequestBody::Chunked(Chunked::default());
+                prop_assert_eq!(feed(b, &wire, &cuts, body.len())?, body.len());
+            }
+
+            #[test]
+            fn a_length_ends_exactly_where_it_says(
+                len in 0usize..2000,
+                next in prop::collection::vec(any::<u8>(), 0..40),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let wire: Vec<u8> = (0..len).map(|i| i as u8).chain(next).collect();
+                let b = RequestBody::Length(len as u64);
+                prop_assert_eq!(feed(b, &wire, &cuts, len)?, len);
+            }
         }
     }
 }
