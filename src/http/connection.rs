@@ -20,7 +20,7 @@ use axum::extract::ConnectInfo;
 use axum::http::{StatusCode, Uri};
 use axum::{Extension, Router};
 use bytes::{Buf, BytesMut};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -360,8 +360,8 @@ async fn serve_one(
     };
     let served = {
         let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEAD_TIMEOUT)
+            // The head is already here (we read it, under HEAD_TIMEOUT): no timer per request.
+            .header_read_timeout(None)
             // Our reader ends each request with an end of file: that is not a client leaving.
             .half_close(true)
             .keep_alive(!last)
