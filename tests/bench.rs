@@ -69,25 +69,30 @@ fn answer_once_and_close(answer: &'static [u8]) -> String {
     addr
 }
 
+/// 20 subscribers, 300 events from 3 publishers: the report, once it says all 6,000 arrived.
+fn twenty_subscribers_get_every_event(hub: &HubProcess, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--subscribers",
+        "20",
+        "--events",
+        "300",
+        "--publishers",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    let (code, r, err) = bench(hub, &args);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["subscribers"]["connected"], 20, "{r}");
+    assert_eq!(r["events"]["published"], 300);
+    all_delivered(&r, 6000);
+    r
+}
+
 #[test]
 fn bench_counts_every_delivery() {
     let hub = HubProcess::start(&[]);
-    let (code, r, err) = bench(
-        &hub,
-        &[
-            "--subscribers",
-            "20",
-            "--events",
-            "300",
-            "--publishers",
-            "3",
-        ],
-    );
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(r["subscribers"]["connected"], 20);
-    assert_eq!(r["events"]["published"], 300);
+    let r = twenty_subscribers_get_every_event(&hub, &[]);
     assert_eq!(r["connections"], "fresh");
-    all_delivered(&r, 6000);
     assert_eq!(r["latency_ms"]["count"], 6000);
     assert!(r["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     let server = &r["server"];
@@ -282,24 +287,10 @@ fn a_hub_that_wants_a_token_stops_the_bench_with_one_line() {
 #[test]
 fn streams_on_reused_connections() {
     let hub = HubProcess::start(&[]);
-    let (code, r, err) = bench(
-        &hub,
-        &[
-            "--reuse-connection",
-            "--subscribers",
-            "20",
-            "--events",
-            "300",
-            "--publishers",
-            "3",
-        ],
-    );
-    assert_eq!(code, Some(0), "{err}");
+    let r = twenty_subscribers_get_every_event(&hub, &["--reuse-connection"]);
     assert_eq!(r["connections"], "reused");
     assert_eq!(r["first_request"], "/healthz");
-    assert_eq!(r["subscribers"]["connected"], 20, "{r}");
     assert_eq!(r["subscribers"]["failed_total"], 0, "{r}");
-    all_delivered(&r, 6000);
     // Any path: the viewer page, as a browser loads it before its EventSource.
     let (code, r, err) = bench(
         &hub,
