@@ -69,28 +69,56 @@ fn log(c: &mut Criterion) {
     let mut g = c.benchmark_group("publish 100 events");
     g.throughput(Throughput::Elements(100));
     for topics in [1usize, 10_000] {
-        // `topics` topics exist, each with a subscriber; the batch goes to one of them.
-        let hub = Hub::builder().max_clients(20_000).history(10_000).build();
-        let subs: Vec<_> = runtime.block_on(async {
-            (0..topics)
-                .map(|i| {
-                    hub.subscribe(SubscribeRequest::topics([format!("t{i}")]).unwrap())
-                        .unwrap()
+        // `topics` topics exist, each with a subscriber task waiting on the hub (registered for
+        // a wake-up, as a stream is); the batch goes to one of them, whose task then takes it
+        // (no batch window: it is back waiting before the next batch).
+        let hub = Hub::builder()
+            .max_clients(20_000)
+            .history(10_000)
+            .batch_window(std::time::Duration::ZERO)
+            .build();
+        let subs: Vec<_> = (0..topics)
+            .map(|i| {
+                let mut sub = hub
+                    .subscribe(SubscribeRequest::topics([format!("t{i}")]).unwrap())
+                    .unwrap();
+                runtime.spawn(async move {
+                    let mut out = Vec::new();
+                    while sub.next(&mut out).await.is_ok() {
+                        out.clear();
+                    }
                 })
-                .collect()
+            })
+            .collect();
+        // Every subscriber reaches its wait.
+        runtime.block_on(async {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
         });
-        g.bench_function(format!("{topics} topics with a subscriber each"), |b| {
-            b.iter_batched(
-                || {
-                    (0..100)
-                        .map(|_| Event::new(data(128)).with_topic("t0").unwrap())
-                        .collect::<Vec<_>>()
-                },
-                |events| runtime.block_on(hub.publish(events)).unwrap(),
-                BatchSize::SmallInput,
-            )
-        });
-        drop(subs);
+        g.bench_function(
+            format!("{topics} topics, a waiting subscriber on each"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        (0..100)
+                            .map(|_| Event::new(data(128)).with_topic("t0").unwrap())
+                            .collect::<Vec<_>>()
+                    },
+                    |events| {
+                        runtime.block_on(async {
+                            hub.publish(events).await.unwrap();
+                            // The woken subscriber takes the batch.
+                            tokio::task::yield_now().await;
+                        })
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
+        for sub in subs {
+            sub.abort();
+        }
     }
     g.finish();
 
