@@ -65,23 +65,20 @@ pub(crate) async fn serve_events(stream: TcpStream, peer: IpAddr, head: Head, ap
 /// would otherwise hold its stream for the kernel's whole retransmission schedule, about 15
 /// minutes. With TCP_USER_TIMEOUT the kernel gives up once sent data (a heartbeat at the latest)
 /// goes unacknowledged this long, and the stream ends.
-fn give_up_unacknowledged_after(stream: &TcpStream, after: std::time::Duration) {
-    use std::os::fd::AsRawFd;
-    let ms = libc::c_uint::try_from(after.as_millis()).unwrap_or(libc::c_uint::MAX);
-    // SAFETY: setsockopt reads `ms` for the given length; the descriptor is the stream's own.
-    let failed = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&ms as *const libc::c_uint).cast(),
-            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-        )
-    } != 0;
-    if failed {
-        tracing::debug!("TCP_USER_TIMEOUT: {}", std::io::Error::last_os_error());
+///
+/// The option exists on Linux, Android and Fuchsia (where socket2 offers it); elsewhere (macOS,
+/// the BSDs, Windows) this does nothing, and a vanished client holds its stream until its backlog
+/// passes the bound or the kernel gives up.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+fn give_up_unacknowledged_after(stream: &TcpStream, after: Duration) {
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(after)) {
+        tracing::debug!("TCP_USER_TIMEOUT: {e}");
     }
 }
+
+/// No TCP_USER_TIMEOUT on this target: see the Linux version above.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
+fn give_up_unacknowledged_after(_stream: &TcpStream, _after: Duration) {}
 
 /// The response head of a stream: chunked on HTTP/1.1, ending at close on HTTP/1.0.
 fn stream_head(chunked: bool, cors: Option<&str>) -> Cow<'static, [u8]> {

@@ -149,8 +149,8 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            cors::layer,
+            cors::Gate::new(&state.config.cors_origins),
+            cors::gate,
         ))
         .with_state(state)
 }

@@ -163,19 +163,11 @@ fn request_thread() -> io::Result<(tokio::runtime::Handle, oneshot::Sender<()>)>
 }
 
 /// Raises this process's open-file soft limit to its hard limit: every stream is a socket.
+///
+/// On unix through the `rlimit` crate (on macOS also capped at `kern.maxfilesperproc`, as the
+/// kernel requires); elsewhere (Windows) there is no such limit and this does nothing.
 pub fn raise_open_file_limit() {
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::warn!("could not raise the open-file limit");
-            }
-        }
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!("could not raise the open-file limit: {e}");
     }
 }
