@@ -345,14 +345,7 @@ async fn serve_one(
     // A body we cannot frame takes the rest of the connection, so hyper must not read another
     // request from it: it would serve it itself (a stream included) instead of handing it back.
     let last = body == RequestBody::Rest;
-    let mut io = OneRequest {
-        stream: &mut conn.stream,
-        buf: &mut conn.buf,
-        head_left: head_len,
-        body,
-        past_end: false,
-        stalled: None,
-    };
+    let mut io = OneRequest::new(&mut conn.stream, &mut conn.buf, head_len, body);
     let served = {
         let connection = hyper::server::conn::http1::Builder::new()
             // The head is already here (we read it, under HEAD_TIMEOUT): no timer per request.
@@ -371,7 +364,7 @@ async fn serve_one(
             }
         }
     };
-    served.is_ok() && io.past_end && io.body.is_done() && !*shared.stop.borrow()
+    served.is_ok() && io.at_next_request() && !*shared.stop.borrow()
 }
 
 /// Closes a connection so that what was written to it reaches the client. Closing a socket with

@@ -21,18 +21,42 @@ const WRITE_STALL: Duration = Duration::from_secs(10);
 /// of the file. hyper then either asks for more (keep-alive: the next head is ours to read) or
 /// ends the connection.
 pub(super) struct OneRequest<'a> {
-    pub(super) stream: &'a mut TcpStream,
+    stream: &'a mut TcpStream,
     /// Read from the socket, not yet given to hyper.
-    pub(super) buf: &'a mut BytesMut,
-    pub(super) head_left: usize,
-    pub(super) body: RequestBody,
+    buf: &'a mut BytesMut,
+    head_left: usize,
+    body: RequestBody,
     /// hyper read up to the end of the request and asked for more: it keeps the connection.
-    pub(super) past_end: bool,
+    past_end: bool,
     /// Since when a write has been waiting for the client to take something.
-    pub(super) stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl OneRequest<'_> {
+impl<'a> OneRequest<'a> {
+    /// The request whose head is the first `head_len` bytes of `buf`, with its body framed as
+    /// `body`; the rest of `buf` and then the socket follow.
+    pub(super) fn new(
+        stream: &'a mut TcpStream,
+        buf: &'a mut BytesMut,
+        head_len: usize,
+        body: RequestBody,
+    ) -> OneRequest<'a> {
+        OneRequest {
+            stream,
+            buf,
+            head_left: head_len,
+            body,
+            past_end: false,
+            stalled: None,
+        }
+    }
+
+    /// hyper took the whole request (head and body) and asked for more: the connection is left
+    /// at the start of its next request.
+    pub(super) fn at_next_request(&self) -> bool {
+        self.past_end && self.body.is_done()
+    }
+
     /// Passes on a write's outcome; one that cannot progress fails once it has waited
     /// [`WRITE_STALL`].
     fn write_progress<T>(
