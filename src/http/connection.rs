@@ -7,27 +7,25 @@
 //! at a time, after which the connection comes back here for its next head. So every stream gets
 //! the same path, the same limits and the same thread, however it arrived.
 
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::http::{StatusCode, Uri};
 use axum::{Extension, Router};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::fast::{serve_events, write_refusal, Head};
 use super::message_end::RequestBody;
+use super::one_request::OneRequest;
 use super::{ApiError, AppState, PublishListener};
 
 /// A request head must arrive within this time (on a kept-alive connection: the next one)...
@@ -40,9 +38,6 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 64 << 20;
 /// Connections lingering at once, at most; past it they are closed at once.
 const MAX_LINGERING: usize = 1024;
-/// A write to a client that has taken nothing for this long ends its connection: a client that
-/// stops reading its answers would otherwise hold the connection forever, uncounted.
-const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -350,14 +345,7 @@ async fn serve_one(
     // A body we cannot frame takes the rest of the connection, so hyper must not read another
     // request from it: it would serve it itself (a stream included) instead of handing it back.
     let last = body == RequestBody::Rest;
-    let mut io = OneRequest {
-        stream: &mut conn.stream,
-        buf: &mut conn.buf,
-        head_left: head_len,
-        body,
-        past_end: false,
-        stalled: None,
-    };
+    let mut io = OneRequest::new(&mut conn.stream, &mut conn.buf, head_len, body);
     let served = {
         let connection = hyper::server::conn::http1::Builder::new()
             // The head is already here (we read it, under HEAD_TIMEOUT): no timer per request.
@@ -376,117 +364,7 @@ async fn serve_one(
             }
         }
     };
-    served.is_ok() && io.past_end && io.body.is_done() && !*shared.stop.borrow()
-}
-
-/// The connection as hyper sees it: one request (its head and body, nothing after), then the end
-/// of the file. hyper then either asks for more (keep-alive: the next head is ours to read) or
-/// ends the connection.
-struct OneRequest<'a> {
-    stream: &'a mut TcpStream,
-    /// Read from the socket, not yet given to hyper.
-    buf: &'a mut BytesMut,
-    head_left: usize,
-    body: RequestBody,
-    /// hyper read up to the end of the request and asked for more: it keeps the connection.
-    past_end: bool,
-    /// Since when a write has been waiting for the client to take something.
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl OneRequest<'_> {
-    /// Passes on a write's outcome; one that cannot progress fails once it has waited
-    /// [`WRITE_STALL`].
-    fn write_progress<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        polled: Poll<io::Result<T>>,
-    ) -> Poll<io::Result<T>> {
-        if polled.is_ready() {
-            self.stalled = None;
-            return polled;
-        }
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
-        ready!(stalled.as_mut().poll(cx));
-        Poll::Ready(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "the client stopped taking the answer",
-        )))
-    }
-}
-
-/// How many of `bytes` (next on the wire) belong to the request whose head has `head_left` bytes
-/// to go; counts them as given.
-fn take(head_left: &mut usize, body: &mut RequestBody, bytes: &[u8]) -> usize {
-    let head = (*head_left).min(bytes.len());
-    *head_left -= head;
-    head + body.take(&bytes[head..])
-}
-
-impl AsyncRead for OneRequest<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.head_left == 0 && this.body.is_done() {
-            this.past_end = true;
-            return Poll::Ready(Ok(()));
-        }
-        if !this.buf.is_empty() {
-            let available = this.buf.len().min(out.remaining());
-            let n = take(&mut this.head_left, &mut this.body, &this.buf[..available]);
-            out.put_slice(&this.buf[..n]);
-            this.buf.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        let start = out.filled().len();
-        ready!(Pin::new(&mut *this.stream).poll_read(cx, out))?;
-        let new = &out.filled()[start..];
-        let n = take(&mut this.head_left, &mut this.body, new);
-        if n < new.len() {
-            // The start of the next request: kept for our next head.
-            this.buf.extend_from_slice(&new[n..]);
-            out.set_filled(start + n);
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for OneRequest<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut *this.stream).poll_write(cx, buf);
-        this.write_progress(cx, polled)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut *this.stream).poll_write_vectored(cx, bufs);
-        this.write_progress(cx, polled)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut *this.stream).poll_flush(cx);
-        this.write_progress(cx, polled)
-    }
-    /// The connection outlives the request: closing it is ours to decide (see `linger`).
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+    served.is_ok() && io.at_next_request() && !*shared.stop.borrow()
 }
 
 /// Closes a connection so that what was written to it reaches the client. Closing a socket with

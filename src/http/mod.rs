@@ -19,6 +19,7 @@ mod connection;
 mod cors;
 mod fast;
 mod message_end;
+mod one_request;
 mod pages;
 mod pending;
 mod per_ip;
