@@ -122,7 +122,7 @@ pub struct ServeArgs {
     )]
     pub max_clients_per_ip: u64,
 
-    /// A web origin allowed cross-origin access (scheme://host[:port], exactly; repeat the flag
+    /// A web origin allowed cross-origin access (scheme://host, or scheme://host:port, exactly; repeat the flag
     /// for more; the env twin takes a comma-separated list). None by default; "*" is refused.
     #[arg(long = "cors-origin", env = "SSEHUB_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',',
           value_parser = crate::http::check_origin, help_heading = "Network")]

@@ -34,7 +34,7 @@ pub struct BenchArgs {
     pub publish_url: Option<String>,
 
     /// Publish body: raw (the data), json ({"data": ...}, an array with --batch), or form
-    /// (<--form-field>=<data>, after --form-extra).
+    /// (FIELD=DATA, FIELD from --form-field, after --form-extra).
     #[arg(long, env = "SSEHUB_BENCH_BODY", value_name = "raw|json|form", default_value = "raw",
           value_parser = ["raw", "json", "form"], help_heading = "Target")]
     pub body: String,

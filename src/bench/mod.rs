@@ -69,7 +69,7 @@ struct Shared {
     connected: AtomicUsize,
     /// Connected subscribers per topic.
     on_topic: Vec<AtomicUsize>,
-    /// Subscribers answered with anything but a 200 event stream, by "<status> <media type>".
+    /// Subscribers answered with anything but a 200 event stream, by `"<status> <media type>"`.
     refused: Mutex<BTreeMap<String, usize>>,
     /// Subscribers that got no answer (or, with --reuse-connection, lost their connection), by
     /// what went wrong.

@@ -24,7 +24,7 @@ pub(super) struct PublishJob {
 }
 
 impl PublishJob {
-    /// The data of event `seq`: "<publisher> <seq> <micros> " padded to the size.
+    /// The data of event `seq`: `"<publisher> <seq> <micros> "` padded to the size.
     fn data(&self, seq: u64, now_us: u64, out: &mut String) {
         use std::fmt::Write;
         let start = out.len();

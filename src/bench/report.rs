@@ -111,7 +111,7 @@ pub struct Subscribers {
     pub connected: usize,
     /// Answered with anything else.
     pub refused_total: usize,
-    /// Those answers, by "<status> <media type>" (`503 text/plain`).
+    /// Those answers, by `"<status> <media type>"` (`503 text/plain`).
     pub refused: std::collections::BTreeMap<String, usize>,
     /// Got no answer, or lost the reused connection before the stream's answer.
     pub failed_total: usize,

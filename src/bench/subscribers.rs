@@ -159,7 +159,7 @@ pub(super) async fn subscriber(
 enum Opened {
     /// A 200 `text/event-stream`: the socket, its body decoder and the bytes read past the head.
     Stream(TcpStream, Body, Vec<u8>),
-    /// Any other answer, as "<status> <media type>".
+    /// Any other answer, as `"<status> <media type>"`.
     Refused(String),
     /// No answer, or (with a first request) the connection was not kept: what went wrong.
     Failed(String),
