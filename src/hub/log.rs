@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::id::Epoch;
 use crate::event::{encode, encoded_len_worst, Event, Topic};
+use crate::id::Epoch;
 
 /// Locks ignore poisoning: every critical section here leaves the data consistent at each step
 /// that can panic (none should), and refusing all later publishes would be worse.

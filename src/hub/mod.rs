@@ -18,7 +18,6 @@
 //! # }).unwrap();
 //! ```
 
-mod id;
 pub(crate) mod log;
 mod slots;
 mod subscription;
@@ -28,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use id::{Epoch, IdMatch};
+pub use crate::id::{Epoch, IdMatch};
 pub use subscription::{End, SubscribeRequest, Subscription};
 
 use crate::event::{Event, EventError};

@@ -40,7 +40,7 @@ use redb::{
 
 use super::{Done, Origin, ReadLimit, Record, Replay, Store, StoreError, StoreFuture, StoredEvent};
 use crate::event::Topic;
-use crate::hub::Epoch;
+use crate::id::Epoch;
 
 const META: TableDefinition<&str, &str> = TableDefinition::new("ssehub_meta");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("ssehub_events");
