@@ -18,7 +18,9 @@
 //! # }).unwrap();
 //! ```
 
+mod locks;
 pub(crate) mod log;
+mod ring;
 mod slots;
 mod subscription;
 
