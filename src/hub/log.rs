@@ -428,27 +428,32 @@ impl Log {
         if upto <= after {
             return read;
         }
+        let limits = Limits {
+            max_bytes,
+            max_events,
+        };
         if let [topic] = topics {
             let ring = read!(topic.ring);
             read.evicted = ring.evicted_up_to > after;
             read.evicted_up_to = ring.evicted_up_to;
-            let (mut bytes, mut taken, mut last) = (0, 0, after);
-            read.cursor = upto;
-            for e in ring.entries.range(ring.after(after)..) {
-                if e.seq > upto {
-                    break;
-                }
-                if taken == max_events || (taken > 0 && bytes + e.bytes.len() > max_bytes) {
-                    read.cursor = last;
+            let entries = ring.entries.range(ring.after(after)..);
+            let cut = take_within(
+                entries.map(|e| (e.seq, &e.bytes)),
+                after,
+                upto,
+                limits,
+                |seq, b| {
+                    read.first.get_or_insert(seq);
+                    out.push(b.clone());
+                },
+            );
+            read.cursor = match cut {
+                Some(last) => {
                     read.more = true;
-                    break;
+                    last
                 }
-                read.first.get_or_insert(e.seq);
-                bytes += e.bytes.len();
-                taken += 1;
-                last = e.seq;
-                out.push(e.bytes.clone());
-            }
+                None => upto,
+            };
             return read;
         }
         // Several topics: gather each ring's share, then merge by sequence number. An event on
@@ -460,40 +465,29 @@ impl Log {
             let ring = read!(topic.ring);
             read.evicted |= ring.evicted_up_to > after;
             read.evicted_up_to = read.evicted_up_to.max(ring.evicted_up_to);
-            let (mut bytes, mut taken, mut last) = (0, 0, after);
-            for e in ring.entries.range(ring.after(after)..) {
-                if e.seq > upto {
-                    break;
-                }
-                if taken == max_events || (taken > 0 && bytes + e.bytes.len() > max_bytes) {
-                    limit = limit.min(last);
-                    read.more = true;
-                    break;
-                }
-                bytes += e.bytes.len();
-                taken += 1;
-                last = e.seq;
-                merged.push((e.seq, e.bytes.clone()));
+            let entries = ring.entries.range(ring.after(after)..);
+            let cut = take_within(
+                entries.map(|e| (e.seq, &e.bytes)),
+                after,
+                upto,
+                limits,
+                |seq, b| {
+                    merged.push((seq, b.clone()));
+                },
+            );
+            if let Some(last) = cut {
+                limit = limit.min(last);
+                read.more = true;
             }
         }
         merged.sort_unstable_by_key(|(seq, _)| *seq);
         merged.dedup_by_key(|(seq, _)| *seq);
-        read.cursor = limit;
-        let (mut bytes, mut taken, mut last) = (0, 0, after);
-        for (seq, b) in &merged {
-            if *seq > limit {
-                break;
-            }
-            if taken == max_events || (taken > 0 && bytes + b.len() > max_bytes) {
-                read.cursor = last;
-                break;
-            }
-            read.first.get_or_insert(*seq);
-            bytes += b.len();
-            taken += 1;
-            last = *seq;
+        let merged = merged.iter().map(|(seq, b)| (*seq, b));
+        let cut = take_within(merged, after, limit, limits, |seq, b| {
+            read.first.get_or_insert(seq);
             out.push(b.clone());
-        }
+        });
+        read.cursor = cut.unwrap_or(limit);
         read
     }
 
@@ -509,6 +503,41 @@ impl Log {
         }
         backlog
     }
+}
+
+/// What one read may hand out: at most `max_events` events, and about `max_bytes` (the first
+/// event is taken however large it is).
+#[derive(Clone, Copy)]
+struct Limits {
+    max_bytes: usize,
+    max_events: usize,
+}
+
+/// Walks `entries` (in sequence order, all after `after`) up to `upto`, handing each to `take`
+/// until `limits` stop it: the one loop behind each of [`Log::read`]'s walks. Returns the last
+/// sequence number taken (`after` if none) when a limit stopped it, `None` if it took everything
+/// up to `upto`.
+fn take_within<'a>(
+    entries: impl Iterator<Item = (u64, &'a Bytes)>,
+    after: u64,
+    upto: u64,
+    limits: Limits,
+    mut take: impl FnMut(u64, &'a Bytes),
+) -> Option<u64> {
+    let (mut bytes, mut taken, mut last) = (0, 0, after);
+    for (seq, b) in entries {
+        if seq > upto {
+            break;
+        }
+        if taken == limits.max_events || (taken > 0 && bytes + b.len() > limits.max_bytes) {
+            return Some(last);
+        }
+        bytes += b.len();
+        taken += 1;
+        last = seq;
+        take(seq, b);
+    }
+    None
 }
 
 #[cfg(test)]
