@@ -2,6 +2,8 @@
 //! a hub on a disk store under any interleaving of publishes, reads, resumes and restarts.
 
 use super::*;
+use crate::event::Event;
+use crate::store::Record;
 
 mod publish_tests {
     use super::*;
