@@ -30,6 +30,7 @@ pub mod feed;
 pub mod http;
 
 pub mod hub;
+mod id;
 pub mod parse;
 pub mod store;
 

@@ -18,21 +18,22 @@
 //! # }).unwrap();
 //! ```
 
-mod id;
+mod locks;
 pub(crate) mod log;
+mod publish;
+mod ring;
 mod slots;
 mod subscription;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use id::{Epoch, IdMatch};
+pub use crate::id::{Epoch, IdMatch};
+pub use publish::{PublishError, Receipt};
 pub use subscription::{End, SubscribeRequest, Subscription};
 
-use crate::event::{Event, EventError};
-use crate::store::{Memory, Record, Store, StoreError};
+use crate::store::{Memory, Store};
 
 use log::Log;
 use slots::Slots;
@@ -293,57 +294,6 @@ impl Inner {
     }
 }
 
-/// What a publish did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    /// The id given to each event, in order.
-    pub ids: Vec<String>,
-    /// Streams open on the topics published to (a stream on two of them counts twice).
-    pub subscribers: usize,
-}
-
-/// Why a publish was refused. Nothing of the batch was published.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// The hub is shutting down.
-    #[error("the hub is shutting down")]
-    Closing,
-    /// An event was invalid.
-    #[error(transparent)]
-    Event(#[from] EventError),
-    /// The history store failed.
-    #[error("history store: {0}")]
-    Store(#[from] StoreError),
-    /// An event names more topics than `max_topics_per_event`.
-    #[error("an event names {given} topics, more than the {max} allowed per event")]
-    TooManyTopics {
-        /// Topics the event names.
-        given: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The events are larger, encoded, than the whole in-memory history may hold
-    /// ([`HubConfig::history_bytes`]): they would push their own first events out before anyone
-    /// could read them.
-    #[error("the events take {bytes} bytes encoded, more than the history holds (--history-bytes {limit})")]
-    TooLarge {
-        /// The batch's encoded bytes.
-        bytes: u64,
-        /// The limit.
-        limit: u64,
-    },
-}
-
-impl From<log::TooLarge> for PublishError {
-    fn from(e: log::TooLarge) -> PublishError {
-        PublishError::TooLarge {
-            bytes: e.bytes,
-            limit: e.limit,
-        }
-    }
-}
-
 /// Why a subscription was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
@@ -364,27 +314,6 @@ pub enum SubscribeError {
     /// The hub is shutting down.
     #[error("the hub is shutting down")]
     Closing,
-}
-
-/// Each topic log of a batch once: the ones to wake, and to count subscribers on. A short list
-/// is scanned (most batches touch a topic or two); past 8 a set of addresses takes over, so a
-/// batch of many events on many topics costs one step per topic named.
-fn distinct(rings: &[Vec<Arc<log::TopicLog>>]) -> Vec<Arc<log::TopicLog>> {
-    let mut out: Vec<Arc<log::TopicLog>> = Vec::new();
-    let mut seen: Option<HashSet<*const log::TopicLog>> = None;
-    for t in rings.iter().flatten() {
-        let new = match &mut seen {
-            Some(set) => set.insert(Arc::as_ptr(t)),
-            None => !out.iter().any(|o| Arc::ptr_eq(o, t)),
-        };
-        if new {
-            out.push(t.clone());
-            if seen.is_none() && out.len() > 8 {
-                seen = Some(out.iter().map(Arc::as_ptr).collect());
-            }
-        }
-    }
-    out
 }
 
 /// Counters, for `/metrics`.
@@ -429,140 +358,6 @@ impl Hub {
     /// The sequence number the next published event gets.
     pub fn next_seq(&self) -> u64 {
         self.inner.log.next_seq()
-    }
-
-    /// Publishes a batch in order, atomically: no subscriber sees a later event before an earlier
-    /// one, and a batch with an event naming more than `max_topics_per_event` topics is refused
-    /// whole before anything is published. Events without a topic go to `default`.
-    pub async fn publish(&self, mut events: Vec<Event>) -> Result<Receipt, PublishError> {
-        if self.inner.is_closing() {
-            return Err(PublishError::Closing);
-        }
-        let max = self.inner.config.max_topics_per_event.max(1);
-        if let Some(e) = events.iter().find(|e| e.topics().len() > max) {
-            return Err(PublishError::TooManyTopics {
-                given: e.topics().len(),
-                max,
-            });
-        }
-        self.start_expiry();
-        let log = &self.inner.log;
-        let mut rings = Vec::with_capacity(events.len());
-        for event in &mut events {
-            event.ensure_topic();
-            rings.push(
-                event
-                    .topics()
-                    .iter()
-                    .map(|t| log.topic(t))
-                    .collect::<Vec<_>>(),
-            );
-        }
-        let touched = distinct(&rings);
-        let appended = if self.inner.durable {
-            self.append_durably(&events, &rings, &touched).await?
-        } else {
-            log.append(&self.inner.epoch, &events, &rings, &touched)?
-        };
-        self.inner
-            .published
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
-        let subscribers = touched
-            .iter()
-            .map(|t| t.subscribers.load(Ordering::Relaxed))
-            .sum();
-        Ok(Receipt {
-            ids: appended
-                .iter()
-                .map(|(seq, _)| self.inner.epoch.id(*seq))
-                .collect(),
-            subscribers,
-        })
-    }
-
-    /// Hands the batch to the store while numbering it, and waits until it is durable; the
-    /// store's writer makes it readable (in sequence order) before this returns.
-    async fn append_durably(
-        &self,
-        events: &[Event],
-        rings: &[Vec<Arc<log::TopicLog>>],
-        touched: &[Arc<log::TopicLog>],
-    ) -> Result<Vec<(u64, bytes::Bytes)>, PublishError> {
-        if self.inner.store_failed.load(Ordering::Acquire) {
-            return Err(StoreError("the history store failed earlier; see the log".into()).into());
-        }
-        // Always events first, then bytes, so two publishers never each hold what the other
-        // waits for. A batch bigger than a whole bound waits for all of it, then goes alone.
-        let permits = events.len().clamp(1, MAX_IN_FLIGHT) as u32;
-        let events_permit = self
-            .inner
-            .in_flight
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| PublishError::Closing)?;
-        let id_len = self.inner.epoch.id(u64::MAX).len();
-        let bytes = events.iter().fold(0usize, |sum, e| {
-            sum.saturating_add(crate::event::encoded_len_max(id_len, e))
-        });
-        let bytes_permit = self
-            .inner
-            .in_flight_bytes
-            .clone()
-            .acquire_many_owned(bytes.clamp(1, self.inner.max_in_flight_bytes) as u32)
-            .await
-            .map_err(|_| PublishError::Closing)?;
-        let mut permit = Some((events_permit, bytes_permit));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let mut tx = Some(tx);
-        let mut submit = |batch: &[(u64, bytes::Bytes)]| {
-            let records = batch
-                .iter()
-                .zip(events)
-                .map(|((seq, bytes), e)| Record {
-                    seq: *seq,
-                    topics: e.topics().to_vec(),
-                    bytes: bytes.clone(),
-                })
-                .collect();
-            let wake = touched.to_vec();
-            let last = batch.last().map(|(seq, _)| *seq);
-            // Weak: a queued batch must not keep a dropped hub alive.
-            let hub = Arc::downgrade(&self.inner);
-            let tx = tx.take();
-            let permit = permit.take();
-            self.inner.store.append(
-                records,
-                Box::new(move |result| {
-                    drop(permit);
-                    if let Some(hub) = hub.upgrade() {
-                        match (&result, last) {
-                            (Ok(()), Some(last)) => hub.log.make_readable(last, &wake),
-                            (Ok(()), None) => {}
-                            (Err(_), _) => hub.store_failed.store(true, Ordering::Release),
-                        }
-                    }
-                    if let Some(tx) = tx {
-                        let _ = tx.send(result);
-                    }
-                }),
-            );
-        };
-        let appended =
-            self.inner
-                .log
-                .append_deferred(&self.inner.epoch, events, rings, &mut submit)?;
-        match rx.await {
-            Ok(Ok(())) => Ok(appended),
-            Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(StoreError("the history store stopped".into()).into()),
-        }
-    }
-
-    /// Publishes one event. See [`Hub::publish`].
-    pub async fn publish_one(&self, event: Event) -> Result<String, PublishError> {
-        let mut receipt = self.publish(vec![event]).await?;
-        Ok(receipt.ids.pop().unwrap_or_default())
     }
 
     /// Opens a subscription, taking a client slot (freed when it is dropped).
@@ -670,232 +465,4 @@ impl Hub {
 }
 
 #[cfg(test)]
-mod publish_tests {
-    use super::*;
-
-    fn on_topics(n: usize) -> Event {
-        (0..n).fold(Event::new("x"), |e, i| {
-            e.with_topic(&format!("t{i}")).expect("a good topic")
-        })
-    }
-
-    #[tokio::test]
-    async fn an_event_on_too_many_topics_refuses_the_whole_batch() {
-        let hub = Hub::builder().max_topics_per_event(3).build();
-        let mut sub = hub
-            .subscribe(SubscribeRequest::topics(["t0"]).expect("a good topic"))
-            .expect("room");
-        let refused = hub.publish(vec![on_topics(1), on_topics(4)]).await;
-        assert!(
-            matches!(
-                refused,
-                Err(PublishError::TooManyTopics { given: 4, max: 3 })
-            ),
-            "{refused:?}"
-        );
-        assert_eq!(hub.stats().published_total, 0);
-        assert_eq!(hub.next_seq(), 1, "no sequence number was taken");
-        // At the limit, and with duplicates that bring it under, it goes through.
-        let dup = on_topics(3).with_topic("t1").expect("a good topic");
-        let receipt = hub
-            .publish(vec![on_topics(3), dup])
-            .await
-            .expect("published");
-        assert_eq!((receipt.ids.len(), receipt.subscribers), (2, 1));
-        let mut out = Vec::new();
-        sub.next(&mut out).await.expect("the opening");
-        out.clear();
-        sub.next(&mut out).await.expect("the events");
-        assert_eq!(out.len(), 2);
-    }
-
-    #[tokio::test]
-    async fn each_topic_of_a_batch_is_counted_once() {
-        let hub = Hub::builder().build();
-        let _subs: Vec<_> = ["t0", "t15"]
-            .iter()
-            .map(|t| {
-                hub.subscribe(SubscribeRequest::topics([*t]).expect("a good topic"))
-                    .expect("room")
-            })
-            .collect();
-        // Few topics (the list) and many (the set).
-        for (n, want) in [(3, 1), (20, 2)] {
-            let receipt = hub
-                .publish(vec![on_topics(n), on_topics(n), on_topics(n)])
-                .await
-                .expect("published");
-            assert_eq!(receipt.subscribers, want, "{n} topics");
-        }
-    }
-}
-
-#[cfg(all(test, feature = "durable"))]
-mod tests {
-    use super::*;
-    use crate::store::{Disk, Retention};
-    use std::sync::atomic::AtomicUsize;
-
-    /// The store's writer thread, making a batch readable, can hold the last reference to the
-    /// hub (every handle dropped, the publisher given up): it then drops the store on its own
-    /// thread, which must not try to join itself.
-    #[test]
-    fn the_store_writer_may_drop_the_last_hub() {
-        static WRITER_PANICS: AtomicUsize = AtomicUsize::new(0);
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name() == Some("ssehub-history") {
-                WRITER_PANICS.fetch_add(1, Ordering::SeqCst);
-            }
-            previous(info);
-        }));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let dir = std::env::temp_dir().join(format!("ssehub-lasthub-{}", std::process::id()));
-        for _ in 0..20 {
-            let _ = std::fs::remove_dir_all(&dir);
-            let disk = Disk::open(&dir, Retention::default()).unwrap();
-            let hub = Hub::builder().store(Arc::new(disk)).build();
-            // Many topics: waking them keeps the writer inside the callback a little longer.
-            let event = (0..64).fold(Event::new("x"), |e, i| {
-                e.with_topic(&format!("t{i}")).unwrap()
-            });
-            let before = hub.inner.log.committed();
-            let publisher = hub.clone();
-            let task = runtime.spawn(async move {
-                let _ = publisher.publish(vec![event]).await;
-            });
-            while hub.next_seq() == before + 1 {
-                std::thread::yield_now();
-            }
-            task.abort();
-            while !task.is_finished() {
-                std::thread::yield_now();
-            }
-            while hub.inner.log.committed() == before {
-                std::hint::spin_loop();
-            }
-            drop(hub);
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(WRITER_PANICS.load(Ordering::SeqCst), 0);
-    }
-}
-
-#[cfg(test)]
-mod in_flight {
-    //! The bound on bytes waiting for the store, with a store that commits when told to.
-
-    use super::*;
-    use crate::store::{Done, Origin, ReadLimit, Replay, StoreFuture};
-    use crate::Topic;
-    use std::sync::Mutex;
-
-    /// Keeps every batch until the test completes it.
-    struct Held {
-        epoch: Epoch,
-        pending: Mutex<Vec<(usize, Done)>>,
-    }
-
-    impl Store for Held {
-        fn origin(&self) -> Origin {
-            Origin {
-                epoch: self.epoch.clone(),
-                next_seq: 1,
-            }
-        }
-        fn keeps_events(&self) -> bool {
-            true
-        }
-        fn append(&self, records: Vec<Record>, done: Done) {
-            self.pending.lock().unwrap().push((records.len(), done));
-        }
-        fn read_after<'a>(
-            &'a self,
-            _: &'a [Topic],
-            _: u64,
-            upto: u64,
-            _: ReadLimit,
-        ) -> StoreFuture<'a, Replay> {
-            Box::pin(std::future::ready(Ok(Replay {
-                events: Vec::new(),
-                cursor: upto,
-                lost: false,
-            })))
-        }
-    }
-
-    impl Held {
-        /// The sizes of the batches waiting, once that many are waiting (or after 5 s).
-        async fn waiting(&self, n: usize) -> Vec<usize> {
-            for _ in 0..500 {
-                if self.pending.lock().unwrap().len() >= n {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            self.now()
-        }
-
-        /// The sizes of the batches waiting now.
-        fn now(&self) -> Vec<usize> {
-            self.pending.lock().unwrap().iter().map(|b| b.0).collect()
-        }
-
-        /// Commits the oldest waiting batch.
-        fn commit_one(&self) {
-            let (_, done) = self.pending.lock().unwrap().remove(0);
-            done(Ok(()));
-        }
-    }
-
-    /// `n` events whose encoded size, ids at their longest, is 146 bytes each.
-    fn batch(n: usize) -> Vec<Event> {
-        (0..n).map(|_| Event::new("x".repeat(100))).collect()
-    }
-
-    #[tokio::test]
-    async fn large_batches_wait_for_the_disk_and_an_oversized_one_goes_alone() {
-        let store = Arc::new(Held {
-            epoch: Epoch::random(),
-            pending: Mutex::new(Vec::new()),
-        });
-        let hub = Hub::builder()
-            .store(store.clone())
-            .in_flight_bytes(1000)
-            .build();
-        let publish = |n| {
-            let hub = hub.clone();
-            tokio::spawn(async move { hub.publish(batch(n)).await })
-        };
-        // 876 bytes each: the second waits until the first is committed.
-        let first = publish(6);
-        assert_eq!(store.waiting(1).await, [6]);
-        let second = publish(6);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(store.now(), [6], "the second batch went past the bound");
-        store.commit_one();
-        assert_eq!(first.await.unwrap().unwrap().ids.len(), 6);
-        assert_eq!(store.waiting(1).await, [6]);
-        // 2,920 bytes, more than the whole bound: it waits for the disk to be idle, goes alone,
-        // and whoever comes after it waits.
-        let oversized = publish(20);
-        let after = publish(1);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(store.now(), [6]);
-        store.commit_one();
-        assert_eq!(second.await.unwrap().unwrap().ids.len(), 6);
-        assert_eq!(store.waiting(1).await, [20]);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(store.now(), [20]);
-        store.commit_one();
-        assert_eq!(oversized.await.unwrap().unwrap().ids.len(), 20);
-        assert_eq!(store.waiting(1).await, [1]);
-        store.commit_one();
-        assert_eq!(after.await.unwrap().unwrap().ids.len(), 1);
-    }
-}
+mod tests;

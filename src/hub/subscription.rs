@@ -11,11 +11,11 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::id::IdMatch;
 use super::log::{TopicLog, Waiter};
 use super::slots::SlotGuard;
 use super::Inner;
 use crate::event::{encode_without_id, stream_prologue, EventError, Topic, HEARTBEAT};
+use crate::id::IdMatch;
 use crate::store::ReadLimit;
 
 /// One batch holds about this many bytes at most (one write to the socket).

@@ -30,7 +30,7 @@ use bytes::Bytes;
 pub use disk::{Disk, Retention};
 
 use crate::event::Topic;
-use crate::hub::Epoch;
+use crate::id::Epoch;
 
 /// A boxed future, so the trait can be used as `dyn Store`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

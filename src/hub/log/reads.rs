@@ -1,0 +1,167 @@
+//! Reading the log: each ring's share after a cursor, merged by sequence number, within a
+//! read's limits; and how far behind a subscriber is.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Log, TopicLog};
+use crate::hub::locks::read;
+
+/// What a read found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Read {
+    /// The new cursor: every event on the topics up to here was handed out.
+    pub(crate) cursor: u64,
+    /// The first sequence number handed out, if any.
+    pub(crate) first: Option<u64>,
+    /// Some event on these topics after the old cursor had already left the history.
+    pub(crate) evicted: bool,
+    /// The newest sequence number that left any of these topics (meaningful when `evicted`).
+    pub(crate) evicted_up_to: u64,
+    /// The read stopped at its limits: more is ready after `cursor`.
+    pub(crate) more: bool,
+}
+
+/// How much a subscriber has not been sent yet.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backlog {
+    pub(crate) events: usize,
+    pub(crate) bytes: u64,
+    /// Events it was owed already left the history.
+    pub(crate) evicted: bool,
+}
+
+impl Log {
+    /// Hands out the events after `after` on `topics`, in sequence order, each once, up to about
+    /// `max_bytes` or `max_events`, appending their bytes to `out`.
+    pub(crate) fn read(
+        &self,
+        topics: &[Arc<TopicLog>],
+        after: u64,
+        max_bytes: usize,
+        max_events: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Read {
+        let upto = self.committed();
+        let mut read = Read {
+            cursor: after,
+            first: None,
+            evicted: false,
+            evicted_up_to: 0,
+            more: false,
+        };
+        if upto <= after {
+            return read;
+        }
+        let limits = Limits {
+            max_bytes,
+            max_events,
+        };
+        if let [topic] = topics {
+            let ring = read!(topic.ring);
+            read.evicted = ring.evicted_up_to > after;
+            read.evicted_up_to = ring.evicted_up_to;
+            let entries = ring.entries.range(ring.after(after)..);
+            let cut = take_within(
+                entries.map(|e| (e.seq, &e.bytes)),
+                after,
+                upto,
+                limits,
+                |seq, b| {
+                    read.first.get_or_insert(seq);
+                    out.push(b.clone());
+                },
+            );
+            read.cursor = match cut {
+                Some(last) => {
+                    read.more = true;
+                    last
+                }
+                None => upto,
+            };
+            return read;
+        }
+        // Several topics: gather each ring's share, then merge by sequence number. An event on
+        // two of them has one sequence number and is sent once.
+        let mut merged: Vec<(u64, Bytes)> = Vec::new();
+        // A ring whose share was cut short holds back everything past its last gathered event.
+        let mut limit = upto;
+        for topic in topics {
+            let ring = read!(topic.ring);
+            read.evicted |= ring.evicted_up_to > after;
+            read.evicted_up_to = read.evicted_up_to.max(ring.evicted_up_to);
+            let entries = ring.entries.range(ring.after(after)..);
+            let cut = take_within(
+                entries.map(|e| (e.seq, &e.bytes)),
+                after,
+                upto,
+                limits,
+                |seq, b| {
+                    merged.push((seq, b.clone()));
+                },
+            );
+            if let Some(last) = cut {
+                limit = limit.min(last);
+                read.more = true;
+            }
+        }
+        merged.sort_unstable_by_key(|(seq, _)| *seq);
+        merged.dedup_by_key(|(seq, _)| *seq);
+        let merged = merged.iter().map(|(seq, b)| (*seq, b));
+        let cut = take_within(merged, after, limit, limits, |seq, b| {
+            read.first.get_or_insert(seq);
+            out.push(b.clone());
+        });
+        read.cursor = cut.unwrap_or(limit);
+        read
+    }
+
+    /// What a subscriber on `topics` that was sent everything up to `after` still has to get.
+    pub(crate) fn backlog(&self, topics: &[Arc<TopicLog>], after: u64) -> Backlog {
+        let mut backlog = Backlog::default();
+        for topic in topics {
+            let ring = read!(topic.ring);
+            backlog.evicted |= ring.evicted_up_to > after;
+            let index = ring.after(after);
+            backlog.events += ring.entries.len() - index;
+            backlog.bytes += ring.appended() - ring.offset_at(index);
+        }
+        backlog
+    }
+}
+
+/// What one read may hand out: at most `max_events` events, and about `max_bytes` (the first
+/// event is taken however large it is).
+#[derive(Clone, Copy)]
+struct Limits {
+    max_bytes: usize,
+    max_events: usize,
+}
+
+/// Walks `entries` (in sequence order, all after `after`) up to `upto`, handing each to `take`
+/// until `limits` stop it: the one loop behind each of [`Log::read`]'s walks. Returns the last
+/// sequence number taken (`after` if none) when a limit stopped it, `None` if it took everything
+/// up to `upto`.
+fn take_within<'a>(
+    entries: impl Iterator<Item = (u64, &'a Bytes)>,
+    after: u64,
+    upto: u64,
+    limits: Limits,
+    mut take: impl FnMut(u64, &'a Bytes),
+) -> Option<u64> {
+    let (mut bytes, mut taken, mut last) = (0, 0, after);
+    for (seq, b) in entries {
+        if seq > upto {
+            break;
+        }
+        if taken == limits.max_events || (taken > 0 && bytes + b.len() > limits.max_bytes) {
+            return Some(last);
+        }
+        bytes += b.len();
+        taken += 1;
+        last = seq;
+        take(seq, b);
+    }
+    None
+}
