@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     pub(crate) on_request_thread: AtomicUsize,
     pub(crate) stop: watch::Receiver<bool>,
     lingering: AtomicUsize,
+    /// For the A/B in BENCHMARKS.md only (`SSEHUB_BENCH_STREAMS_VIA_HYPER=1`): streams are served
+    /// by hyper on the request thread, as a mounted router serves them, instead of `fast.rs`.
+    streams_via_hyper: bool,
 }
 
 impl Shared {
@@ -70,6 +73,8 @@ impl Shared {
             on_request_thread: AtomicUsize::new(0),
             stop,
             lingering: AtomicUsize::new(0),
+            streams_via_hyper: std::env::var_os("SSEHUB_BENCH_STREAMS_VIA_HYPER")
+                .is_some_and(|v| v == "1"),
         }
     }
 }
@@ -198,7 +203,7 @@ async fn next_head(conn: &mut Connection, shared: &Shared) -> Option<Route> {
     };
     let mut stop = shared.stop.clone();
     tokio::select! {
-        read = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn.stream, &mut conn.buf)) => {
+        read = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn.stream, &mut conn.buf, shared.streams_via_hyper)) => {
             match read {
                 Ok(Ok(route)) => route,
                 // Failed, or too slow to send a head: nothing to answer.
@@ -264,14 +269,18 @@ fn move_to_other_place(conn: Connection, route: Route, from: Place, shared: Arc<
 
 /// Reads until a whole request head is at the start of `buf` and decides where it goes. `None`:
 /// the client closed first.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Option<Route>> {
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    streams_via_hyper: bool,
+) -> io::Result<Option<Route>> {
     loop {
         if !buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut request = httparse::Request::new(&mut headers);
             match request.parse(buf) {
                 Ok(httparse::Status::Complete(head_len)) => {
-                    return Ok(Some(route(&request, head_len)))
+                    return Ok(Some(route(&request, head_len, streams_via_hyper)))
                 }
                 Ok(httparse::Status::Partial) => {}
                 Err(httparse::Error::TooManyHeaders) => {
@@ -300,7 +309,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Opt
     }
 }
 
-fn route(request: &httparse::Request<'_, '_>, head_len: usize) -> Route {
+fn route(request: &httparse::Request<'_, '_>, head_len: usize, streams_via_hyper: bool) -> Route {
     let method = request.method.unwrap_or("");
     // The path as hyper and the router see it (absolute form, a fragment): every request they
     // would route to `/events` is a stream here. One they cannot parse, hyper refuses.
@@ -314,7 +323,7 @@ fn route(request: &httparse::Request<'_, '_>, head_len: usize) -> Route {
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
-    if method != "GET" || path != "/events" {
+    if method != "GET" || path != "/events" || streams_via_hyper {
         let body =
             RequestBody::from_head(method, request.headers.iter().map(|h| (h.name, h.value)));
         return Route::Request { head_len, body };
