@@ -23,7 +23,9 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod config;
 pub mod event;
 pub mod feed;
