@@ -388,7 +388,8 @@ where
     let cli = Cli::from_arg_matches(&matches)?;
     // Without the `bench` feature, `serve` is the only subcommand.
     #[cfg_attr(not(feature = "bench"), allow(irrefutable_let_patterns))]
-    let Command::Serve(serve) = &cli.command else {
+    let Command::Serve(serve) = &cli.command
+    else {
         return Ok(cli);
     };
     let (Some(path), Some(sub)) = (&serve.config, matches.subcommand_matches("serve")) else {

@@ -35,5 +35,9 @@ pub mod hub;
 pub mod parse;
 pub mod store;
 
+pub use event::EventError;
 pub use event::{Event, Topic};
-pub use hub::{Hub, HubConfig, Receipt, SubscribeRequest, Subscription};
+pub use hub::{
+    End, Events, Gap, Hub, HubBuilder, HubConfig, PublishError, Receipt, Received, ReceivedEvent,
+    Stats, SubscribeError, SubscribeRequest, Subscription,
+};

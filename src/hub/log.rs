@@ -236,6 +236,13 @@ impl TopicLog {
         list.push(waiter.clone());
     }
 
+    /// The event numbered `seq` is on this topic and still in memory.
+    pub(crate) fn holds(&self, seq: u64) -> bool {
+        let ring = read!(self.ring);
+        let i = ring.after(seq);
+        i > 0 && ring.entries[i - 1].seq == seq
+    }
+
     /// Wakes every enrolled waiter.
     pub(crate) fn wake(&self) {
         let list = std::mem::take(&mut *lock!(self.waiters));

@@ -20,6 +20,7 @@
 
 mod id;
 pub(crate) mod log;
+mod received;
 mod slots;
 mod subscription;
 
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use id::{Epoch, IdMatch};
+pub use received::{Events, Gap, Received, ReceivedEvent};
 pub use subscription::{End, SubscribeRequest, Subscription};
 
 use crate::event::{Event, EventError};
