@@ -123,6 +123,8 @@ pub struct ServeArgs {
     )]
     pub max_clients_per_ip: u64,
 
+    // The doc comment is also the flag's help text: `[:port]` is not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     /// A web origin allowed cross-origin access (scheme://host[:port], exactly; repeat the flag
     /// for more; the env twin takes a comma-separated list). None by default; "*" is refused.
     #[arg(long = "cors-origin", env = "SSEHUB_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',',

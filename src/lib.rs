@@ -24,6 +24,8 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "bench")]
+// Its doc comments are also `--help` text, shown verbatim: `<data>` is not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 pub mod bench;
 #[cfg(feature = "cli")]
 pub mod config;

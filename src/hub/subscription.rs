@@ -106,7 +106,10 @@ enum FirstRead {
     Done,
 }
 
-/// An open subscription. See the [module documentation](self) and [`Hub::subscribe`](super::Hub::subscribe).
+/// An open subscription: read it as wire bytes with [`next`](Subscription::next) (what the
+/// server does) or as decoded events with [`recv`](Subscription::recv) or
+/// [`into_stream`](Subscription::into_stream). See the [`hub`](crate::hub) documentation and
+/// [`Hub::subscribe`](super::Hub::subscribe).
 pub struct Subscription {
     hub: Arc<Inner>,
     topics: Vec<Arc<TopicLog>>,
