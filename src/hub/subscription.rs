@@ -39,6 +39,14 @@ pub struct SubscribeRequest {
 
 impl SubscribeRequest {
     /// A request for these (checked) topics; none means `default`. Duplicates are dropped.
+    ///
+    /// ```
+    /// use ssehub::{SubscribeRequest, Topic};
+    /// let a = Topic::new("a")?;
+    /// assert_eq!(SubscribeRequest::new(vec![a.clone(), a.clone()]).topic_list(), [a]);
+    /// assert_eq!(SubscribeRequest::new(vec![]).topic_list(), [Topic::default_topic()]);
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn new(topics: Vec<Topic>) -> SubscribeRequest {
         let mut unique: Vec<Topic> = Vec::with_capacity(topics.len().max(1));
         for t in topics {
@@ -56,6 +64,17 @@ impl SubscribeRequest {
     }
 
     /// A request for topics given by name, checked.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::BadTopic`] for the first name that is not a valid topic.
+    ///
+    /// ```
+    /// use ssehub::SubscribeRequest;
+    /// assert_eq!(SubscribeRequest::topics(["a", "b"])?.topic_list().len(), 2);
+    /// assert!(SubscribeRequest::topics([""]).is_err());
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn topics<I, S>(names: I) -> Result<SubscribeRequest, EventError>
     where
         I: IntoIterator<Item = S>,
@@ -68,14 +87,24 @@ impl SubscribeRequest {
         Ok(SubscribeRequest::new(topics))
     }
 
-    /// Resume after this event id (what `Last-Event-ID` carries). An empty id means no resume.
+    /// Resume after this event id (what `Last-Event-ID` carries, or a
+    /// [`ReceivedEvent::id`](crate::ReceivedEvent::id)). An empty id means no resume. An id
+    /// this hub did not give is not an error: the subscription starts with a gap notice and
+    /// replays everything retained (see [`Gap`](crate::Gap)).
+    ///
+    /// ```
+    /// use ssehub::SubscribeRequest;
+    /// let req = SubscribeRequest::topics(["a"])?.resume_after("3f2a9c01b2c4-17");
+    /// assert_eq!(req, SubscribeRequest::topics(["a"])?.resume_after("").resume_after("3f2a9c01b2c4-17"));
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn resume_after(mut self, id: impl Into<String>) -> SubscribeRequest {
         let id = id.into();
         self.last_event_id = (!id.is_empty()).then_some(id);
         self
     }
 
-    /// The topics, without duplicates.
+    /// The topics, without duplicates (examples at [`new`](Self::new)).
     pub fn topic_list(&self) -> &[Topic] {
         &self.topics
     }
@@ -408,6 +437,17 @@ impl Subscription {
     /// began) than the hub allows, or events it was owed already left the history. Writers call
     /// this while a write is blocked; [`next`](Self::next) ends the stream itself when events
     /// it was owed left the history.
+    ///
+    /// # Errors
+    ///
+    /// [`End::Lagged`]: end the stream; the client resumes with its last event id.
+    ///
+    /// ```
+    /// let hub = ssehub::Hub::builder().build();
+    /// let sub = hub.subscribe(ssehub::SubscribeRequest::topics(["a"])?)?;
+    /// assert!(sub.check_backlog().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn check_backlog(&self) -> Result<(), End> {
         let from = self.cursor.max(self.start);
         let backlog = self.hub.log.backlog(&self.topics, from);
