@@ -43,6 +43,7 @@ pub enum Command {
     /// Run a hub.
     Serve(ServeArgs),
     /// Load-test an SSE server (this one or any other) and report what it delivered.
+    #[cfg(feature = "bench")]
     Bench(crate::bench::BenchArgs),
 }
 
@@ -385,7 +386,10 @@ where
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let matches = Cli::command().try_get_matches_from(&args)?;
     let cli = Cli::from_arg_matches(&matches)?;
-    let Command::Serve(serve) = &cli.command else {
+    // Without the `bench` feature, `serve` is the only subcommand.
+    #[cfg_attr(not(feature = "bench"), allow(irrefutable_let_patterns))]
+    let Command::Serve(serve) = &cli.command
+    else {
         return Ok(cli);
     };
     let (Some(path), Some(sub)) = (&serve.config, matches.subcommand_matches("serve")) else {

@@ -51,17 +51,32 @@ pub struct Topic(Arc<str>);
 
 impl Topic {
     /// Checks and wraps a topic name.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::BadTopic`]: empty, longer than [`MAX_TOPIC_LEN`], or with a control
+    /// character.
+    ///
+    /// ```
+    /// let topic = ssehub::Topic::new("news")?;
+    /// assert_eq!(topic.as_str(), "news");
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn new(name: &str) -> Result<Topic, EventError> {
         check_label(name, MAX_TOPIC_LEN).map_err(|why| EventError::BadTopic(shown(name), why))?;
         Ok(Topic(name.into()))
     }
 
     /// The topic everyone is on when they name none.
+    ///
+    /// ```
+    /// assert_eq!(ssehub::Topic::default_topic().as_str(), ssehub::event::DEFAULT_TOPIC);
+    /// ```
     pub fn default_topic() -> Topic {
         Topic(DEFAULT_TOPIC.into())
     }
 
-    /// The name as text.
+    /// The name as text (example at [`Topic::new`]).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -158,6 +173,11 @@ impl fmt::Debug for Event {
 
 impl Event {
     /// An unnamed event with this data, on no topic yet (it goes to `default` if none is added).
+    ///
+    /// ```
+    /// let e = ssehub::Event::new("hello");
+    /// assert_eq!((e.data(), e.name(), e.retry(), e.topics().len()), ("hello", None, None, 0));
+    /// ```
     pub fn new(data: impl Into<String>) -> Event {
         Event {
             topics: Vec::new(),
@@ -169,11 +189,28 @@ impl Event {
     }
 
     /// Adds a topic (checked). Adding the same topic twice has no effect.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::BadTopic`], as [`Topic::new`].
+    ///
+    /// ```
+    /// let e = ssehub::Event::new("x").with_topic("a")?.with_topic("b")?.with_topic("a")?;
+    /// assert_eq!(e.topics().len(), 2);
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn with_topic(self, topic: &str) -> Result<Event, EventError> {
         Ok(self.with_checked_topic(Topic::new(topic)?))
     }
 
     /// Adds an already checked topic. Adding the same topic twice has no effect.
+    ///
+    /// ```
+    /// let news = ssehub::Topic::new("news")?;
+    /// let e = ssehub::Event::new("x").with_checked_topic(news.clone());
+    /// assert_eq!(e.topics(), [news]);
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn with_checked_topic(mut self, topic: Topic) -> Event {
         self.add_topic(topic);
         self
@@ -197,19 +234,35 @@ impl Event {
     }
 
     /// Names the event (checked), so clients receive it with `addEventListener(name, ...)`.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::BadName`]: the same rules as a topic.
+    ///
+    /// ```
+    /// let e = ssehub::Event::new("{}").with_name("status")?;
+    /// assert_eq!(e.name(), Some("status"));
+    /// assert!(ssehub::Event::new("{}").with_name("a\nb").is_err());
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn with_name(mut self, name: &str) -> Result<Event, EventError> {
         check_name(name)?;
         self.name = Some(name.into());
         Ok(self)
     }
 
-    /// Asks the client to wait this many milliseconds before reconnecting.
+    /// Asks the client to wait this many milliseconds before reconnecting (the `retry:` field).
+    ///
+    /// ```
+    /// assert_eq!(ssehub::Event::new("x").with_retry(5000).retry(), Some(5000));
+    /// ```
     pub fn with_retry(mut self, millis: u64) -> Event {
         self.retry = Some(millis);
         self
     }
 
-    /// The topics; [`DEFAULT_TOPIC`] alone if none was added.
+    /// The topics; [`DEFAULT_TOPIC`] alone once published if none was added (examples at
+    /// [`with_topic`](Self::with_topic)).
     pub fn topics(&self) -> &[Topic] {
         &self.topics
     }
@@ -221,17 +274,17 @@ impl Event {
         }
     }
 
-    /// The event name, if any.
+    /// The event name, if any (example at [`with_name`](Self::with_name)).
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
     }
 
-    /// The data.
+    /// The data (example at [`Event::new`]).
     pub fn data(&self) -> &str {
         &self.data
     }
 
-    /// The reconnection time, if any.
+    /// The reconnection time, if any (example at [`with_retry`](Self::with_retry)).
     pub fn retry(&self) -> Option<u64> {
         self.retry
     }

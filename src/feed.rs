@@ -29,6 +29,22 @@ pub struct LineTemplate {
 /// closes. A line that is not UTF-8 is published with replacement characters and a warning; a
 /// line larger than the hub's `history_bytes` is left out, with a warning. Returns how many
 /// lines were published.
+///
+/// # Errors
+///
+/// The [`PublishError`] that stopped it (other than the hub closing, which ends it with `Ok`).
+///
+/// ```
+/// use ssehub::feed::{lines, LineTemplate};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let hub = ssehub::Hub::builder().build();
+/// let template = LineTemplate { topic: ssehub::Topic::new("log")?, name: None };
+/// let published = lines(&b"one\ntwo\r\n"[..], hub.clone(), template).await?;
+/// assert_eq!(published, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 pub async fn lines<R>(mut reader: R, hub: Hub, template: LineTemplate) -> Result<u64, PublishError>
 where
     R: AsyncBufRead + Unpin,

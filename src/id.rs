@@ -9,6 +9,14 @@ pub struct Epoch(Box<str>);
 
 impl Epoch {
     /// A fresh random epoch: 12 lowercase hex digits.
+    ///
+    /// ```
+    /// use ssehub::hub::{Epoch, IdMatch};
+    /// let epoch = Epoch::random();
+    /// assert_eq!(Epoch::from_text(epoch.as_str()), Some(epoch.clone()));
+    /// assert_eq!(epoch.parse(&epoch.id(7)), IdMatch::Current(7));
+    /// assert_eq!(epoch.parse("nonsense"), IdMatch::Unknown);
+    /// ```
     pub fn random() -> Epoch {
         let mut raw = [0u8; 6];
         // A failing OS random source is not worth refusing to start over: fall back to the clock.
@@ -26,7 +34,7 @@ impl Epoch {
         Epoch(s.into())
     }
 
-    /// An epoch read back from a store: 12 lowercase hex digits, or `None`.
+    /// An epoch read back from a store: 12 lowercase hex digits, or `None` (example at [`Epoch::random`]).
     pub fn from_text(text: &str) -> Option<Epoch> {
         let ok = text.len() == 12
             && text
@@ -35,17 +43,17 @@ impl Epoch {
         ok.then(|| Epoch(text.into()))
     }
 
-    /// The epoch as text.
+    /// The epoch as text (example at [`Epoch::random`]).
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The id of event `seq` in this history.
+    /// The id of event `seq` in this history (example at [`Epoch::random`]).
     pub fn id(&self, seq: u64) -> String {
         format!("{}-{seq}", self.0)
     }
 
-    /// Reads a client's last event id against this history.
+    /// Reads a client's last event id against this history (example at [`Epoch::random`]).
     pub fn parse(&self, id: &str) -> IdMatch {
         match id.rsplit_once('-') {
             // Only the canonical spelling counts ("+5" or "05" were never given out).

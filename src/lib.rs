@@ -17,13 +17,46 @@
 //! # }
 //! ```
 //!
-//! Modules: [`event`] (validation, encoding), [`parse`] (incremental event-stream parser),
-//! [`hub`] (log, subscriptions, slots), [`store`] (history backends), [`http`] (routes and the
-//! event-stream fast path), [`feed`] (stdin), [`config`] (flags, env, TOML).
+//! Read a topic from code, as a [`Stream`](futures_util::Stream) of decoded events:
+//!
+//! ```
+//! use futures_util::StreamExt;
+//! use ssehub::{Event, Hub, Received, SubscribeRequest};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hub = Hub::builder().build();
+//! let mut events = hub.subscribe(SubscribeRequest::topics(["device"])?)?.into_stream();
+//! hub.publish_one(Event::new("{\"up\":true}").with_topic("device")?.with_name("status")?).await?;
+//! if let Some(Ok(Received::Event(e))) = events.next().await {
+//!     assert_eq!((e.name.as_str(), e.data.as_str()), ("status", "{\"up\":true}"));
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! - `durable` (default): [`store::Disk`], the history in a redb file.
+//! - `cli` (default): the binary's flags, environment and config file (`ssehub::config`).
+//! - `bench` (default): the load generator `ssehub bench` (`ssehub::bench`).
+//!
+//! `cli` and `bench` are the binary's, default so that a fresh clone builds, runs and tests
+//! with no flags. A library wants `default-features = false, features = ["durable"]`.
+//!
+//! # Modules
+//!
+//! The re-exports at the root are the API. Modules: [`event`] (validation, encoding),
+//! [`parse`] (incremental event-stream parser), [`hub`] (log, subscriptions, slots), [`store`]
+//! (history backends; the [`Store`](store::Store) trait is sealed), [`http`] (routes and the
+//! event-stream fast path), [`feed`] (stdin), and with their features `config` (flags, env,
+//! TOML) and `bench` (the load generator).
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod config;
 pub mod event;
 pub mod feed;
@@ -34,5 +67,9 @@ mod id;
 pub mod parse;
 pub mod store;
 
+pub use event::EventError;
 pub use event::{Event, Topic};
-pub use hub::{Hub, HubConfig, Receipt, SubscribeRequest, Subscription};
+pub use hub::{
+    End, Events, Gap, Hub, HubBuilder, HubConfig, PublishError, Receipt, Received, ReceivedEvent,
+    Stats, SubscribeError, SubscribeRequest, Subscription,
+};

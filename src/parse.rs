@@ -89,7 +89,7 @@ pub struct Parser {
 }
 
 impl Parser {
-    /// A parser at the start of a stream.
+    /// A parser at the start of a stream (example in the [module documentation](self)).
     pub fn new() -> Parser {
         Parser {
             at_start: true,
@@ -98,16 +98,34 @@ impl Parser {
     }
 
     /// The last event id seen (what `Last-Event-ID` would carry on reconnect).
+    ///
+    /// ```
+    /// let mut parser = ssehub::parse::Parser::new();
+    /// parser.feed(b"id: 7\ndata: x\n\n", &mut |_| {});
+    /// assert_eq!(parser.last_event_id(), "7");
+    /// ```
     pub fn last_event_id(&self) -> &str {
         &self.last_id
     }
 
-    /// Feeds the next bytes of the stream; calls `out` for each frame completed by them.
+    /// Feeds the next bytes of the stream, split anywhere; calls `out` for each frame completed
+    /// by them (example in the [module documentation](self)).
     pub fn feed(&mut self, chunk: &[u8], out: &mut dyn FnMut(Frame)) {
         self.feed_ref(chunk, &mut |f| out(f.to_owned()))
     }
 
     /// Like [`feed`](Self::feed), lending each frame instead of allocating it.
+    ///
+    /// ```
+    /// use ssehub::parse::{FrameRef, Parser};
+    /// let mut data = Vec::new();
+    /// Parser::new().feed_ref(b"data: a\ndata: b\n\n", &mut |f| {
+    ///     if let FrameRef::Event { data: d, .. } = f {
+    ///         data.push(d.to_string());
+    ///     }
+    /// });
+    /// assert_eq!(data, ["a\nb"]);
+    /// ```
     pub fn feed_ref(&mut self, mut chunk: &[u8], out: &mut dyn FnMut(FrameRef<'_>)) {
         if self.at_start && !chunk.is_empty() {
             let bom = [0xEF, 0xBB, 0xBF];

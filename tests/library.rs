@@ -6,8 +6,9 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::*;
+use futures_util::StreamExt;
 use ssehub::http::{router, HttpConfig};
-use ssehub::{Event, Hub};
+use ssehub::{End, Event, Hub, Received, ReceivedEvent, SubscribeRequest, Topic};
 
 async fn mounted(hub: Hub) -> String {
     let config = HttpConfig {
@@ -138,4 +139,91 @@ async fn a_mounted_router_limits_per_address_when_it_knows_the_address() {
     assert_eq!(first.status, 200);
     let second = EventStream::open(&format!("{base}/events"), &[]).await;
     assert_eq!(second.status, 429);
+}
+
+/// Reads the next item of a subscription's stream, or fails after a while.
+async fn next_item(events: &mut ssehub::Events) -> Option<Result<Received, End>> {
+    tokio::time::timeout(WAIT, events.next())
+        .await
+        .expect("the stream yields within the wait")
+}
+
+fn event(item: Option<Result<Received, End>>) -> ReceivedEvent {
+    match item {
+        Some(Ok(Received::Event(e))) => e,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_reads_as_a_stream_of_events_with_gaps_and_an_end() {
+    let hub = Hub::builder().history(3).build();
+    let topics = |names: &[&str]| SubscribeRequest::topics(names.iter().copied()).unwrap();
+
+    // Published from code, read back decoded: id, name, data (several lines), topics.
+    let mut events = hub.subscribe(topics(&["a", "b"])).unwrap().into_stream();
+    let receipt = hub
+        .publish(vec![
+            Event::new("line one\nline two\r\nline three")
+                .with_topic("a")
+                .unwrap()
+                .with_name("report")
+                .unwrap(),
+            Event::new("{\"up\":true}")
+                .with_topic("b")
+                .unwrap()
+                .with_topic("a")
+                .unwrap()
+                .with_topic("c")
+                .unwrap(),
+        ])
+        .await
+        .unwrap();
+    let first = event(next_item(&mut events).await);
+    assert_eq!(first.id, receipt.ids[0]);
+    assert_eq!(first.name, "report");
+    assert_eq!(first.data, "line one\nline two\nline three");
+    assert_eq!(first.topics, vec![Topic::new("a").unwrap()]);
+    let second = event(next_item(&mut events).await);
+    assert_eq!(second.id, receipt.ids[1]);
+    assert_eq!(second.name, "message");
+    assert_eq!(second.data, "{\"up\":true}");
+    // Once, with the subscription's topics it was published on (not `c`).
+    assert_eq!(
+        second.topics,
+        vec![Topic::new("a").unwrap(), Topic::new("b").unwrap()]
+    );
+
+    // A resume from before what the history still holds: a gap, then what is left.
+    let on_d = |i: i32| Event::new(i.to_string()).with_topic("d").unwrap();
+    // Resuming after -1 is owed 0, which leaves the history (3 events) with -1.
+    let evicted = hub.publish(vec![on_d(-1), on_d(0)]).await.unwrap().ids[0].clone();
+    let later = hub.publish((1..=3).map(on_d).collect()).await.unwrap();
+    let mut resumed = hub
+        .subscribe(topics(&["d"]).resume_after(evicted.clone()))
+        .unwrap()
+        .into_stream();
+    match next_item(&mut resumed).await {
+        Some(Ok(Received::Gap(gap))) => {
+            assert_eq!(gap.reason, "evicted");
+            assert_eq!(gap.resumed_at.as_deref(), Some(later.ids[0].as_str()));
+            assert!(gap.data.contains(&evicted), "{}", gap.data);
+        }
+        other => panic!("expected a gap, got {other:?}"),
+    }
+    for (id, data) in later.ids.iter().zip(["1", "2", "3"]) {
+        let e = event(next_item(&mut resumed).await);
+        assert_eq!((e.id.as_str(), e.data.as_str()), (id.as_str(), data));
+        assert_eq!(e.topics, vec![Topic::new("d").unwrap()]);
+    }
+
+    // A reader that falls behind further than the history: the stream ends with `Lagged`.
+    hub.publish((4..=8).map(on_d).collect()).await.unwrap();
+    assert_eq!(next_item(&mut resumed).await, Some(Err(End::Lagged)));
+    assert_eq!(next_item(&mut resumed).await, None);
+
+    // Closing the hub ends a stream that is owed nothing more with `Shutdown`.
+    hub.close();
+    assert_eq!(next_item(&mut events).await, Some(Err(End::Shutdown)));
+    assert_eq!(next_item(&mut events).await, None);
 }

@@ -135,6 +135,18 @@ impl AppState {
 
 /// The whole hub as an axum router: `GET /events`, `POST /publish`, `GET /`, `GET /healthz`,
 /// `GET /metrics`.
+///
+/// ```no_run
+/// use ssehub::http::{router, HttpConfig};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let hub = ssehub::Hub::builder().build();
+/// let config = HttpConfig { publish_token: Some("s3cret".into()), ..HttpConfig::default() };
+/// let app = axum::Router::new().nest("/sse", router(hub, config));
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// axum::serve(listener, app).await
+/// # }
+/// ```
 pub fn router(hub: Hub, config: HttpConfig) -> Router {
     routes(AppState::new(hub, config))
 }
@@ -178,6 +190,11 @@ pub fn publish_request_events(
 
 /// The subscription a `GET /events` with this query string and `Last-Event-ID` would open, or its
 /// one-line refusal. For fuzzing and tools; the route uses the same code.
+///
+/// ```
+/// let req = ssehub::http::subscribe_request_from("topic=a&topic=b", Some(b"abc-1")).unwrap();
+/// assert_eq!(req.topic_list().len(), 2);
+/// ```
 pub fn subscribe_request_from(
     query: &str,
     last_event_id: Option<&[u8]>,

@@ -17,10 +17,48 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```
+//!
+//! ## Reading from code
+//!
+//! [`Subscription::next`] hands out wire bytes (what the server writes); in-process readers
+//! take decoded events with [`Subscription::recv`], or the subscription as a `Stream` with
+//! [`Subscription::into_stream`]: each item a [`Received::Event`] (id, name, data, topics) or a
+//! [`Received::Gap`].
+//!
+//! ## Gaps
+//!
+//! A subscription resumed after an id ([`SubscribeRequest::resume_after`]) gets every event
+//! after it on its topics, unless some already left the history: then a [`Received::Gap`]
+//! (`reason` `evicted`) comes first, then what is left. An id from another history or never
+//! given is a gap too (`other-history`, `unknown-id`), followed by everything retained.
+//!
+//! ```
+//! use ssehub::{Event, Hub, Received, SubscribeRequest};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let hub = Hub::builder().history(1).build();
+//! let ids = hub.publish((1..=3).map(|i| Event::new(i.to_string())).collect()).await?.ids;
+//! let mut sub = hub.subscribe(SubscribeRequest::topics(["default"])?.resume_after(&*ids[0]))?;
+//! // Event 2 left the history (it keeps 1 event): a gap, then event 3.
+//! match sub.recv().await? {
+//!     Received::Gap(gap) => assert_eq!((gap.reason.as_str(), gap.resumed_at), ("evicted", Some(ids[2].clone()))),
+//!     other => panic!("{other:?}"),
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! ## Slow subscribers
+//!
+//! A subscription past its first read that falls behind by more than the history holds (or
+//! more than [`HubConfig::max_backlog_bytes`] or [`HubConfig::max_backlog_events`] while its
+//! writes block) ends with [`End::Lagged`]; it resumes by subscribing again after the last id it
+//! got, and is then told of the loss with a gap. Publishers never wait for subscribers.
 
 mod locks;
 pub(crate) mod log;
 mod publish;
+mod received;
 mod ring;
 mod slots;
 mod subscription;
@@ -31,6 +69,7 @@ use std::time::Duration;
 
 pub use crate::id::{Epoch, IdMatch};
 pub use publish::{PublishError, Receipt};
+pub use received::{Events, Gap, Received, ReceivedEvent};
 pub use subscription::{End, SubscribeRequest, Subscription};
 
 use crate::store::{Memory, Store};
@@ -114,16 +153,30 @@ impl HubConfig {
 
 /// Builds a [`Hub`].
 ///
+/// Each setter names the [`HubConfig`] field it sets; every one is used here:
+///
 /// ```
 /// use std::time::Duration;
 /// let hub = ssehub::Hub::builder()
 ///     .max_clients(500)
 ///     .history(50_000)
+///     .history_bytes(64 << 20)
+///     .history_age(Some(Duration::from_secs(3600)))
+///     .memory_history(10_000)
 ///     .heartbeat(Some(Duration::from_secs(30)))
+///     .retry_ms(2000)
+///     .max_backlog_bytes(1 << 20)
+///     .max_topics_per_client(16)
+///     .max_topics_per_event(8)
+///     .batch_window(Duration::from_millis(10))
 ///     .build();
 /// assert_eq!(hub.config().max_clients, 500);
+/// // Or all at once, from a config:
+/// let same = ssehub::Hub::builder().config(hub.config().clone()).build();
+/// assert_eq!(same.config().history, 50_000);
 /// ```
 #[derive(Default)]
+#[must_use = "a builder does nothing until `build`"]
 pub struct HubBuilder {
     config: HubConfig,
     store: Option<Arc<dyn Store>>,
@@ -255,9 +308,29 @@ impl HubBuilder {
 }
 
 /// A Server-Sent Events hub: publish events, subscribe to topics. Cheap to clone (shared).
+/// See the [module documentation](crate::hub) for gaps and slow subscribers.
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("epoch", &self.inner.epoch)
+            .field("next_seq", &self.next_seq())
+            .field("durable", &self.inner.durable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for HubBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubBuilder")
+            .field("config", &self.config)
+            .field("store", &self.store.as_ref().map(|_| "custom"))
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct Inner {
@@ -340,27 +413,68 @@ pub struct Stats {
 }
 
 impl Hub {
-    /// Starts building a hub.
+    /// Starts building a hub (see [`HubBuilder`] for every setting).
+    ///
+    /// ```
+    /// let hub = ssehub::Hub::builder().max_clients(10).build();
+    /// assert_eq!(hub.stats().max_clients, 10);
+    /// ```
     pub fn builder() -> HubBuilder {
         HubBuilder::default()
     }
 
     /// The settings.
+    ///
+    /// ```
+    /// let hub = ssehub::Hub::builder().history(500).build();
+    /// assert_eq!(hub.config().history, 500);
+    /// ```
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
     }
 
     /// The epoch: the name of this hub's history, carried in every id.
+    ///
+    /// ```
+    /// let hub = ssehub::Hub::builder().build();
+    /// assert_eq!(hub.epoch().id(hub.next_seq()), format!("{}-1", hub.epoch().as_str()));
+    /// ```
     pub fn epoch(&self) -> &Epoch {
         &self.inner.epoch
     }
 
     /// The sequence number the next published event gets.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hub = ssehub::Hub::builder().build();
+    /// hub.publish_one(ssehub::Event::new("x")).await?;
+    /// assert_eq!(hub.next_seq(), 2);
+    /// # Ok::<(), ssehub::PublishError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn next_seq(&self) -> u64 {
         self.inner.log.next_seq()
     }
 
-    /// Opens a subscription, taking a client slot (freed when it is dropped).
+    /// Opens a subscription, taking a client slot (freed when it is dropped). Read it with
+    /// [`Subscription::recv`], [`Subscription::into_stream`] or (as bytes) [`Subscription::next`].
+    ///
+    /// # Errors
+    ///
+    /// [`SubscribeError`]: every slot is taken, too many topics, or the hub is closing.
+    ///
+    /// ```
+    /// use ssehub::{Hub, SubscribeError, SubscribeRequest};
+    ///
+    /// let hub = Hub::builder().max_clients(1).build();
+    /// let first = hub.subscribe(SubscribeRequest::topics(["news"])?)?;
+    /// let refused = hub.subscribe(SubscribeRequest::topics(["news"])?);
+    /// assert!(matches!(refused, Err(SubscribeError::Full { max: 1 })));
+    /// drop(first); // frees the slot
+    /// assert!(hub.subscribe(SubscribeRequest::topics(["news"])?).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn subscribe(&self, request: SubscribeRequest) -> Result<Subscription, SubscribeError> {
         if self.inner.is_closing() {
             return Err(SubscribeError::Closing);
@@ -435,6 +549,17 @@ impl Hub {
 
     /// Refuses new publishes and subscriptions and ends every stream at its next wake-up (this
     /// wakes them all). Events published before this call are still handed out first.
+    ///
+    /// ```
+    /// use ssehub::{Event, Hub, PublishError};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hub = Hub::builder().build();
+    /// hub.close();
+    /// assert!(hub.is_closing());
+    /// assert!(matches!(hub.publish_one(Event::new("late")).await, Err(PublishError::Closing)));
+    /// # });
+    /// ```
     pub fn close(&self) {
         self.inner.closing.store(true, Ordering::Release);
         for t in self.inner.log.all_topics() {
@@ -442,12 +567,22 @@ impl Hub {
         }
     }
 
-    /// True once [`Hub::close`] was called.
+    /// True once [`Hub::close`] was called (example there).
     pub fn is_closing(&self) -> bool {
         self.inner.is_closing()
     }
 
     /// Current counters.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hub = ssehub::Hub::builder().build();
+    /// hub.publish_one(ssehub::Event::new("x")).await?;
+    /// let stats = hub.stats();
+    /// assert_eq!((stats.published_total, stats.history_events, stats.clients), (1, 1, 0));
+    /// # Ok::<(), ssehub::PublishError>(())
+    /// # }).unwrap();
+    /// ```
     pub fn stats(&self) -> Stats {
         let i = &self.inner;
         Stats {

@@ -87,6 +87,35 @@ impl Hub {
     /// Publishes a batch in order, atomically: no subscriber sees a later event before an earlier
     /// one, and a batch with an event naming more than `max_topics_per_event` topics is refused
     /// whole before anything is published. Events without a topic go to `default`.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError`]: the hub is closing, an event names too many topics, the batch is
+    /// larger than the whole in-memory history, or the store failed. Nothing was published.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe in the sense that matters: a publish dropped while it waits (for a
+    /// durable store) may still be published, and its ids are then lost to the caller.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ssehub::{Event, Hub};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hub = Hub::builder().build();
+    /// let receipt = hub
+    ///     .publish(vec![
+    ///         Event::new("one").with_topic("news")?,
+    ///         Event::new("{\"up\":true}").with_topic("status")?.with_name("status")?,
+    ///     ])
+    ///     .await?;
+    /// assert_eq!(receipt.ids.len(), 2);
+    /// assert_eq!(receipt.subscribers, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn publish(&self, mut events: Vec<Event>) -> Result<Receipt, PublishError> {
         if self.inner.is_closing() {
             return Err(PublishError::Closing);
@@ -212,7 +241,16 @@ impl Hub {
         }
     }
 
-    /// Publishes one event. See [`Hub::publish`].
+    /// Publishes one event and returns its id. See [`Hub::publish`] (errors, cancel safety).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hub = ssehub::Hub::builder().build();
+    /// let id = hub.publish_one(ssehub::Event::new("hello").with_topic("news")?).await?;
+    /// assert!(id.ends_with("-1"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     pub async fn publish_one(&self, event: Event) -> Result<String, PublishError> {
         let mut receipt = self.publish(vec![event]).await?;
         Ok(receipt.ids.pop().unwrap_or_default())

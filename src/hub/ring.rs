@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::locks::lock;
+use super::locks::{lock, read};
 
 /// One topic: its ring of retained events, and the subscribers waiting for its next event.
 pub(crate) struct TopicLog {
@@ -92,6 +92,13 @@ impl TopicLog {
             list.retain(|w| Arc::strong_count(w) > 1);
         }
         list.push(waiter.clone());
+    }
+
+    /// The event numbered `seq` is on this topic and still in memory.
+    pub(crate) fn holds(&self, seq: u64) -> bool {
+        let ring = read!(self.ring);
+        let i = ring.after(seq);
+        i > 0 && ring.entries[i - 1].seq == seq
     }
 
     /// Wakes every enrolled waiter.

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::log::{TopicLog, Waiter};
+use super::received::{Decoder, Events, Received};
 use super::slots::SlotGuard;
 use super::Inner;
 use crate::event::{encode_without_id, stream_prologue, EventError, Topic, HEARTBEAT};
@@ -38,6 +39,14 @@ pub struct SubscribeRequest {
 
 impl SubscribeRequest {
     /// A request for these (checked) topics; none means `default`. Duplicates are dropped.
+    ///
+    /// ```
+    /// use ssehub::{SubscribeRequest, Topic};
+    /// let a = Topic::new("a")?;
+    /// assert_eq!(SubscribeRequest::new(vec![a.clone(), a.clone()]).topic_list(), [a]);
+    /// assert_eq!(SubscribeRequest::new(vec![]).topic_list(), [Topic::default_topic()]);
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn new(topics: Vec<Topic>) -> SubscribeRequest {
         let mut unique: Vec<Topic> = Vec::with_capacity(topics.len().max(1));
         for t in topics {
@@ -55,6 +64,17 @@ impl SubscribeRequest {
     }
 
     /// A request for topics given by name, checked.
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::BadTopic`] for the first name that is not a valid topic.
+    ///
+    /// ```
+    /// use ssehub::SubscribeRequest;
+    /// assert_eq!(SubscribeRequest::topics(["a", "b"])?.topic_list().len(), 2);
+    /// assert!(SubscribeRequest::topics([""]).is_err());
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn topics<I, S>(names: I) -> Result<SubscribeRequest, EventError>
     where
         I: IntoIterator<Item = S>,
@@ -67,14 +87,24 @@ impl SubscribeRequest {
         Ok(SubscribeRequest::new(topics))
     }
 
-    /// Resume after this event id (what `Last-Event-ID` carries). An empty id means no resume.
+    /// Resume after this event id (what `Last-Event-ID` carries, or a
+    /// [`ReceivedEvent::id`](crate::ReceivedEvent::id)). An empty id means no resume. An id
+    /// this hub did not give is not an error: the subscription starts with a gap notice and
+    /// replays everything retained (see [`Gap`](crate::Gap)).
+    ///
+    /// ```
+    /// use ssehub::SubscribeRequest;
+    /// let req = SubscribeRequest::topics(["a"])?.resume_after("3f2a9c01b2c4-17");
+    /// assert_eq!(req, SubscribeRequest::topics(["a"])?.resume_after("").resume_after("3f2a9c01b2c4-17"));
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
     pub fn resume_after(mut self, id: impl Into<String>) -> SubscribeRequest {
         let id = id.into();
         self.last_event_id = (!id.is_empty()).then_some(id);
         self
     }
 
-    /// The topics, without duplicates.
+    /// The topics, without duplicates (examples at [`new`](Self::new)).
     pub fn topic_list(&self) -> &[Topic] {
         &self.topics
     }
@@ -105,7 +135,10 @@ enum FirstRead {
     Done,
 }
 
-/// An open subscription. See the [module documentation](self) and [`Hub::subscribe`](super::Hub::subscribe).
+/// An open subscription: read it as wire bytes with [`next`](Subscription::next) (what the
+/// server does) or as decoded events with [`recv`](Subscription::recv) or
+/// [`into_stream`](Subscription::into_stream). See the [`hub`](crate::hub) documentation and
+/// [`Hub::subscribe`](super::Hub::subscribe).
 pub struct Subscription {
     hub: Arc<Inner>,
     topics: Vec<Arc<TopicLog>>,
@@ -132,7 +165,19 @@ pub struct Subscription {
     /// The last read stopped at its limits (a replay, or a stream far behind): the next batch is
     /// ready already, so there is nothing to wait for.
     more: bool,
+    /// Created by the first [`recv`](Subscription::recv): decodes batches for in-process
+    /// readers. The server's path never has one.
+    decoder: Option<Box<Decoder>>,
     _slot: SlotGuard,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("topics", &self.names)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -184,16 +229,131 @@ impl Subscription {
             seen_tick,
             read_at: None,
             more: false,
+            decoder: None,
             _slot: slot,
         }
     }
 
+    /// The next event (or `gap` notice), decoded: the in-process reader's way to read a
+    /// subscription. See [`into_stream`](Self::into_stream) for the same as a `Stream`, and the
+    /// [`Hub`](super::Hub) documentation for gaps and slow subscribers.
+    ///
+    /// # Errors
+    ///
+    /// The subscription ended: [`End::Lagged`] (it fell too far behind: subscribe again with
+    /// [`SubscribeRequest::resume_after`] the last id received), [`End::Shutdown`] (after every
+    /// event published before [`Hub::close`](super::Hub::close) was received), or
+    /// [`End::History`] (the durable store could not be read for a replay). Later calls may
+    /// return the same error again; stop at the first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: if the future is dropped before it completes (in a `select!`, say), no event
+    /// is lost; the next call returns it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ssehub::{Event, Hub, Received, SubscribeRequest};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = Hub::builder().build();
+    /// let mut sub = hub.subscribe(SubscribeRequest::topics(["news"])?)?;
+    /// let id = hub.publish_one(Event::new("one\ntwo").with_topic("news")?).await?;
+    /// match sub.recv().await? {
+    ///     Received::Event(e) => {
+    ///         assert_eq!((e.id, e.name.as_str(), e.data.as_str()), (id, "message", "one\ntwo"));
+    ///         assert_eq!(e.topics[0].as_str(), "news");
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv(&mut self) -> Result<Received, End> {
+        let mut out = Vec::new();
+        loop {
+            if let Some(item) = self.decoder.as_mut().and_then(|d| d.pop()) {
+                return Ok(item);
+            }
+            out.clear();
+            self.next(&mut out).await?;
+            // Decoded at once, with no await in between: a cancelled call loses nothing.
+            self.decoder
+                .get_or_insert_with(|| Box::new(Decoder::new()))
+                .decode(&out, &self.hub.epoch, &self.names, &self.topics);
+        }
+    }
+
+    /// This subscription as a [`Stream`](futures_util::Stream) of decoded events and `gap`
+    /// notices: [`recv`](Self::recv) until it fails, then that error once, then the end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use ssehub::{End, Event, Hub, Received, SubscribeRequest};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = Hub::builder().build();
+    /// let mut events = hub.subscribe(SubscribeRequest::topics(["a", "b"])?)?.into_stream();
+    /// hub.publish_one(Event::new("up").with_topic("b")?.with_name("status")?).await?;
+    /// hub.close();
+    /// match events.next().await {
+    ///     Some(Ok(Received::Event(e))) => assert_eq!((e.name.as_str(), e.topics[0].as_str()), ("status", "b")),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// assert_eq!(events.next().await, Some(Err(End::Shutdown)));
+    /// assert_eq!(events.next().await, None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn into_stream(self) -> Events {
+        Events::new(Box::pin(futures_util::stream::unfold(
+            Some(self),
+            |sub| async move {
+                let mut sub = sub?;
+                match sub.recv().await {
+                    Ok(item) => Some((Ok(item), Some(sub))),
+                    Err(end) => Some((Err(end), None)),
+                }
+            },
+        )))
+    }
+
     /// Waits until there is something to send and appends it to `out`: the stream's opening, a
-    /// `gap` notice, a batch of events, or a heartbeat. Returns `Err` when the stream must end.
+    /// `gap` notice, a batch of events, or a heartbeat, as wire bytes (what the server writes).
+    /// Returns `Err` when the stream must end (see [`recv`](Self::recv) for why). Use either
+    /// this or [`recv`](Self::recv) on one subscription, not both.
     ///
     /// A subscriber that is behind (its last batch held several events) first waits out the
     /// batch window: under load, events then leave in one write instead of one write each. One
     /// that keeps up sends each event at once.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a future dropped before it completes has taken nothing from the log.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ssehub::{Event, Hub, SubscribeRequest};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let hub = Hub::builder().build();
+    /// let mut sub = hub.subscribe(SubscribeRequest::topics(["news"])?)?;
+    /// let mut out = Vec::new();
+    /// sub.next(&mut out).await?; // the opening: `: ssehub` and `retry:`
+    /// let id = hub.publish_one(Event::new("hello").with_topic("news")?).await?;
+    /// out.clear();
+    /// sub.next(&mut out).await?;
+    /// assert_eq!(out.concat(), format!("id: {id}\ndata: hello\n\n").into_bytes());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
         if let Some(opening) = self.opening.take() {
             out.push(opening);
@@ -277,6 +437,17 @@ impl Subscription {
     /// began) than the hub allows, or events it was owed already left the history. Writers call
     /// this while a write is blocked; [`next`](Self::next) ends the stream itself when events
     /// it was owed left the history.
+    ///
+    /// # Errors
+    ///
+    /// [`End::Lagged`]: end the stream; the client resumes with its last event id.
+    ///
+    /// ```
+    /// let hub = ssehub::Hub::builder().build();
+    /// let sub = hub.subscribe(ssehub::SubscribeRequest::topics(["a"])?)?;
+    /// assert!(sub.check_backlog().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn check_backlog(&self) -> Result<(), End> {
         let from = self.cursor.max(self.start);
         let backlog = self.hub.log.backlog(&self.topics, from);

@@ -135,6 +135,8 @@ mod in_flight {
         pending: Mutex<Vec<(usize, Done)>>,
     }
 
+    impl crate::store::sealed::Sealed for Held {}
+
     impl Store for Held {
         fn origin(&self) -> Origin {
             Origin {

@@ -32,6 +32,16 @@ pub use disk::{Disk, Retention};
 use crate::event::Topic;
 use crate::id::Epoch;
 
+/// Keeps [`Store`] implemented only here (see its `# Sealed`).
+pub(crate) mod sealed {
+    /// Implemented by this crate's backends only.
+    pub trait Sealed {}
+}
+
+impl sealed::Sealed for Memory {}
+#[cfg(feature = "durable")]
+impl sealed::Sealed for Disk {}
+
 /// A boxed future, so the trait can be used as `dyn Store`.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -94,7 +104,15 @@ pub struct Replay {
 }
 
 /// A history backend. See the [module documentation](self).
-pub trait Store: Send + Sync + 'static {
+///
+/// # Sealed
+///
+/// Use it through the backends here ([`Memory`], [`Disk`]) given to
+/// [`HubBuilder::store`](crate::HubBuilder::store); it cannot be implemented outside this
+/// crate. It is the hub's internal contract with its backends, not a stable extension point:
+/// it will change with the Redis backend (which numbers events itself, where the hub numbers
+/// them now), and sealing it lets that happen without breaking anyone's code.
+pub trait Store: sealed::Sealed + Send + Sync + 'static {
     /// The history's epoch and where numbering continues.
     fn origin(&self) -> Origin;
 

@@ -74,7 +74,7 @@ impl Default for Retention {
     }
 }
 
-/// History in a redb file. See the [module documentation](self).
+/// History in a redb file. See the [`store`](crate::store) documentation.
 pub struct Disk {
     path: PathBuf,
     db: Arc<Database>,

@@ -1,0 +1,173 @@
+//! Reading a subscription as events rather than wire bytes: what
+//! [`Subscription::recv`](super::Subscription::recv) and
+//! [`Subscription::into_stream`](super::Subscription::into_stream) hand out.
+//!
+//! The log keeps each event once, encoded (`id:`, `event:`, `data:` lines), and the server
+//! writes those bytes as they are. An in-process reader gets them decoded with the crate's own
+//! event-stream [`Parser`]: the same reading a browser's `EventSource` does, at the reader's
+//! cost, so publishing and the server's path stay "encode once" and pay nothing for it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::stream::Stream;
+
+use super::log::TopicLog;
+use super::subscription::End;
+use crate::event::Topic;
+use crate::id::{Epoch, IdMatch};
+use crate::parse::{FrameRef, Parser};
+
+/// One thing a subscription received: an event, or the notice that events were lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Received {
+    /// A published event.
+    Event(ReceivedEvent),
+    /// Events owed to this subscription left the history before it could have them (the wire's
+    /// `gap` event). What follows is the first event still retained.
+    Gap(Gap),
+}
+
+/// A published event, as a subscriber receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedEvent {
+    /// Its id (`<epoch>-<seq>`): give it to [`SubscribeRequest::resume_after`] to resume after
+    /// it.
+    ///
+    /// [`SubscribeRequest::resume_after`]: super::SubscribeRequest::resume_after
+    pub id: String,
+    /// Its name, as `EventSource` sees it: the published name, or `message` if it had none.
+    pub name: String,
+    /// Its data, lines joined with `\n` (a CRLF or CR published in the data arrives as `\n`).
+    pub data: String,
+    /// The topics of this subscription the event was published on (an event on several of them
+    /// is received once). Empty when the hub no longer knows: on a subscription to several
+    /// topics, an event read back from the durable store after it left memory, or one evicted
+    /// in the instant between being read and being decoded. A subscription to one topic always
+    /// names it.
+    pub topics: Vec<Topic>,
+}
+
+/// The notice that events were lost (the `gap` event of the stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// Why: `evicted` (they left the history), `other-history` (the resume id is from another
+    /// history of this hub, or another hub), or `unknown-id` (the resume id was never given).
+    /// The last two replay every retained event.
+    pub reason: String,
+    /// For `evicted`: the id of the first event replayed after the gap, if any.
+    pub resumed_at: Option<String>,
+    /// The whole notice as sent on the wire (a JSON object).
+    pub data: String,
+}
+
+impl Gap {
+    fn from_data(data: &str) -> Gap {
+        let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+        let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_string);
+        Gap {
+            reason: text("reason").unwrap_or_default(),
+            resumed_at: text("resumedAt"),
+            data: data.to_string(),
+        }
+    }
+}
+
+/// Decodes what a subscription hands out into [`Received`] items, kept until taken.
+#[derive(Debug, Default)]
+pub(super) struct Decoder {
+    parser: Parser,
+    /// Decoded and not yet handed out, oldest first.
+    pending: VecDeque<Received>,
+}
+
+impl Decoder {
+    pub(super) fn new() -> Decoder {
+        Decoder {
+            parser: Parser::new(),
+            pending: VecDeque::new(),
+        }
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Received> {
+        self.pending.pop_front()
+    }
+
+    /// Decodes one batch. Each chunk is whole events (or the stream's opening, a heartbeat or a
+    /// `gap` notice); only `gap` notices are encoded without an `id:` line, so a chunk that does
+    /// not start with one holds no published event.
+    pub(super) fn decode(
+        &mut self,
+        chunks: &[Bytes],
+        epoch: &Epoch,
+        names: &[Topic],
+        logs: &[Arc<TopicLog>],
+    ) {
+        for chunk in chunks {
+            let published = chunk.starts_with(b"id: ");
+            let pending = &mut self.pending;
+            self.parser.feed_ref(chunk, &mut |frame| {
+                let FrameRef::Event { event, data, id } = frame else {
+                    return;
+                };
+                if !published {
+                    if event == "gap" {
+                        pending.push_back(Received::Gap(Gap::from_data(data)));
+                    }
+                    return;
+                }
+                let topics = match (names, epoch.parse(id)) {
+                    ([one], _) => vec![one.clone()],
+                    (_, IdMatch::Current(seq)) => names
+                        .iter()
+                        .zip(logs)
+                        .filter(|(_, log)| log.holds(seq))
+                        .map(|(name, _)| name.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                pending.push_back(Received::Event(ReceivedEvent {
+                    id: id.to_string(),
+                    name: event.to_string(),
+                    data: data.to_string(),
+                    topics,
+                }));
+            });
+        }
+    }
+}
+
+/// A [`Subscription`](super::Subscription) as a [`Stream`] of [`Received`] items: what
+/// [`Subscription::into_stream`](super::Subscription::into_stream) returns.
+///
+/// It yields `Ok` items until the subscription ends, then one `Err` saying why
+/// ([`End::Lagged`], [`End::Shutdown`], [`End::History`]), then `None`. Dropping it frees the
+/// client slot.
+pub struct Events {
+    inner: Pin<Box<dyn Stream<Item = Result<Received, End>> + Send>>,
+}
+
+impl Events {
+    pub(super) fn new(inner: Pin<Box<dyn Stream<Item = Result<Received, End>> + Send>>) -> Events {
+        Events { inner }
+    }
+}
+
+impl fmt::Debug for Events {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl Stream for Events {
+    type Item = Result<Received, End>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
