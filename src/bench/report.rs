@@ -36,8 +36,7 @@ impl ProcessSample {
             .iter()
             .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
             .sum();
-        // SAFETY: sysconf only reads a system constant.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let hz = clock_ticks_per_second();
         ProcessSample {
             rss_kib,
             cpu_seconds: ticks as f64 / hz,
@@ -45,7 +44,21 @@ impl ProcessSample {
     }
 }
 
-/// This process's CPU time so far, seconds.
+/// The unit of `/proc/PID/stat`'s CPU times.
+#[cfg(unix)]
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// Without `/proc` there is nothing to scale; the usual value keeps the arithmetic sane.
+#[cfg(not(unix))]
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
+/// This process's CPU time so far, seconds (0 where the platform does not say).
+#[cfg(unix)]
 pub(super) fn self_cpu_seconds() -> f64 {
     // SAFETY: getrusage writes only into the struct we pass.
     let usage = unsafe {
@@ -55,6 +68,12 @@ pub(super) fn self_cpu_seconds() -> f64 {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// This process's CPU time so far, seconds (0 where the platform does not say).
+#[cfg(not(unix))]
+pub(super) fn self_cpu_seconds() -> f64 {
+    0.0
 }
 
 /// What the report is made from.
