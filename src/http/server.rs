@@ -166,6 +166,11 @@ fn request_thread() -> io::Result<(tokio::runtime::Handle, oneshot::Sender<()>)>
 ///
 /// On unix through the `rlimit` crate (on macOS also capped at `kern.maxfilesperproc`, as the
 /// kernel requires); elsewhere (Windows) there is no such limit and this does nothing.
+///
+/// ```
+/// // First thing in main, before listening: a hub holds a socket per stream.
+/// ssehub::http::raise_open_file_limit();
+/// ```
 pub fn raise_open_file_limit() {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!("could not raise the open-file limit: {e}");

@@ -142,7 +142,7 @@ impl HubBuilder {
         self.config = config;
         self
     }
-    /// The history store (default: [`Memory`], nothing beyond the in-memory log). With a
+    /// The history store (default: [`Memory`](crate::store::Memory), nothing beyond the in-memory log). With a
     /// durable one, give it the same retention as the hub:
     ///
     /// ```

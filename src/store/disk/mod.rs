@@ -91,6 +91,19 @@ impl Disk {
     /// Opens (or creates) the history in `dir`. Fails, naming the path, if the directory cannot
     /// be made or written, if the file is corrupt or not an ssehub history, or if another process
     /// has it open.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use ssehub::store::{Disk, Retention};
+    ///
+    /// let dir = std::env::temp_dir().join(format!("ssehub-doc-open-{}", std::process::id()));
+    /// let disk = Disk::open(&dir, Retention::default())?;
+    /// assert_eq!(disk.path(), dir.join("history.redb"));
+    /// let hub = ssehub::Hub::builder().store(Arc::new(disk)).build();
+    /// # drop(hub);
+    /// # std::fs::remove_dir_all(&dir).ok();
+    /// # Ok::<(), ssehub::store::StoreError>(())
+    /// ```
     pub fn open(dir: &Path, retention: Retention) -> Result<Disk, StoreError> {
         let fail = |what: &Path, why: String| StoreError(format!("{}: {why}", what.display()));
         std::fs::create_dir_all(dir).map_err(|e| fail(dir, format!("cannot create it: {e}")))?;
@@ -170,7 +183,8 @@ impl Disk {
         })
     }
 
-    /// The history file.
+    /// The history file (`history.redb` in the directory given to [`Disk::open`], whose example
+    /// shows it).
     pub fn path(&self) -> &Path {
         &self.path
     }
