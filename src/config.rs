@@ -18,7 +18,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::event::{check_name, Topic};
-use crate::http::{HttpConfig, WhenFull};
+use crate::http::{HttpConfig, JwtAlg, JwtKey, WhenFull};
 use crate::hub::HubConfig;
 use crate::store::{Memory, Store, StoreError};
 use std::sync::Arc;
@@ -225,6 +225,33 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_PUBLISH_OPEN", help_heading = "Publishing")]
     pub publish_open: bool,
 
+    /// Key for JWTs (Mercure's claims): a publisher's token publishes to the topics its
+    /// mercure.publish claim lists ("*": all). The secret itself for HS256, or @FILE (a PEM
+    /// public key for RS256/ES256). Subscribers' tokens come with private updates.
+    #[arg(
+        long,
+        env = "SSEHUB_JWT_KEY",
+        value_name = "SECRET|@FILE",
+        hide_env_values = true,
+        help_heading = "Publishing"
+    )]
+    pub jwt_key: Option<String>,
+
+    /// Key for publishers' JWTs only (beats --jwt-key for them).
+    #[arg(
+        long,
+        env = "SSEHUB_PUBLISHER_JWT_KEY",
+        value_name = "SECRET|@FILE",
+        hide_env_values = true,
+        help_heading = "Publishing"
+    )]
+    pub publisher_jwt_key: Option<String>,
+
+    /// The one algorithm JWTs must be signed with: HS256, RS256 or ES256.
+    #[arg(long, env = "SSEHUB_JWT_ALG", value_name = "ALG", default_value = "HS256",
+          value_parser = ["HS256", "RS256", "ES256"], help_heading = "Publishing")]
+    pub jwt_alg: String,
+
     /// Topics one published event may name; an event naming more gets 400 and nothing of
     /// its request is published.
     #[arg(long, env = "SSEHUB_MAX_TOPICS_PER_EVENT", value_name = "N", default_value_t = 64,
@@ -344,11 +371,22 @@ impl ServeArgs {
         )))
     }
 
-    /// The HTTP settings.
-    pub fn http_config(&self) -> HttpConfig {
-        HttpConfig {
+    /// The HTTP settings. Fails, naming the flag, if a JWT key cannot be read.
+    pub fn http_config(&self) -> Result<HttpConfig, String> {
+        let alg: JwtAlg = self.jwt_alg.parse()?;
+        let publisher_jwt_key = match (&self.publisher_jwt_key, &self.jwt_key) {
+            (Some(key), _) => {
+                Some(JwtKey::from_flag(key, alg).map_err(|e| format!("--publisher-jwt-key: {e}"))?)
+            }
+            (None, Some(key)) => {
+                Some(JwtKey::from_flag(key, alg).map_err(|e| format!("--jwt-key: {e}"))?)
+            }
+            (None, None) => None,
+        };
+        Ok(HttpConfig {
             max_body: self.max_body as usize,
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
+            publisher_jwt_key,
             publish_open: self.publish_open,
             when_full: if self.when_full == "retry" {
                 WhenFull::Retry
@@ -359,7 +397,7 @@ impl ServeArgs {
             cors_origins: self.cors_origins.clone(),
             max_pending_connections: self.max_pending_connections as usize,
             max_pending_per_ip: self.max_pending_per_ip as usize,
-        }
+        })
     }
 }
 

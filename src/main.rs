@@ -47,6 +47,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
+    let http_config = args.http_config().map_err(anyhow::Error::msg)?;
     let store = args.history_store()?;
     let hub = Hub::builder()
         .config(args.hub_config())
@@ -93,7 +94,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let listeners = http::Listeners { main, publish };
-    http::serve(listeners, hub, args.http_config(), shutdown_signal()).await?;
+    http::serve(listeners, hub, http_config, shutdown_signal()).await?;
     eprintln!("ssehub: stopped");
     // A read blocked on stdin would hold the runtime open; nothing is left to clean up.
     std::process::exit(0)

@@ -41,7 +41,7 @@ fn defaults_match_the_contract() {
     let raised = serve(&["--max-topics-per-event", "100"]).hub_config();
     assert_eq!(raised.max_topics_per_event, 100);
     assert!(load(["ssehub", "serve", "--max-topics-per-event", "0"]).is_err());
-    let http = s.http_config();
+    let http = s.http_config().unwrap();
     assert_eq!(http.max_body, 1 << 20);
     // Safe behind a proxy: no anonymous publishing on --listen.
     assert!(!http.publish_open && http.publish_token.is_none());

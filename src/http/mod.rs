@@ -18,6 +18,7 @@
 mod connection;
 mod cors;
 mod fast;
+mod jwt;
 mod message_end;
 mod one_request;
 mod pages;
@@ -37,6 +38,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use cors::check_origin;
+pub use jwt::{JwtAlg, JwtKey};
 pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
 
 use crate::hub::Hub;
@@ -69,6 +71,9 @@ pub struct HttpConfig {
     pub max_body: usize,
     /// Bearer token that lets a request publish, on any listener.
     pub publish_token: Option<String>,
+    /// Key that verifies publishers' JWTs: a valid token publishes to the topics its
+    /// `mercure.publish` claim lists (`*`: all).
+    pub publisher_jwt_key: Option<JwtKey>,
     /// Anyone who reaches the router may publish, without a token. Off by default: behind a
     /// reverse proxy every request would qualify. (Publishes that come in on a loopback
     /// [`Listeners::publish`] need no token either way.)
@@ -92,6 +97,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body: 1 << 20,
             publish_token: None,
+            publisher_jwt_key: None,
             publish_open: false,
             when_full: WhenFull::Status503,
             max_clients_per_ip: 0,

@@ -10,6 +10,7 @@ use axum::Extension;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use json::parse_json;
 
+use super::jwt::{self, PublishGrant};
 use super::query::parse_query;
 use super::{ApiError, AppState, HttpConfig, PublishListener};
 use crate::event::{check_name, Event, Topic};
@@ -23,15 +24,14 @@ pub(crate) async fn publish(
     body: Body,
 ) -> Result<Response, ApiError> {
     let anonymous_ok = app.config.publish_open || publish_listener.is_some();
-    authorize(&app.config, anonymous_ok, &headers)?;
+    let query = query.as_deref().unwrap_or("");
+    let grant = authorize(&app.config, anonymous_ok, &headers, query)?;
     let body = read_body(body, &headers, app.config.max_body).await?;
     let max_topics = app.hub.config().max_topics_per_event;
-    let (events, batch) = request_events(
-        query.as_deref().unwrap_or(""),
-        is_json(&headers),
-        &body,
-        max_topics,
-    )?;
+    let (events, batch) = request_events(query, is_json(&headers), &body, max_topics)?;
+    if let Some(grant) = grant {
+        check_grant(&grant, &events)?;
+    }
     let receipt = app.hub.publish(events).await.map_err(|e| match e {
         PublishError::Event(e) => ApiError::bad_request(e),
         PublishError::TooManyTopics { given, max } => too_many_topics(given, max),
@@ -68,28 +68,68 @@ pub(crate) fn request_events(
     }
 }
 
-/// A request publishes with the bearer token, or without one where anonymous publishing is
-/// allowed (`--publish-open`, or the loopback publish listener). Compared in constant time.
-fn authorize(config: &HttpConfig, anonymous_ok: bool, headers: &HeaderMap) -> Result<(), ApiError> {
+/// A request publishes with the static token (any topic), with a JWT whose `mercure.publish`
+/// claim covers its topics (`Some(grant)`, checked once the events are read), or without a token
+/// where anonymous publishing is allowed (`--publish-open`, or the loopback publish listener).
+/// The static token is compared in constant time.
+fn authorize(
+    config: &HttpConfig,
+    anonymous_ok: bool,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Option<PublishGrant>, ApiError> {
     let unauthorized = |reason: &str| ApiError::new(StatusCode::UNAUTHORIZED, reason);
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b""));
-    match (given, &config.publish_token) {
-        (None, _) if anonymous_ok => Ok(()),
-        (None, Some(_)) => Err(unauthorized(
-            "publishing needs an Authorization: Bearer token (--publish-token), or the hub's loopback publish listener (--publish-listen)",
-        )),
-        (None, None) => Err(unauthorized(
-            "anonymous publishing is off on this listener: publish on the hub's loopback publish listener (--publish-listen), or start the hub with --publish-token or --publish-open",
-        )),
-        (Some(_), None) if anonymous_ok => Ok(()),
-        (Some(_), None) => Err(unauthorized(
-            "this hub has no publish token (--publish-token); publish on its loopback publish listener (--publish-listen)",
-        )),
-        (Some(given), Some(token)) if constant_time_eq(given, token.as_bytes()) => Ok(()),
-        (Some(_), Some(_)) => Err(unauthorized("the bearer token is wrong")),
+    let Some(given) = jwt::token(headers, query) else {
+        if anonymous_ok {
+            return Ok(None);
+        }
+        return Err(unauthorized(
+            if config.publish_token.is_some() || config.publisher_jwt_key.is_some() {
+                "publishing needs a token (Authorization: Bearer, the authorization query parameter or the mercureAuthorization cookie), or the hub's loopback publish listener (--publish-listen)"
+            } else {
+                "anonymous publishing is off on this listener: publish on the hub's loopback publish listener (--publish-listen), or start the hub with --publish-token, --jwt-key or --publish-open"
+            },
+        ));
+    };
+    if let Some(token) = &config.publish_token {
+        if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return Ok(None);
+        }
     }
+    if let Some(key) = &config.publisher_jwt_key {
+        return PublishGrant::from_token(key, &given)
+            .map(Some)
+            .map_err(|(forbidden, reason)| match forbidden {
+                true => ApiError::new(StatusCode::FORBIDDEN, reason),
+                false => unauthorized(&reason),
+            });
+    }
+    match &config.publish_token {
+        _ if anonymous_ok && config.publish_token.is_none() => Ok(None),
+        Some(_) => Err(unauthorized("the bearer token is wrong")),
+        None => Err(unauthorized(
+            "this hub has no publish token (--publish-token, --jwt-key); publish on its loopback publish listener (--publish-listen)",
+        )),
+    }
+}
+
+/// Every topic of every event is covered by the token's `mercure.publish` claim, or `403` naming
+/// the first that is not (and nothing is published).
+fn check_grant(grant: &PublishGrant, events: &[Event]) -> Result<(), ApiError> {
+    let default = Topic::default_topic();
+    for event in events {
+        let topics = match event.topics() {
+            [] => std::slice::from_ref(&default),
+            topics => topics,
+        };
+        if let Some(topic) = topics.iter().find(|t| !grant.covers(t.as_str())) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("the token's mercure.publish claim does not cover topic {topic:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Equal, in time that depends only on the lengths.
@@ -167,9 +207,11 @@ impl Defaults {
                     d.name = Some(value);
                 }
                 "retry" => d.retry = Some(parse_retry(&value)?),
+                // The publisher's token (see `jwt::token`), not a field of the event.
+                "authorization" => {}
                 other => {
                     return Err(ApiError::bad_request(format!(
-                        "unknown query parameter {other:?} (expected topic, event or retry)"
+                        "unknown query parameter {other:?} (expected topic, event, retry or authorization)"
                     )))
                 }
             }
