@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::fast::{serve_events, write_refusal, Head};
+use super::fast::{refusal_response, serve_events, write_refusal, Head};
 use super::message_end::RequestBody;
 use super::one_request::OneRequest;
 use super::{ApiError, AppState, PublishListener};
@@ -423,14 +423,7 @@ pub(crate) fn drain_ready(stream: &TcpStream) {
 /// A refusal written without waiting (the socket is fresh, so it fits), for when the hub is
 /// too busy to spend more on this connection.
 fn refuse_at_once(stream: &TcpStream, error: &ApiError) {
-    let body = format!("{}\n", error.reason);
-    let response = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nretry-after: {}\r\nconnection: close\r\n\r\n{body}",
-        error.status.as_u16(),
-        error.status.canonical_reason().unwrap_or(""),
-        body.len(),
-        error.retry_after.unwrap_or(1),
-    );
-    let _ = stream.try_write(response.as_bytes());
+    let (head, body) = refusal_response(error, None);
+    let _ = stream.try_write(format!("{head}{body}").as_bytes());
     drain_ready(stream);
 }

@@ -211,8 +211,9 @@ async fn write_all(
     Ok(())
 }
 
-/// Answers with a status and a one-line reason, then closes.
-pub(crate) async fn write_refusal(stream: &TcpStream, error: &ApiError, cors: Option<&str>) {
+/// A refusal's response head and body: its status, a one-line reason as `text/plain`, and
+/// `connection: close`.
+pub(crate) fn refusal_response(error: &ApiError, cors: Option<&str>) -> (String, String) {
     let body = format!("{}\n", error.reason);
     let mut head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n",
@@ -227,6 +228,12 @@ pub(crate) async fn write_refusal(stream: &TcpStream, error: &ApiError, cors: Op
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
+    (head, body)
+}
+
+/// Answers with a status and a one-line reason, then closes.
+pub(crate) async fn write_refusal(stream: &TcpStream, error: &ApiError, cors: Option<&str>) {
+    let (head, body) = refusal_response(error, cors);
     let _ = tokio::time::timeout(
         Duration::from_secs(5),
         write_all(
