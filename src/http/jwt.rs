@@ -145,10 +145,15 @@ pub(crate) fn token(headers: &HeaderMap, query: &str) -> Option<String> {
         let value = value.to_str().unwrap_or("");
         return Some(value.strip_prefix("Bearer ").unwrap_or("").to_string());
     }
-    if let Ok(pairs) = parse_query(query) {
-        if let Some((_, value)) = pairs.into_iter().find(|(k, _)| k == "authorization") {
-            return Some(value);
-        }
+    // Most requests carry no token in the query: don't decode it a second time for nothing.
+    let in_query = query
+        .contains("authorization=")
+        .then(|| parse_query(query).ok());
+    if let Some((_, value)) = in_query
+        .flatten()
+        .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "authorization"))
+    {
+        return Some(value);
     }
     headers
         .get_all(header::COOKIE)

@@ -104,9 +104,9 @@ fn authorize(
                 false => unauthorized(&reason),
             });
     }
-    match &config.publish_token {
-        _ if anonymous_ok && config.publish_token.is_none() => Ok(None),
+    match config.publish_token {
         Some(_) => Err(unauthorized("the bearer token is wrong")),
+        None if anonymous_ok => Ok(None),
         None => Err(unauthorized(
             "this hub has no publish token (--publish-token, --jwt-key); publish on its loopback publish listener (--publish-listen)",
         )),
