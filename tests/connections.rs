@@ -67,16 +67,6 @@ async fn silent(source: &str, addr: SocketAddr) -> Option<TcpStream> {
     socket.connect(addr).await.ok()
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_of_silent_connections_leave_real_clients_working() {
     ssehub::http::raise_open_file_limit();
@@ -87,7 +77,7 @@ async fn floods_of_silent_connections_leave_real_clients_working() {
         "100",
     ]);
     let addr: SocketAddr = hub.addr.parse().unwrap();
-    let before = rss_kib(hub.pid());
+    let before = hub.rss_kib();
 
     // 5,000 silent connections from one address: past 100 of them, the hub says 429.
     let mut flood = Vec::new();
@@ -125,7 +115,7 @@ async fn floods_of_silent_connections_leave_real_clients_working() {
     hub.publish_ok("?topic=f", "through the flood").await;
     assert_eq!(stream.next_event().await.data, "through the flood");
 
-    let grown = rss_kib(hub.pid()).saturating_sub(before);
+    let grown = hub.rss_kib().saturating_sub(before);
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
     drop(flood);
     assert_eq!(

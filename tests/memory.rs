@@ -8,17 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// The hub process's resident memory, in KiB.
-fn rss_kib(hub: &HubProcess) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", hub.pid())).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 /// `len` bytes of data starting with `i`, so each event can be told apart.
 fn sized(i: usize, len: usize) -> String {
     let mut data = format!("{i:04} ");
@@ -76,14 +65,14 @@ async fn history_bytes_bound_what_is_kept_and_a_resume_from_before_gets_a_gap() 
 async fn large_events_do_not_grow_the_process_past_the_bytes_limit() {
     const LIMIT: u64 = 16 << 20;
     let hub = HubProcess::start(&["--history-bytes", &LIMIT.to_string()]);
-    let before = rss_kib(&hub);
+    let before = hub.rss_kib();
     for i in 0..300 {
         // The largest body --max-body allows by default.
         let (status, text) = hub.publish_raw("?topic=big", sized(i, 1 << 20)).await;
         assert_eq!(status, 200, "{text}");
     }
     let bytes = hub.metric("ssehub_history_bytes").await;
-    let after = rss_kib(&hub);
+    let after = hub.rss_kib();
     eprintln!(
         "RSS {before} KiB before, {after} KiB after 300 MiB published; history {bytes} bytes"
     );

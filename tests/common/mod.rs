@@ -163,6 +163,18 @@ impl HubProcess {
         self.child.id() as i32
     }
 
+    /// The hub process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS")
+    }
+
     /// Sends a signal; returns how long the process took to exit and its exit code.
     pub fn signal_and_wait(&mut self, signal: &str) -> (Duration, Option<i32>) {
         let start = Instant::now();
