@@ -36,6 +36,11 @@ pub enum EventError {
     /// An event name that is empty, too long or holds a control character (CR/LF would forge frames).
     #[error("bad event name {0:?}: {1}")]
     BadName(String, &'static str),
+    /// A publisher-chosen id that is empty, too long, holds a control character, starts with
+    /// `#`, or has the form of the hub's own ids (`EPOCH-SEQ`), which would make resume
+    /// ambiguous.
+    #[error("bad event id {0:?}: {1}")]
+    BadId(String, &'static str),
 }
 
 /// A topic name: 1 to 256 bytes of UTF-8 with no control characters. Cheap to clone.
@@ -120,6 +125,37 @@ fn shown(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
+/// Checks a publisher-chosen id (see [`Event::with_id`]).
+pub fn check_id(id: &str) -> Result<(), EventError> {
+    let why = if id.is_empty() {
+        Some("must not be empty")
+    } else if id.len() > MAX_ID_LEN {
+        Some("longer than 256 bytes")
+    } else if id.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else if id.starts_with('#') {
+        Some("must not start with '#'")
+    } else if looks_like_hub_id(id) {
+        Some("ids of the form EPOCH-SEQ (12 hex digits, '-', a number) are the hub's own")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(EventError::BadId(shown(id), why)),
+        None => Ok(()),
+    }
+}
+
+/// `id` has the shape of an id the hub makes (`crate::id`): 12 lowercase hex digits, `-`, digits.
+fn looks_like_hub_id(id: &str) -> bool {
+    id.split_once('-').is_some_and(|(epoch, seq)| {
+        epoch.len() == 12
+            && epoch.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && !seq.is_empty()
+            && seq.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// Checks an event name (the `event:` field): same rules as a topic.
 pub fn check_name(name: &str) -> Result<(), EventError> {
     check_label(name, MAX_NAME_LEN).map_err(|why| EventError::BadName(shown(name), why))
@@ -143,7 +179,14 @@ pub struct Event {
     name: Option<Box<str>>,
     data: String,
     retry: Option<u64>,
+    /// The publisher's id, if it chose one (else the hub numbers the event).
+    id: Option<Arc<str>>,
+    /// Only subscribers allowed one of its topics receive it.
+    private: bool,
 }
+
+/// Longest publisher-chosen id, in bytes.
+pub const MAX_ID_LEN: usize = 256;
 
 /// Up to this many topics, a duplicate is looked for in the list itself (cheaper than a set).
 const SCAN_TOPICS: usize = 8;
@@ -185,6 +228,8 @@ impl Event {
             name: None,
             data: data.into(),
             retry: None,
+            id: None,
+            private: false,
         }
     }
 
@@ -259,6 +304,55 @@ impl Event {
     pub fn with_retry(mut self, millis: u64) -> Event {
         self.retry = Some(millis);
         self
+    }
+
+    /// Gives the event the publisher's own id (checked) instead of one the hub makes. Subscribers
+    /// see it as the event's id and resume from it as from a hub-made one; publishing an id that
+    /// is still in the history is refused
+    /// ([`PublishError::DuplicateId`](crate::PublishError::DuplicateId)).
+    ///
+    /// # Errors
+    ///
+    /// [`EventError::BadId`]: empty, longer than [`MAX_ID_LEN`], a control character, a leading
+    /// `#` (Mercure's rule), or the shape of the hub's ids (`3f2a9c01b2c4-17`).
+    ///
+    /// ```
+    /// let e = ssehub::Event::new("x").with_id("order-42")?;
+    /// assert_eq!(e.id(), Some("order-42"));
+    /// assert!(ssehub::Event::new("x").with_id("3f2a9c01b2c4-17").is_err());
+    /// assert!(ssehub::Event::new("x").with_id("#1").is_err());
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
+    pub fn with_id(mut self, id: &str) -> Result<Event, EventError> {
+        check_id(id)?;
+        self.id = Some(id.into());
+        Ok(self)
+    }
+
+    /// Makes the event private: only subscribers whose token allows one of its topics get it
+    /// (live, in replays and in resumes alike).
+    ///
+    /// ```
+    /// assert!(ssehub::Event::new("x").private().is_private());
+    /// ```
+    pub fn private(mut self) -> Event {
+        self.private = true;
+        self
+    }
+
+    /// The publisher-chosen id, if any (example at [`with_id`](Self::with_id)).
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The shared publisher-chosen id, for the log's index.
+    pub(crate) fn shared_id(&self) -> Option<&Arc<str>> {
+        self.id.as_ref()
+    }
+
+    /// Whether only authorised subscribers receive it (example at [`private`](Self::private)).
+    pub fn is_private(&self) -> bool {
+        self.private
     }
 
     /// The topics; [`DEFAULT_TOPIC`] alone once published if none was added (examples at

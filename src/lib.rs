@@ -65,6 +65,7 @@ pub mod http;
 pub mod hub;
 mod id;
 pub mod parse;
+pub mod selector;
 pub mod store;
 
 pub use event::EventError;

@@ -38,6 +38,7 @@ pub(crate) async fn publish(
         PublishError::TooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
         }
+        PublishError::DuplicateId(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
         PublishError::Closing | PublishError::Store(_) => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }

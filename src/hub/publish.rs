@@ -51,6 +51,10 @@ pub enum PublishError {
         /// The limit.
         limit: u64,
     },
+    /// A publisher-chosen id is already in the history (or twice in the batch): a resume from
+    /// it would be ambiguous. Nothing was published.
+    #[error("the id {0:?} is already in the history; ids must be unique for resume to be exact")]
+    DuplicateId(String),
 }
 
 impl From<log::TooLarge> for PublishError {
@@ -205,6 +209,8 @@ impl Hub {
                     seq: *seq,
                     topics: e.topics().to_vec(),
                     bytes: bytes.clone(),
+                    private: e.is_private(),
+                    id: e.shared_id().cloned(),
                 })
                 .collect();
             let wake = touched.to_vec();

@@ -18,7 +18,7 @@ use super::slots::SlotGuard;
 use super::Inner;
 use crate::event::{encode_without_id, stream_prologue, Topic, HEARTBEAT};
 use crate::id::IdMatch;
-use crate::store::ReadLimit;
+use crate::store::{ReadLimit, Scope};
 
 /// One batch holds about this many bytes at most (one write to the socket).
 const BATCH_BYTES: usize = 256 * 1024;
@@ -37,6 +37,9 @@ pub enum End {
     /// The history store could not be read for a replay; the client may retry.
     #[error("the history store could not be read")]
     History,
+    /// The subscriber's token expired ([`SubscribeRequest::expires_at`]).
+    #[error("the subscriber's token expired")]
+    Expired,
 }
 
 /// How the first read treats events that already left the history.
@@ -80,6 +83,8 @@ pub struct Subscription {
     /// The last read stopped at its limits (a replay, or a stream far behind): the next batch is
     /// ready already, so there is nothing to wait for.
     more: bool,
+    /// What the stream starts after, for Mercure's `Last-Event-ID` response header.
+    starts_after: String,
     /// Created by the first [`recv`](Subscription::recv): decodes batches for in-process
     /// readers. The server's path never has one.
     decoder: Option<Box<Decoder>>,
@@ -128,7 +133,14 @@ impl Subscription {
             },
         };
         let seen_tick = hub.heartbeat_tick.load(Ordering::Acquire);
+        let starts_after = match (&request.last_event_id, request.earliest) {
+            (Some(id), _) => id.clone(),
+            (None, true) => "earliest".into(),
+            (None, false) if committed == 0 => "earliest".into(),
+            (None, false) => hub.epoch.id(committed),
+        };
         Subscription {
+            starts_after,
             last_event_id: request.last_event_id,
             hub,
             topics,
@@ -147,6 +159,20 @@ impl Subscription {
             decoder: None,
             _slot: slot,
         }
+    }
+
+    /// The id this stream starts after: the resume id it was given, `earliest`, or the id of
+    /// the newest event when it opened (`earliest` if there was none). Mercure sends it as the
+    /// `Last-Event-ID` response header, so a client can resume from it later.
+    ///
+    /// ```
+    /// let hub = ssehub::Hub::builder().build();
+    /// let sub = hub.subscribe(ssehub::SubscribeRequest::topics(["a"])?)?;
+    /// assert_eq!(sub.starts_after(), "earliest");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn starts_after(&self) -> &str {
+        &self.starts_after
     }
 
     /// The next event (or `gap` notice), decoded: the in-process reader's way to read a
@@ -444,7 +470,7 @@ impl Subscription {
             .hub
             .store
             .read_after(
-                &self.names,
+                Scope::Topics(&self.names),
                 self.cursor,
                 upto,
                 ReadLimit {

@@ -125,8 +125,7 @@ mod in_flight {
     //! The bound on bytes waiting for the store, with a store that commits when told to.
 
     use super::*;
-    use crate::store::{Done, Origin, ReadLimit, Replay, StoreFuture};
-    use crate::Topic;
+    use crate::store::{Done, Origin, ReadLimit, Replay, Scope, StoreFuture};
     use std::sync::Mutex;
 
     /// Keeps every batch until the test completes it.
@@ -152,7 +151,7 @@ mod in_flight {
         }
         fn read_after<'a>(
             &'a self,
-            _: &'a [Topic],
+            _: Scope<'a>,
             _: u64,
             upto: u64,
             _: ReadLimit,
@@ -162,6 +161,9 @@ mod in_flight {
                 cursor: upto,
                 lost: false,
             })))
+        }
+        fn find_id<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<u64>> {
+            Box::pin(std::future::ready(Ok(None)))
         }
     }
 

@@ -23,6 +23,7 @@ mod disk;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -71,6 +72,10 @@ pub struct Record {
     pub topics: Vec<Topic>,
     /// Its wire bytes (id included), the same buffer subscribers send.
     pub bytes: Bytes,
+    /// Only subscribers allowed one of its topics may get it.
+    pub private: bool,
+    /// The id its publisher chose, if any: [`Store::find_id`] finds the event by it.
+    pub id: Option<Arc<str>>,
 }
 
 /// An event read back from a store.
@@ -80,6 +85,19 @@ pub struct StoredEvent {
     pub seq: u64,
     /// Its wire bytes.
     pub bytes: Bytes,
+    /// Its topics (the hub checks private events and templates against them).
+    pub topics: Vec<Topic>,
+    /// Only subscribers allowed one of its topics may get it.
+    pub private: bool,
+}
+
+/// Which events a [`Store::read_after`] returns.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Those on any of these topics.
+    Topics(&'a [Topic]),
+    /// Every event (a `*` or URI-template subscription filters them itself).
+    All,
 }
 
 /// How much one [`Store::read_after`] may return: at most `events` events, and about `bytes`
@@ -125,15 +143,19 @@ pub trait Store: sealed::Sealed + Send + Sync + 'static {
     /// durable as this store makes it (in call order), or with the error that stopped it.
     fn append(&self, records: Vec<Record>, done: Done);
 
-    /// Events with a sequence number in `after+1 ..= upto` on any of `topics`, oldest first,
-    /// within `limit`. The hub only asks for ranges whose events were all reported done.
+    /// Events with a sequence number in `after+1 ..= upto` in `scope`, oldest first, within
+    /// `limit`. The hub only asks for ranges whose events were all reported done. With
+    /// [`Scope::All`], `lost` says whether any event after `after` was pruned.
     fn read_after<'a>(
         &'a self,
-        topics: &'a [Topic],
+        scope: Scope<'a>,
         after: u64,
         upto: u64,
         limit: ReadLimit,
     ) -> StoreFuture<'a, Replay>;
+
+    /// The sequence number of the retained event whose publisher chose `id`, if there is one.
+    fn find_id<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<u64>>;
 }
 
 /// The default: history lives only in the hub's in-memory log, under a fresh random epoch.
@@ -175,7 +197,7 @@ impl Store for Memory {
 
     fn read_after<'a>(
         &'a self,
-        _topics: &'a [Topic],
+        _scope: Scope<'a>,
         _after: u64,
         upto: u64,
         _limit: ReadLimit,
@@ -186,5 +208,10 @@ impl Store for Memory {
             cursor: upto,
             lost: false,
         })))
+    }
+
+    fn find_id<'a>(&'a self, _id: &'a str) -> StoreFuture<'a, Option<u64>> {
+        // The in-memory log's own index is all there is.
+        Box::pin(std::future::ready(Ok(None)))
     }
 }

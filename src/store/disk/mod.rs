@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use redb::{Database, DatabaseError};
 
-use super::{Done, Origin, ReadLimit, Record, Replay, Store, StoreError, StoreFuture};
+use super::{Done, Origin, ReadLimit, Record, Replay, Scope, Store, StoreError, StoreFuture};
 use crate::event::Topic;
 use format::read_or_init_meta;
 use reads::read_range;
@@ -236,14 +236,18 @@ impl Store for Disk {
 
     fn read_after<'a>(
         &'a self,
-        topics: &'a [Topic],
+        scope: Scope<'a>,
         after: u64,
         upto: u64,
         limit: ReadLimit,
     ) -> StoreFuture<'a, Replay> {
         let db = self.db.clone();
         let path = self.path.clone();
-        let topics: Vec<Topic> = topics.to_vec();
+        // Placeholder until the disk store reads every topic: nothing.
+        let topics: Vec<Topic> = match scope {
+            Scope::Topics(topics) => topics.to_vec(),
+            Scope::All => Vec::new(),
+        };
         Box::pin(async move {
             let read = move || read_range(&db, &topics, after, upto, limit);
             let result = match tokio::runtime::Handle::try_current() {
@@ -258,5 +262,10 @@ impl Store for Disk {
                 StoreError(format!("{}: cannot read the history: {e}", path.display()))
             })
         })
+    }
+
+    fn find_id<'a>(&'a self, _id: &'a str) -> StoreFuture<'a, Option<u64>> {
+        // Placeholder until the disk store keeps an id index.
+        Box::pin(std::future::ready(Ok(None)))
     }
 }

@@ -73,7 +73,12 @@ pub(super) fn read_range(
     replay.cursor = cut;
     replay.events = merged
         .into_iter()
-        .map(|(seq, bytes)| StoredEvent { seq, bytes })
+        .map(|(seq, bytes)| StoredEvent {
+            seq,
+            bytes,
+            topics: Vec::new(),
+            private: false,
+        })
         .collect();
     Ok(replay)
 }

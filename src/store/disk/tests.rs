@@ -21,6 +21,8 @@ fn append(disk: &Disk, seq: u64, topics: &[&str]) {
         seq,
         topics: topics.iter().map(|t| topic(t)).collect(),
         bytes: Bytes::from(format!("id: {seq}\ndata: {seq}\n\n")),
+        private: false,
+        id: None,
     };
     disk.append(
         vec![record],
@@ -43,7 +45,7 @@ fn read(
         .build()
         .unwrap()
         .block_on(disk.read_after(
-            &topics,
+            Scope::Topics(&topics),
             after,
             upto,
             ReadLimit {
@@ -167,6 +169,8 @@ fn marks_of_idle_topics_are_swept_into_the_global_one() {
             seq: i as u64 + 1,
             topics: vec![topic(t)],
             bytes: Bytes::from_static(b"data: x\n\n"),
+            private: false,
+            id: None,
         })
         .collect();
     disk.append(records, Box::new(move |r| tx.send(r).unwrap()));
@@ -311,6 +315,8 @@ mod read_properties {
                     seq: i as u64 + 1,
                     topics: names(*mask),
                     bytes: Bytes::from(vec![b'x'; *size]),
+                    private: false,
+                    id: None,
                 })
                 .collect();
             let (tx, rx) = std::sync::mpsc::channel();
