@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::locks::{lock, read, write};
-use super::ring::Entry;
+use super::ring::{Entry, Meta};
 use crate::event::{encode, encoded_len_worst, Event, Topic};
 use crate::id::Epoch;
 
@@ -33,6 +33,8 @@ pub(crate) use super::ring::{TopicLog, Waiter};
 
 pub(crate) struct Log {
     order: Mutex<Order>,
+    /// Every event, whatever its topics: what `*` and URI-template subscriptions read.
+    all: Arc<TopicLog>,
     /// Every event with a sequence number up to this one is in its rings.
     committed: AtomicU64,
     topics: RwLock<Topics>,
@@ -81,10 +83,16 @@ struct Order {
     retained: VecDeque<Retained>,
     /// The encoded bytes of the retained events, each counted once.
     bytes: u64,
+    /// The retained events whose publisher chose their id: id to sequence number.
+    ids: HashMap<Arc<str>, u64>,
+    /// The log's ring of every event (see [`Log`]).
+    all: Arc<TopicLog>,
 }
 
 struct Retained {
     seq: u64,
+    /// The id its publisher chose, if any.
+    id: Option<Arc<str>>,
     /// Its encoded length.
     len: u64,
     placement: Placement,
@@ -99,7 +107,10 @@ impl Order {
             return;
         };
         self.bytes -= old.len;
-        for t in old.placement.rings() {
+        if let Some(id) = &old.id {
+            self.ids.remove(id);
+        }
+        for t in old.placement.rings().iter().chain([&self.all]) {
             let mut ring = write!(t.ring);
             // Rings are in sequence order and eviction is too: it is the front.
             if ring.entries.front().is_some_and(|e| e.seq == old.seq) {
@@ -145,6 +156,15 @@ impl Placement {
 /// lock.
 pub(crate) type Submit<'a> = &'a mut dyn FnMut(&[(u64, Bytes)]);
 
+/// Why a batch was refused. Nothing was published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// See [`TooLarge`].
+    TooLarge(TooLarge),
+    /// A publisher-chosen id is already retained, or named twice in the batch.
+    DuplicateId(String),
+}
+
 /// A batch refused because its events, encoded, are more than the whole history may hold: it
 /// would push its own first events out before anyone could read them. Nothing was published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,12 +180,16 @@ impl Log {
     /// (kept by a store from an earlier run) count as evicted on every topic, so a resume from
     /// before the start is sent to the store.
     pub(crate) fn new(history: usize, next_seq: u64) -> Log {
+        let all = Arc::new(TopicLog::new(next_seq.max(1) - 1));
         Log {
             order: Mutex::new(Order {
                 next_seq: next_seq.max(1),
                 retained: VecDeque::new(),
                 bytes: 0,
+                ids: HashMap::new(),
+                all: all.clone(),
             }),
+            all,
             committed: AtomicU64::new(next_seq.max(1) - 1),
             topics: RwLock::new(Topics {
                 map: HashMap::new(),
@@ -228,6 +252,32 @@ impl Log {
         t
     }
 
+    /// The ring of every event, for `*` and URI-template subscriptions.
+    pub(crate) fn all(&self) -> &Arc<TopicLog> {
+        &self.all
+    }
+
+    /// The sequence number of the retained event whose publisher chose `id`.
+    pub(crate) fn seq_of(&self, id: &str) -> Option<u64> {
+        lock!(self.order).ids.get(id).copied()
+    }
+
+    /// The topics and privacy of a retained event.
+    pub(crate) fn meta_of(&self, seq: u64) -> Option<Arc<Meta>> {
+        let ring = read!(self.all.ring);
+        let i = ring.after(seq);
+        let e = ring.entries.get(i.checked_sub(1)?)?;
+        (e.seq == seq).then(|| e.meta.clone())
+    }
+
+    /// Wakes the readers of `touched`, and of every event if there are any.
+    fn wake(&self, touched: &[Arc<TopicLog>]) {
+        touched.iter().for_each(|t| t.wake());
+        if self.all.subscribers.load(Ordering::Relaxed) > 0 {
+            self.all.wake();
+        }
+    }
+
     pub(crate) fn next_seq(&self) -> u64 {
         lock!(self.order).next_seq
     }
@@ -247,7 +297,9 @@ impl Log {
 
     /// Every topic log, for waking them all at shutdown.
     pub(crate) fn all_topics(&self) -> Vec<Arc<TopicLog>> {
-        read!(self.topics).map.values().cloned().collect()
+        let mut all: Vec<_> = read!(self.topics).map.values().cloned().collect();
+        all.push(self.all.clone());
+        all
     }
 
     /// Numbers, encodes and appends a batch atomically: readers see all of it or none of it.
@@ -260,10 +312,10 @@ impl Log {
         events: &[Event],
         rings: &[Vec<Arc<TopicLog>>],
         touched: &[Arc<TopicLog>],
-    ) -> Result<Vec<(u64, Bytes)>, TooLarge> {
+    ) -> Result<Vec<(u64, Bytes)>, Refused> {
         let out = self.insert(epoch, events, rings, None)?;
         // Wake outside the publish lock.
-        touched.iter().for_each(|t| t.wake());
+        self.wake(touched);
         Ok(out)
     }
 
@@ -277,7 +329,7 @@ impl Log {
         events: &[Event],
         rings: &[Vec<Arc<TopicLog>>],
         submit: Submit<'_>,
-    ) -> Result<Vec<(u64, Bytes)>, TooLarge> {
+    ) -> Result<Vec<(u64, Bytes)>, Refused> {
         self.insert(epoch, events, rings, Some(submit))
     }
 
@@ -298,7 +350,7 @@ impl Log {
             let cut = self.cut(Instant::now());
             order.evict(self.history, self.max_bytes, cut, committed);
         }
-        touched.iter().for_each(|t| t.wake());
+        self.wake(touched);
     }
 
     fn insert(
@@ -307,28 +359,34 @@ impl Log {
         events: &[Event],
         rings: &[Vec<Arc<TopicLog>>],
         mut deferred: Option<Submit<'_>>,
-    ) -> Result<Vec<(u64, Bytes)>, TooLarge> {
+    ) -> Result<Vec<(u64, Bytes)>, Refused> {
         let mut order = lock!(self.order);
         let first = order.next_seq;
+        check_ids(&order.ids, events)?;
         // A batch that may not fit (bounded without looking at its data) is encoded before
         // anything changes, and refused if it does not; any other is encoded event by event as
         // it is placed, which keeps each buffer freed by eviction at hand for the next one.
-        let id_len = epoch.as_str().len() + "-18446744073709551615".len();
+        let hub_id_len = epoch.as_str().len() + "-18446744073709551615".len();
         let worst = events.iter().fold(0u64, |sum, e| {
+            let id_len = e.id().map_or(hub_id_len, str::len);
             sum.saturating_add(encoded_len_worst(id_len, e) as u64)
         });
+        let encode_one = |seq: u64, event: &Event| match event.id() {
+            Some(id) => encode(id, event),
+            None => encode(&epoch.id(seq), event),
+        };
         let mut encoded = Vec::new();
         if worst > self.max_bytes {
             encoded = (first..)
                 .zip(events)
-                .map(|(seq, event)| encode(&epoch.id(seq), event))
+                .map(|(seq, event)| encode_one(seq, event))
                 .collect();
             let total = encoded.iter().map(|b| b.len() as u64).sum();
             if total > self.max_bytes {
-                return Err(TooLarge {
+                return Err(Refused::TooLarge(TooLarge {
                     bytes: total,
                     limit: self.max_bytes,
-                });
+                }));
             }
         }
         let mut encoded = encoded.into_iter();
@@ -347,18 +405,26 @@ impl Log {
             }
         };
         for ((seq, event), topics) in (first..).zip(events).zip(rings) {
-            let bytes = encoded
-                .next()
-                .unwrap_or_else(|| encode(&epoch.id(seq), event));
+            let bytes = encoded.next().unwrap_or_else(|| encode_one(seq, event));
             let len = bytes.len() as u64;
-            for t in topics {
+            let meta = Arc::new(Meta {
+                topics: event.topics().into(),
+                private: event.is_private(),
+            });
+            for t in topics.iter().chain([&self.all]) {
                 let mut ring = write!(t.ring);
                 let end = ring.appended() + len;
                 ring.entries.push_back(Entry {
                     seq,
                     bytes: bytes.clone(),
                     end,
+                    private: meta.private,
+                    meta: meta.clone(),
                 });
+            }
+            let id = event.shared_id().cloned();
+            if let Some(id) = &id {
+                order.ids.insert(id.clone(), seq);
             }
             let placement = match topics.as_slice() {
                 [one] => Placement::One(one.clone()),
@@ -366,6 +432,7 @@ impl Log {
             };
             order.retained.push_back(Retained {
                 seq,
+                id,
                 len,
                 placement,
                 at: now,
@@ -384,6 +451,18 @@ impl Log {
         }
         Ok(out)
     }
+}
+
+/// Refuses a batch naming an id that is retained, or naming one twice.
+fn check_ids(retained: &HashMap<Arc<str>, u64>, events: &[Event]) -> Result<(), Refused> {
+    let mut seen: Vec<&str> = Vec::new();
+    for id in events.iter().filter_map(Event::id) {
+        if retained.contains_key(id) || seen.contains(&id) {
+            return Err(Refused::DuplicateId(id.to_string()));
+        }
+        seen.push(id);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

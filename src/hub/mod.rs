@@ -55,6 +55,7 @@
 //! writes block) ends with [`End::Lagged`]; it resumes by subscribing again after the last id it
 //! got, and is then told of the loss with a gap. Publishers never wait for subscribers.
 
+mod access;
 mod config;
 mod locks;
 pub(crate) mod log;
@@ -328,11 +329,13 @@ impl Hub {
             return Err(SubscribeError::Closing);
         }
         let max = self.inner.config.max_topics_per_client;
-        if request.topics.len() > max {
-            return Err(SubscribeError::TooManyTopics {
-                given: request.topics.len(),
-                max,
-            });
+        // Selectors count as topics: each is matched against every event.
+        let given = request
+            .selectors
+            .as_ref()
+            .map_or(request.topics.len(), |s| s.selectors().len());
+        if given > max {
+            return Err(SubscribeError::TooManyTopics { given, max });
         }
         self.start_ticker();
         self.start_expiry();
@@ -449,3 +452,5 @@ impl Hub {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_access;

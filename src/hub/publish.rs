@@ -57,11 +57,14 @@ pub enum PublishError {
     DuplicateId(String),
 }
 
-impl From<log::TooLarge> for PublishError {
-    fn from(e: log::TooLarge) -> PublishError {
-        PublishError::TooLarge {
-            bytes: e.bytes,
-            limit: e.limit,
+impl From<log::Refused> for PublishError {
+    fn from(e: log::Refused) -> PublishError {
+        match e {
+            log::Refused::TooLarge(e) => PublishError::TooLarge {
+                bytes: e.bytes,
+                limit: e.limit,
+            },
+            log::Refused::DuplicateId(id) => PublishError::DuplicateId(id),
         }
     }
 }
@@ -132,6 +135,14 @@ impl Hub {
             });
         }
         self.start_expiry();
+        if self.inner.durable {
+            // Memory holds only the newest events; an id may still be in the store's history.
+            for id in events.iter().filter_map(Event::id) {
+                if self.inner.store.find_id(id).await?.is_some() {
+                    return Err(PublishError::DuplicateId(id.to_string()));
+                }
+            }
+        }
         let log = &self.inner.log;
         let mut rings = Vec::with_capacity(events.len());
         for event in &mut events {
@@ -160,7 +171,11 @@ impl Hub {
         Ok(Receipt {
             ids: appended
                 .iter()
-                .map(|(seq, _)| self.inner.epoch.id(*seq))
+                .zip(&events)
+                .map(|((seq, _), e)| match e.id() {
+                    Some(id) => id.to_string(),
+                    None => self.inner.epoch.id(*seq),
+                })
                 .collect(),
             subscribers,
         })

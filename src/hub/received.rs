@@ -10,16 +10,14 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::stream::Stream;
 
-use super::log::TopicLog;
 use super::subscription::End;
 use crate::event::Topic;
-use crate::id::{Epoch, IdMatch};
+
 use crate::parse::{FrameRef, Parser};
 
 /// One thing a subscription received: an event, or the notice that events were lost.
@@ -101,13 +99,9 @@ impl Decoder {
     /// Decodes one batch. Each chunk is whole events (or the stream's opening, a heartbeat or a
     /// `gap` notice); only `gap` notices are encoded without an `id:` line, so a chunk that does
     /// not start with one holds no published event.
-    pub(super) fn decode(
-        &mut self,
-        chunks: &[Bytes],
-        epoch: &Epoch,
-        names: &[Topic],
-        logs: &[Arc<TopicLog>],
-    ) {
+    /// `topics_of` names the topics (of those the subscription asked for) of the event with
+    /// an id.
+    pub(super) fn decode(&mut self, chunks: &[Bytes], topics_of: &dyn Fn(&str) -> Vec<Topic>) {
         for chunk in chunks {
             let published = chunk.starts_with(b"id: ");
             let pending = &mut self.pending;
@@ -121,16 +115,7 @@ impl Decoder {
                     }
                     return;
                 }
-                let topics = match (names, epoch.parse(id)) {
-                    ([one], _) => vec![one.clone()],
-                    (_, IdMatch::Current(seq)) => names
-                        .iter()
-                        .zip(logs)
-                        .filter(|(_, log)| log.holds(seq))
-                        .map(|(name, _)| name.clone())
-                        .collect(),
-                    _ => Vec::new(),
-                };
+                let topics = topics_of(id);
                 pending.push_back(Received::Event(ReceivedEvent {
                     id: id.to_string(),
                     name: event.to_string(),

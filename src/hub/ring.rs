@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::locks::{lock, read};
+use super::locks::lock;
+use crate::event::Topic;
 
 /// One topic: its ring of retained events, and the subscribers waiting for its next event.
 pub(crate) struct TopicLog {
@@ -26,11 +27,23 @@ pub(super) struct Ring {
     pub(super) evicted_bytes: u64,
 }
 
-pub(super) struct Entry {
-    pub(super) seq: u64,
-    pub(super) bytes: Bytes,
+pub(crate) struct Entry {
+    pub(crate) seq: u64,
+    pub(crate) bytes: Bytes,
     /// Offset just past this event in the topic's stream of bytes since start.
     pub(super) end: u64,
+    /// A copy of `meta.private`, so that a reader skips the pointer for public events.
+    pub(crate) private: bool,
+    /// What readers filter on, shared by every ring the event is in.
+    pub(crate) meta: Arc<Meta>,
+}
+
+/// What a reader may need to know of an event besides its bytes: its topics (for URI-template
+/// and `*` subscriptions, and for private events' rights) and whether it is private.
+#[derive(Debug)]
+pub(crate) struct Meta {
+    pub(crate) topics: Box<[Topic]>,
+    pub(crate) private: bool,
 }
 
 impl Ring {
@@ -92,13 +105,6 @@ impl TopicLog {
             list.retain(|w| Arc::strong_count(w) > 1);
         }
         list.push(waiter.clone());
-    }
-
-    /// The event numbered `seq` is on this topic and still in memory.
-    pub(crate) fn holds(&self, seq: u64) -> bool {
-        let ring = read!(self.ring);
-        let i = ring.after(seq);
-        i > 0 && ring.entries[i - 1].seq == seq
     }
 
     /// Wakes every enrolled waiter.

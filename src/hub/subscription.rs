@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::access::Access;
 use super::log::{TopicLog, Waiter};
 use super::received::{Decoder, Events, Received};
 use super::request::SubscribeRequest;
@@ -59,9 +60,18 @@ enum FirstRead {
 /// [`Hub::subscribe`](super::Hub::subscribe).
 pub struct Subscription {
     hub: Arc<Inner>,
+    /// The rings read: the topics', or the ring of every event for a selector subscription.
     topics: Vec<Arc<TopicLog>>,
-    /// The topics' names, for reading the store.
+    /// The topics' names, for reading the store (empty for a selector subscription).
     names: Vec<Topic>,
+    /// Which events of those rings it may be sent.
+    access: Access,
+    /// It reads every event (a `*` or URI-template selector).
+    reads_all: bool,
+    /// The stream ends here (its token's `exp`).
+    expires_at: Option<Instant>,
+    /// A resume id that may be a publisher's, to look up in the store before the first read.
+    resolve: Option<String>,
     /// Events after the cursor up to here left memory: read them from the store next.
     from_store: Option<u64>,
     waiters: Vec<Arc<Waiter>>,
@@ -103,7 +113,17 @@ impl std::fmt::Debug for Subscription {
 impl Subscription {
     pub(super) fn new(hub: Arc<Inner>, request: SubscribeRequest, slot: SlotGuard) -> Subscription {
         let notify = Arc::new(Notify::new());
-        let topics: Vec<_> = request.topics.iter().map(|t| hub.log.topic(t)).collect();
+        let reads_all = request.selectors.is_some();
+        let topics: Vec<_> = if reads_all {
+            vec![hub.log.all().clone()]
+        } else {
+            request.topics.iter().map(|t| hub.log.topic(t)).collect()
+        };
+        let access = Access::new(
+            request.selectors.clone(),
+            request.private.clone(),
+            &request.topics,
+        );
         for t in &topics {
             t.subscribers.fetch_add(1, Ordering::Relaxed);
         }
@@ -111,23 +131,21 @@ impl Subscription {
         // Read after registering, so nothing committed from here on can be missed.
         let committed = hub.log.committed();
         let mut opening = stream_prologue(hub.config.retry_ms).to_vec();
+        let mut resolve = None;
         let (cursor, first_read) = match request.last_event_id.as_deref() {
+            None if request.earliest => (0, FirstRead::Quiet),
             // A live start reports a loss too: a burst bigger than the history could evict
             // events published after it opened before its first read.
             None => (committed, FirstRead::ReportGap),
-            Some(id) => match hub.epoch.parse(id) {
-                IdMatch::Current(seq) if seq <= committed => (seq, FirstRead::ReportGap),
-                other => {
-                    let reason = match other {
-                        IdMatch::OtherHistory => "other-history",
-                        _ => "unknown-id",
-                    };
-                    let data = serde_json::json!({
-                        "reason": reason,
-                        "lastEventId": id,
-                        "message": "this id is not from this hub's current history; replaying every retained event",
-                    });
-                    opening.extend_from_slice(&encode_without_id("gap", &data.to_string()));
+            Some(id) => match resume_point(&hub, id, committed) {
+                Some(seq) => (seq, FirstRead::ReportGap),
+                // Perhaps a publisher's id that left memory: the store knows (see `next`).
+                None if hub.durable && !matches!(hub.epoch.parse(id), IdMatch::Current(_)) => {
+                    resolve = Some(id.to_string());
+                    (committed, FirstRead::ReportGap)
+                }
+                None => {
+                    opening.extend_from_slice(&unknown_id_gap(&hub, id));
                     (0, FirstRead::Quiet)
                 }
             },
@@ -145,6 +163,10 @@ impl Subscription {
             hub,
             topics,
             names: request.topics,
+            access,
+            reads_all,
+            expires_at: request.expires_at.map(Instant::from_std),
+            resolve,
             from_store: None,
             waiters,
             notify,
@@ -221,9 +243,33 @@ impl Subscription {
             out.clear();
             self.next(&mut out).await?;
             // Decoded at once, with no await in between: a cancelled call loses nothing.
-            self.decoder
+            let Subscription {
+                hub,
+                names,
+                access,
+                decoder,
+                ..
+            } = self;
+            let topics_of = |id: &str| -> Vec<Topic> {
+                if let [one] = names.as_slice() {
+                    return vec![one.clone()];
+                }
+                let seq = match hub.epoch.parse(id) {
+                    IdMatch::Current(seq) => Some(seq),
+                    _ => hub.log.seq_of(id),
+                };
+                let Some(meta) = seq.and_then(|seq| hub.log.meta_of(seq)) else {
+                    return Vec::new();
+                };
+                meta.topics
+                    .iter()
+                    .filter(|t| names.contains(t) || (names.is_empty() && access.selects(t)))
+                    .cloned()
+                    .collect()
+            };
+            decoder
                 .get_or_insert_with(|| Box::new(Decoder::new()))
-                .decode(&out, &self.hub.epoch, &self.names, &self.topics);
+                .decode(&out, &topics_of);
         }
     }
 
@@ -296,6 +342,25 @@ impl Subscription {
     /// # }
     /// ```
     pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
+        if let Some(id) = self.resolve.clone() {
+            // Cleared only once answered: a cancelled call asks again.
+            let found = self.hub.store.find_id(&id).await;
+            self.resolve = None;
+            match found {
+                Ok(Some(seq)) if seq <= self.start => self.cursor = seq,
+                Ok(_) => {
+                    let mut opening = self.opening.take().unwrap_or_default().to_vec();
+                    opening.extend_from_slice(&unknown_id_gap(&self.hub, &id));
+                    self.opening = Some(opening.into());
+                    self.cursor = 0;
+                    self.first_read = FirstRead::Quiet;
+                }
+                Err(e) => {
+                    tracing::warn!("resume: {e}");
+                    return Err(End::History);
+                }
+            }
+        }
         if let Some(opening) = self.opening.take() {
             out.push(opening);
             return Ok(());
@@ -306,6 +371,9 @@ impl Subscription {
             }
         }
         loop {
+            if self.expires_at.is_some_and(|at| at <= Instant::now()) {
+                return Err(End::Expired);
+            }
             if let Some(upto) = self.from_store.take() {
                 let events = self.read_store(upto, out).await?;
                 if !out.is_empty() {
@@ -342,8 +410,16 @@ impl Subscription {
                 self.last_sent = Instant::now();
                 return Ok(());
             }
-            // Woken by a publish, shutdown, or the hub's heartbeat tick.
-            self.notify.notified().await;
+            // Woken by a publish, shutdown, the hub's heartbeat tick, or the token's expiry.
+            match self.expires_at {
+                Some(at) => {
+                    tokio::select! {
+                        () = self.notify.notified() => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => self.notify.notified().await,
+            }
         }
     }
 
@@ -406,10 +482,14 @@ impl Subscription {
     /// Takes what is after the cursor into `out`; returns how many events that was.
     fn read(&mut self, out: &mut Vec<Bytes>) -> Result<usize, End> {
         let before = out.len();
-        let read = self
-            .hub
-            .log
-            .read(&self.topics, self.cursor, BATCH_BYTES, BATCH_EVENTS, out);
+        let read = self.hub.log.read(
+            &self.topics,
+            &self.access,
+            self.cursor,
+            BATCH_BYTES,
+            BATCH_EVENTS,
+            out,
+        );
         self.more = read.more;
         if read.evicted && self.hub.durable {
             // The store still has what memory let go: read that first, then come back here.
@@ -470,7 +550,11 @@ impl Subscription {
             .hub
             .store
             .read_after(
-                Scope::Topics(&self.names),
+                if self.reads_all {
+                    Scope::All
+                } else {
+                    Scope::Topics(&self.names)
+                },
                 self.cursor,
                 upto,
                 ReadLimit {
@@ -486,7 +570,14 @@ impl Subscription {
         if replay.lost {
             self.report_loss(out, before, replay.events.first().map(|e| e.seq))?;
         }
-        out.extend(replay.events.into_iter().map(|e| e.bytes));
+        let access = &self.access;
+        out.extend(
+            replay
+                .events
+                .into_iter()
+                .filter(|e| access.admits_event(false, &e.topics, e.private))
+                .map(|e| e.bytes),
+        );
         // Whatever follows (more from the store, or memory) is ready now.
         self.more = true;
         if replay.cursor > self.cursor {
@@ -495,6 +586,30 @@ impl Subscription {
         }
         Ok(out.len() - before)
     }
+}
+
+/// Where a resume from `id` starts: a hub id of this history, or a retained publisher's id.
+fn resume_point(hub: &Inner, id: &str, committed: u64) -> Option<u64> {
+    let seq = match hub.epoch.parse(id) {
+        IdMatch::Current(seq) => Some(seq),
+        _ => hub.log.seq_of(id),
+    };
+    seq.filter(|seq| *seq <= committed)
+}
+
+/// The `gap` notice for a resume id this history does not hold.
+fn unknown_id_gap(hub: &Inner, id: &str) -> Bytes {
+    // A publisher's id may look like another history's (`order-42`); only our own shape counts.
+    let reason = match hub.epoch.parse(id) {
+        IdMatch::OtherHistory if crate::event::check_id(id).is_err() => "other-history",
+        _ => "unknown-id",
+    };
+    let data = serde_json::json!({
+        "reason": reason,
+        "lastEventId": id,
+        "message": "this id is not from this hub's current history; replaying every retained event",
+    });
+    encode_without_id("gap", &data.to_string())
 }
 
 impl Drop for Subscription {

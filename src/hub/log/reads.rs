@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{Log, TopicLog};
+use crate::hub::access::Access;
 use crate::hub::locks::read;
 
 /// What a read found.
@@ -33,11 +34,13 @@ pub(crate) struct Backlog {
 }
 
 impl Log {
-    /// Hands out the events after `after` on `topics`, in sequence order, each once, up to about
-    /// `max_bytes` or `max_events`, appending their bytes to `out`.
+    /// Hands out the events after `after` on `topics` that `access` admits, in sequence order,
+    /// each once, up to about `max_bytes` or `max_events`, appending their bytes to `out`.
+    /// Events it does not admit are passed over (the cursor moves past them).
     pub(crate) fn read(
         &self,
         topics: &[Arc<TopicLog>],
+        access: &Access,
         after: u64,
         max_bytes: usize,
         max_events: usize,
@@ -64,7 +67,9 @@ impl Log {
             read.evicted_up_to = ring.evicted_up_to;
             let entries = ring.entries.range(ring.after(after)..);
             let cut = take_within(
-                entries.map(|e| (e.seq, &e.bytes)),
+                entries
+                    .filter(|e| access.admits(0, e))
+                    .map(|e| (e.seq, &e.bytes)),
                 after,
                 upto,
                 limits,
@@ -87,13 +92,15 @@ impl Log {
         let mut merged: Vec<(u64, Bytes)> = Vec::new();
         // A ring whose share was cut short holds back everything past its last gathered event.
         let mut limit = upto;
-        for topic in topics {
+        for (i, topic) in topics.iter().enumerate() {
             let ring = read!(topic.ring);
             read.evicted |= ring.evicted_up_to > after;
             read.evicted_up_to = read.evicted_up_to.max(ring.evicted_up_to);
             let entries = ring.entries.range(ring.after(after)..);
             let cut = take_within(
-                entries.map(|e| (e.seq, &e.bytes)),
+                entries
+                    .filter(|e| access.admits(i, e))
+                    .map(|e| (e.seq, &e.bytes)),
                 after,
                 upto,
                 limits,

@@ -1,6 +1,12 @@
 //! Tests of the log, and its property tests.
 
 use super::*;
+use crate::hub::access::Access;
+
+/// A filter that admits every public event.
+fn open() -> Access {
+    Access::new(None, None, &[])
+}
 
 fn topic(name: &str) -> Topic {
     Topic::new(name).unwrap()
@@ -24,7 +30,7 @@ fn read_all(log: &Log, topics: &[&str], mut after: u64, max: usize) -> (Vec<Stri
     let mut evicted = false;
     loop {
         let before = out.len();
-        let r = log.read(&rings, after, usize::MAX, max, &mut out);
+        let r = log.read(&rings, &open(), after, usize::MAX, max, &mut out);
         evicted |= r.evicted;
         if out.len() == before {
             break;
@@ -140,10 +146,10 @@ fn a_batch_larger_than_the_bytes_limit_is_refused_whole() {
     let refused = log.append(&e, &three, &[a.clone(), a.clone(), a.clone()], &a);
     assert_eq!(
         refused,
-        Err(TooLarge {
+        Err(Refused::TooLarge(TooLarge {
             bytes: 3 * len,
             limit: 2 * len
-        })
+        }))
     );
     // Nothing was numbered, placed or evicted.
     assert_eq!((log.next_seq(), log.retained()), (2, 1));
@@ -206,7 +212,7 @@ fn reads_stop_at_the_committed_mark() {
     publish(&log, &e, "1", &["a"]);
     let a = log.topic(&topic("a"));
     let mut out = Vec::new();
-    let r = log.read(std::slice::from_ref(&a), 1, 1000, 10, &mut out);
+    let r = log.read(std::slice::from_ref(&a), &open(), 1, 1000, 10, &mut out);
     assert_eq!((r.cursor, out.len()), (1, 0));
 }
 
@@ -278,6 +284,7 @@ mod properties {
         let mut out = Vec::new();
         let done = log.read(
             &rings(log, r.mask),
+            &open(),
             r.cursor,
             max_bytes,
             max_events,
@@ -336,6 +343,9 @@ mod properties {
                         }
                         Err(e) => {
                             // Refused whole: nothing numbered.
+                            let Refused::TooLarge(e) = e else {
+                                return Err(TestCaseError::fail("refused for another reason"));
+                            };
                             prop_assert!(e.bytes > max_bytes);
                             prop_assert_eq!(log.next_seq(), next);
                         }

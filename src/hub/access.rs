@@ -1,0 +1,122 @@
+//! Which events of the rings it reads a subscription may be sent: those its selectors select
+//! (when it reads every event, for `*` or a URI template), and of the private ones, those on a
+//! topic its token allows.
+//!
+//! Exact-topic subscriptions with no private events in sight pay one inline flag test per event:
+//! the common case stays a plain walk of the ring, and the event's shared [`Meta`] is looked at
+//! only for private events and for selector subscriptions.
+
+use crate::event::Topic;
+use crate::selector::SelectorSet;
+
+use super::ring::{Entry, Meta};
+
+/// A subscription's filter. See the [module documentation](self).
+pub(crate) struct Access {
+    /// Set when the subscription reads every event: keep those with a selected topic.
+    select: Option<SelectorSet>,
+    /// The topics whose private events it may get (`None`: public events only).
+    private: Option<SelectorSet>,
+    /// Per ring read: its private events are allowed without looking further.
+    ring_allowed: Vec<bool>,
+}
+
+impl Access {
+    /// A filter for a subscription reading the rings of `rings` (exact topics), or every event
+    /// (`rings` empty, `select` set).
+    pub(crate) fn new(
+        select: Option<SelectorSet>,
+        private: Option<SelectorSet>,
+        rings: &[Topic],
+    ) -> Access {
+        let ring_allowed = match (&select, &private) {
+            (_, None) => vec![false; rings.len().max(1)],
+            (Some(_), Some(p)) => vec![p.is_any()],
+            (None, Some(p)) => rings.iter().map(|t| p.matches(t)).collect(),
+        };
+        Access {
+            select,
+            private,
+            ring_allowed,
+        }
+    }
+
+    /// Whether the entry, read from ring number `ring`, may be sent.
+    #[inline]
+    pub(crate) fn admits(&self, ring: usize, entry: &Entry) -> bool {
+        if self.select.is_none() && !entry.private {
+            return true;
+        }
+        self.admits_meta(ring, &entry.meta)
+    }
+
+    fn admits_meta(&self, ring: usize, meta: &Meta) -> bool {
+        self.admits_event(
+            self.ring_allowed.get(ring).copied().unwrap_or(false),
+            &meta.topics,
+            meta.private,
+        )
+    }
+
+    /// Whether an event with these topics may be sent; `allowed`: its private events are
+    /// allowed on the ring it was read from.
+    pub(crate) fn admits_event(&self, allowed: bool, topics: &[Topic], private: bool) -> bool {
+        if let Some(select) = &self.select {
+            if !select.matches_any(topics) {
+                return false;
+            }
+        }
+        !private || allowed || self.private.as_ref().is_some_and(|p| p.matches_any(topics))
+    }
+
+    /// Whether the subscription would take this event at all (the decoder's topics).
+    pub(crate) fn selects(&self, topic: &Topic) -> bool {
+        self.select.as_ref().is_none_or(|s| s.matches(topic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selector::Selector;
+
+    fn set(selectors: &[&str]) -> SelectorSet {
+        SelectorSet::new(
+            selectors
+                .iter()
+                .map(|s| Selector::parse(s).unwrap())
+                .collect(),
+        )
+    }
+
+    fn topics(names: &[&str]) -> Vec<Topic> {
+        names.iter().map(|n| Topic::new(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn private_events_need_a_grant_on_one_of_their_topics() {
+        let anonymous = Access::new(None, None, &topics(&["a"]));
+        assert!(anonymous.admits_event(false, &topics(&["a"]), false));
+        assert!(!anonymous.admits_event(false, &topics(&["a"]), true));
+        // Allowed `b` only, reading ring `a`: a private event on `a` and `b` is theirs (an
+        // alternate topic counts), one on `a` alone is not.
+        let granted = Access::new(None, Some(set(&["b"])), &topics(&["a"]));
+        assert!(!granted.ring_allowed[0]);
+        assert!(granted.admits_event(false, &topics(&["a", "b"]), true));
+        assert!(!granted.admits_event(false, &topics(&["a"]), true));
+        let ring_granted = Access::new(None, Some(set(&["a"])), &topics(&["a"]));
+        assert!(ring_granted.ring_allowed[0]);
+    }
+
+    #[test]
+    fn selector_subscriptions_keep_what_they_select() {
+        let all = Access::new(Some(set(&["*"])), Some(set(&["*"])), &[]);
+        assert!(all.admits_event(all.ring_allowed[0], &topics(&["x"]), true));
+        let picky = Access::new(Some(set(&["x", "*"])), None, &[]);
+        assert!(picky.admits_event(false, &topics(&["y"]), false));
+        assert!(!picky.admits_event(false, &topics(&["y"]), true));
+        let exact = Access::new(Some(set(&["x"])), None, &[]);
+        assert!(!exact.admits_event(false, &topics(&["y"]), false));
+        assert!(exact.selects(&Topic::new("x").unwrap()));
+    }
+}

@@ -1,0 +1,226 @@
+//! Tests of who gets what: private events, publisher-chosen ids, selector subscriptions,
+//! token expiry, and `earliest`.
+
+use std::time::Duration;
+
+use super::*;
+use crate::event::{Event, Topic};
+use crate::selector::{Selector, SelectorSet};
+
+fn set(selectors: &[&str]) -> SelectorSet {
+    SelectorSet::new(
+        selectors
+            .iter()
+            .map(|s| Selector::parse(s).expect("a good selector"))
+            .collect(),
+    )
+}
+
+fn on(topics: &[&str], data: &str) -> Event {
+    topics.iter().fold(Event::new(data), |e, t| {
+        e.with_topic(t).expect("a good topic")
+    })
+}
+
+/// Everything the subscription has now, as (id, data), stopping at the first quiet moment.
+async fn drain(sub: &mut Subscription) -> Vec<(String, String)> {
+    let mut got = Vec::new();
+    while let Ok(Ok(item)) = tokio::time::timeout(Duration::from_millis(100), sub.recv()).await {
+        match item {
+            Received::Event(e) => got.push((e.id, e.data)),
+            Received::Gap(g) => got.push(("gap".into(), g.reason)),
+        }
+    }
+    got
+}
+
+fn datas(got: &[(String, String)]) -> Vec<&str> {
+    got.iter().map(|(_, d)| d.as_str()).collect()
+}
+
+#[tokio::test]
+async fn private_events_reach_only_subscribers_allowed_one_of_their_topics() {
+    let hub = Hub::builder().build();
+    let request = |allowed: Option<&[&str]>| {
+        let r = SubscribeRequest::topics(["a"]).expect("a good topic");
+        match allowed {
+            Some(a) => r.allow_private(set(a)),
+            None => r,
+        }
+    };
+    let mut anonymous = hub.subscribe(request(None)).expect("room");
+    let mut on_a = hub.subscribe(request(Some(&["a"]))).expect("room");
+    let mut on_b = hub.subscribe(request(Some(&["b"]))).expect("room");
+    let mut all = hub.subscribe(request(Some(&["*"]))).expect("room");
+    hub.publish(vec![
+        on(&["a"], "public"),
+        on(&["a"], "private a").private(),
+        on(&["a", "b"], "private a+b").private(),
+        on(&["a"], "public again"),
+    ])
+    .await
+    .expect("published");
+    assert_eq!(
+        datas(&drain(&mut anonymous).await),
+        ["public", "public again"]
+    );
+    let everything = ["public", "private a", "private a+b", "public again"];
+    assert_eq!(datas(&drain(&mut on_a).await), everything);
+    // Allowed `b` only: the event also on `b` (an alternate topic) is theirs.
+    assert_eq!(
+        datas(&drain(&mut on_b).await),
+        ["public", "private a+b", "public again"]
+    );
+    assert_eq!(datas(&drain(&mut all).await), everything);
+    // A replay (resume from before them all) never leaks them either.
+    let first = hub.epoch().id(0);
+    let mut replay = hub
+        .subscribe(request(None).resume_after(first))
+        .expect("room");
+    let got = drain(&mut replay).await;
+    assert_eq!(datas(&got), ["public", "public again"], "{got:?}");
+}
+
+#[tokio::test]
+async fn publisher_ids_are_sent_resumed_from_and_unique() {
+    let hub = Hub::builder().history(3).build();
+    let mut sub = hub
+        .subscribe(SubscribeRequest::topics(["a"]).expect("a good topic"))
+        .expect("room");
+    let receipt = hub
+        .publish(vec![
+            on(&["a"], "one").with_id("order-1").expect("a good id"),
+            on(&["a"], "two"),
+            on(&["a"], "three").with_id("order-3").expect("a good id"),
+        ])
+        .await
+        .expect("published");
+    assert_eq!(receipt.ids[0], "order-1");
+    assert_eq!(receipt.ids[2], "order-3");
+    let got = drain(&mut sub).await;
+    assert_eq!(got[0], ("order-1".to_string(), "one".to_string()));
+    assert_eq!(got[1].0, receipt.ids[1]);
+    // Resuming from a publisher's id: what follows it, nothing before, no duplicate.
+    let mut resumed = hub
+        .subscribe(
+            SubscribeRequest::topics(["a"])
+                .expect("a good topic")
+                .resume_after("order-1"),
+        )
+        .expect("room");
+    assert_eq!(datas(&drain(&mut resumed).await), ["two", "three"]);
+    // An id still in the history is refused, as is one named twice in a batch; nothing is
+    // published either way.
+    let again = hub
+        .publish(vec![on(&["a"], "x").with_id("order-3").expect("a good id")])
+        .await;
+    assert!(
+        matches!(&again, Err(PublishError::DuplicateId(id)) if id == "order-3"),
+        "{again:?}"
+    );
+    let twice = hub
+        .publish(vec![
+            on(&["a"], "x").with_id("dup").expect("a good id"),
+            on(&["a"], "y").with_id("dup").expect("a good id"),
+        ])
+        .await;
+    assert!(
+        matches!(twice, Err(PublishError::DuplicateId(_))),
+        "{twice:?}"
+    );
+    assert_eq!(hub.stats().published_total, 3);
+    // Once it has left the history, the id is free again; a resume from it is a gap.
+    hub.publish((0..3).map(|i| on(&["a"], &i.to_string())).collect())
+        .await
+        .expect("published");
+    hub.publish_one(on(&["a"], "reused").with_id("order-1").expect("a good id"))
+        .await
+        .expect("published");
+    let mut stale = hub
+        .subscribe(
+            SubscribeRequest::topics(["b"])
+                .expect("a good topic")
+                .resume_after("order-3"),
+        )
+        .expect("room");
+    let got = drain(&mut stale).await;
+    assert_eq!(got, [("gap".to_string(), "unknown-id".to_string())]);
+}
+
+#[tokio::test]
+async fn a_wildcard_subscription_gets_every_event_once_and_filters_by_selector() {
+    let hub = Hub::builder().build();
+    let mut everything = hub
+        .subscribe(SubscribeRequest::selectors(set(&["*"])))
+        .expect("room");
+    let mut mixed = hub
+        .subscribe(SubscribeRequest::selectors(set(&["b", "*"])).allow_private(set(&["b"])))
+        .expect("room");
+    hub.publish(vec![
+        on(&["a"], "1"),
+        on(&["a", "b"], "2"),
+        on(&["c"], "3").private(),
+        on(&["b"], "4").private(),
+    ])
+    .await
+    .expect("published");
+    let got = drain(&mut everything).await;
+    assert_eq!(datas(&got), ["1", "2"], "{got:?}");
+    assert_eq!(datas(&drain(&mut mixed).await), ["1", "2", "4"]);
+    // The decoded topics are the event's.
+    let mut one = hub
+        .subscribe(SubscribeRequest::selectors(set(&["*"])).from_earliest())
+        .expect("room");
+    let Ok(Received::Event(e)) = one.recv().await else {
+        panic!("an event")
+    };
+    assert_eq!(e.topics, [Topic::new("a").expect("a good topic")]);
+}
+
+#[tokio::test]
+async fn a_subscription_ends_when_its_token_expires() {
+    let hub = Hub::builder().build();
+    let mut sub = hub
+        .subscribe(
+            SubscribeRequest::topics(["a"])
+                .expect("a good topic")
+                .expires_at(std::time::Instant::now() + Duration::from_millis(200)),
+        )
+        .expect("room");
+    let mut out = Vec::new();
+    sub.next(&mut out).await.expect("the opening");
+    let started = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            out.clear();
+            if let Err(e) = sub.next(&mut out).await {
+                return e;
+            }
+        }
+    })
+    .await
+    .expect("ended in time");
+    assert_eq!(end, End::Expired);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn earliest_replays_everything_retained_without_a_gap() {
+    let hub = Hub::builder().history(2).build();
+    hub.publish((1..=3).map(|i| on(&["a"], &i.to_string())).collect())
+        .await
+        .expect("published");
+    let mut sub = hub
+        .subscribe(
+            SubscribeRequest::topics(["a"])
+                .expect("a good topic")
+                .from_earliest(),
+        )
+        .expect("room");
+    assert_eq!(sub.starts_after(), "earliest");
+    assert_eq!(drain(&mut sub).await.len(), 2);
+    let live = hub
+        .subscribe(SubscribeRequest::topics(["a"]).expect("a good topic"))
+        .expect("room");
+    assert_eq!(live.starts_after(), hub.epoch().id(3));
+}
