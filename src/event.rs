@@ -20,8 +20,9 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Longest topic, in bytes.
-pub const MAX_TOPIC_LEN: usize = 256;
+/// Longest topic, in bytes: room for Mercure's topics, which are URIs, and for its
+/// subscription topics, which hold one (percent-encoded) and a subscriber id.
+pub const MAX_TOPIC_LEN: usize = 1024;
 /// Longest event name, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
 /// The topic used when a subscriber or publisher names none.
@@ -43,7 +44,7 @@ pub enum EventError {
     BadId(String, &'static str),
 }
 
-/// A topic name: 1 to 256 bytes of UTF-8 with no control characters. Cheap to clone.
+/// A topic name: 1 to 1024 bytes of UTF-8 with no control characters. Cheap to clone.
 ///
 /// ```
 /// use ssehub::event::Topic;
@@ -105,7 +106,11 @@ fn check_label(s: &str, max: usize) -> Result<(), &'static str> {
     if s.is_empty() {
         Err("must not be empty")
     } else if s.len() > max {
-        Err("longer than 256 bytes")
+        Err(if max == MAX_TOPIC_LEN {
+            "longer than 1024 bytes"
+        } else {
+            "longer than 256 bytes"
+        })
     } else if s.chars().any(char::is_control) {
         Err("must not contain control characters")
     } else {
@@ -579,8 +584,9 @@ mod tests {
         assert!(Event::new("x").with_name("a\nevent: b").is_err());
         assert!(Event::new("x").with_name("a\rb").is_err());
         assert!(Event::new("x").with_topic("a\0b").is_err());
-        assert!(Topic::new(&"x".repeat(257)).is_err());
-        assert!(Topic::new(&"x".repeat(256)).is_ok());
+        assert!(Topic::new(&"x".repeat(1025)).is_err());
+        assert!(Topic::new(&"x".repeat(1024)).is_ok());
+        assert!(Event::new("x").with_name(&"x".repeat(257)).is_err());
         assert!(Topic::new("ünïcødé ✓").is_ok());
     }
 }

@@ -15,6 +15,9 @@
 //! let app: axum::Router = router(hub, config);
 //! ```
 
+// Wired to the Mercure front next (see issue 12).
+#[allow(dead_code)]
+mod active_subscriptions;
 mod connection;
 mod cors;
 mod fast;

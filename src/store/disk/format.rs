@@ -97,7 +97,7 @@ pub(super) fn encode_entry(time_ms: u64, topics: &[Topic]) -> Vec<u8> {
         Vec::with_capacity(8 + topics.iter().map(|t| 2 + t.as_str().len()).sum::<usize>());
     out.extend_from_slice(&time_ms.to_le_bytes());
     for t in topics {
-        // Topics are at most 256 bytes (checked at publish), so the length fits.
+        // Topics are at most 1024 bytes (checked at publish), so the length fits.
         out.extend_from_slice(&(t.as_str().len() as u16).to_le_bytes());
         out.extend_from_slice(t.as_str().as_bytes());
     }

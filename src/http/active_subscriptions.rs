@@ -1,0 +1,299 @@
+//! Mercure's active subscriptions (presence): each subscription opened on the Mercure front is
+//! announced as a private update on `/.well-known/mercure/subscriptions/{topic}/{subscriber}`
+//! when it opens and when it closes, and listed by `GET /.well-known/mercure/subscriptions`.
+//!
+//! Off unless `--mercure-subscriptions` is given (as in the reference hub): every subscription
+//! then costs two publishes, one as it opens and one as it closes, per topic selector.
+//! The announcements go through [`Hub::publish`] like any event (history, resume, private
+//! rights), so a client that missed one resumes and gets it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde_json::{json, Value};
+
+use crate::event::Event;
+use crate::hub::Hub;
+
+/// Where subscription topics start.
+pub(crate) const PREFIX: &str = "/.well-known/mercure/subscriptions";
+
+/// Everything but RFC 3986's unreserved characters is escaped in a topic's path segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The subscriptions open on the Mercure front. Bounded by the hub's slots: one entry per open
+/// stream.
+pub(crate) struct Registry {
+    open: Mutex<BTreeMap<u64, Active>>,
+    next_key: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Active {
+    subscriber: String,
+    selectors: Vec<String>,
+    payload: Option<Value>,
+}
+
+impl Active {
+    /// The subscription's JSON-LD object for one of its selectors.
+    fn describe(&self, selector: &str, active: bool) -> Value {
+        json!({
+            "id": topic_of(selector, &self.subscriber),
+            "type": "Subscription",
+            "topic": selector,
+            "subscriber": self.subscriber,
+            "active": active,
+            "payload": self.payload,
+        })
+    }
+}
+
+/// The topic a subscription is announced on.
+pub(crate) fn topic_of(selector: &str, subscriber: &str) -> String {
+    format!(
+        "{PREFIX}/{}/{}",
+        utf8_percent_encode(selector, SEGMENT),
+        utf8_percent_encode(subscriber, SEGMENT)
+    )
+}
+
+/// A fresh subscriber id, `urn:uuid:` and a random (version 4) UUID, as the reference hub makes.
+fn new_subscriber_id() -> String {
+    let mut b = [0u8; 16];
+    // A failing OS random source only makes ids guessable, not wrong: fall back to the clock.
+    if getrandom::fill(&mut b).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = nanos.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        h(0..4),
+        h(4..6),
+        h(6..8),
+        h(8..10),
+        h(10..16)
+    )
+}
+
+/// An announced subscription: dropping it (the stream ended) announces it inactive.
+pub(crate) struct Presence {
+    registry: Arc<Registry>,
+    key: u64,
+    hub: Hub,
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        let Some(active) = self
+            .registry
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key)
+        else {
+            return;
+        };
+        announce(&self.hub, &active, false);
+    }
+}
+
+/// Publishes one private update per selector, in the background: announcing must not hold up
+/// the stream, and a publish that fails (the hub closing) has no one to tell.
+fn announce(hub: &Hub, active: &Active, open: bool) {
+    let events: Vec<Event> = active
+        .selectors
+        .iter()
+        .filter_map(|s| {
+            let data = active.describe(s, open).to_string();
+            Event::new(data)
+                .with_topic(&topic_of(s, &active.subscriber))
+                .ok()
+                .map(Event::private)
+        })
+        .collect();
+    if events.is_empty() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let hub = hub.clone();
+    runtime.spawn(async move {
+        if let Err(e) = hub.publish(events).await {
+            tracing::debug!("announcing a subscription: {e}");
+        }
+    });
+}
+
+impl Registry {
+    pub(crate) fn new() -> Registry {
+        Registry {
+            open: Mutex::new(BTreeMap::new()),
+            next_key: AtomicU64::new(0),
+        }
+    }
+
+    /// Records and announces a subscription to `selectors` (as the client wrote them), with its
+    /// token's `mercure.payload`. Hold the answer as long as the stream lives.
+    pub(crate) fn open(
+        self: &Arc<Registry>,
+        hub: &Hub,
+        selectors: Vec<String>,
+        payload: Option<Value>,
+    ) -> Presence {
+        let active = Active {
+            subscriber: new_subscriber_id(),
+            selectors,
+            payload,
+        };
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        announce(hub, &active, true);
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, active);
+        Presence {
+            registry: self.clone(),
+            key,
+            hub: hub.clone(),
+        }
+    }
+
+    /// The open subscriptions' objects (one per selector, oldest first) on `selector` if given,
+    /// of `subscriber` if given, that `visible` (the reader's token) lets through by topic.
+    pub(crate) fn list(
+        &self,
+        selector: Option<&str>,
+        subscriber: Option<&str>,
+        visible: impl Fn(&str) -> bool,
+    ) -> Vec<Value> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for active in open.values() {
+            if subscriber.is_some_and(|s| s != active.subscriber) {
+                continue;
+            }
+            for s in &active.selectors {
+                if selector.is_some_and(|want| want != s) {
+                    continue;
+                }
+                if visible(&topic_of(s, &active.subscriber)) {
+                    out.push(active.describe(s, true));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The subscriptions API's answer for `path` (after [`PREFIX`]: empty, `/{topic}` or
+/// `/{topic}/{subscriber}`, percent-encoded): a collection, or one subscription (`None` if it
+/// is not open). `last_event_id` is where a client that read this should resume to miss no
+/// change.
+pub(crate) fn answer(
+    registry: &Registry,
+    rest: &str,
+    last_event_id: &str,
+    visible: impl Fn(&str) -> bool,
+) -> Result<Option<Value>, String> {
+    let parts: Vec<String> = rest
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| format!("{p:?} is not percent-encoded UTF-8"))
+        })
+        .collect::<Result<_, _>>()?;
+    let (selector, subscriber) = match parts.as_slice() {
+        [] => (None, None),
+        [t] => (Some(t.as_str()), None),
+        [t, s] => (Some(t.as_str()), Some(s.as_str())),
+        _ => return Err("expected /subscriptions[/{topic}[/{subscriber}]]".into()),
+    };
+    let mut found = registry.list(selector, subscriber, visible);
+    if subscriber.is_some() {
+        let Some(mut one) = found.pop() else {
+            return Ok(None);
+        };
+        one["@context"] = json!("https://mercure.rocks/");
+        one["lastEventID"] = json!(last_event_id);
+        return Ok(Some(one));
+    }
+    Ok(Some(json!({
+        "@context": "https://mercure.rocks/",
+        "id": format!("{PREFIX}{rest}"),
+        "type": "Subscriptions",
+        "lastEventID": last_event_id,
+        "subscriptions": found,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_escape_their_parts_and_ids_are_uuids() {
+        let t = topic_of("https://example.com/books/{id}", "urn:uuid:1");
+        assert_eq!(
+            t,
+            "/.well-known/mercure/subscriptions/https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D/urn%3Auuid%3A1"
+        );
+        let id = new_subscriber_id();
+        assert_eq!(id.len(), "urn:uuid:".len() + 36, "{id}");
+        assert_ne!(id, new_subscriber_id());
+    }
+
+    #[tokio::test]
+    async fn lists_open_subscriptions_and_forgets_closed_ones() {
+        let hub = Hub::builder().build();
+        let registry = Arc::new(Registry::new());
+        let a = registry.open(&hub, vec!["a".into(), "b".into()], Some(json!({"user": 1})));
+        let _c = registry.open(&hub, vec!["c".into()], None);
+        let all = answer(&registry, "", "x", |_| true).unwrap().unwrap();
+        assert_eq!(all["subscriptions"].as_array().unwrap().len(), 3);
+        assert_eq!(all["lastEventID"], "x");
+        let on_b = answer(&registry, "/b", "x", |_| true).unwrap().unwrap();
+        let subs = on_b["subscriptions"].as_array().unwrap();
+        assert_eq!(subs.len(), 1);
+        assert_eq!(subs[0]["payload"]["user"], 1);
+        let subscriber = subs[0]["subscriber"].as_str().unwrap().to_string();
+        let enc = utf8_percent_encode(&subscriber, SEGMENT).to_string();
+        let one = answer(&registry, &format!("/b/{enc}"), "x", |_| true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(one["active"], true);
+        assert_eq!(one["@context"], "https://mercure.rocks/");
+        // What the reader's token does not cover is left out.
+        let hidden = answer(&registry, "", "x", |t| !t.contains("/c/"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(hidden["subscriptions"].as_array().unwrap().len(), 2);
+        drop(a);
+        let left = answer(&registry, "", "x", |_| true).unwrap().unwrap();
+        assert_eq!(left["subscriptions"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            answer(&registry, &format!("/b/{enc}"), "x", |_| true).unwrap(),
+            None
+        );
+        assert!(answer(&registry, "/a/b/c", "x", |_| true).is_err());
+        // Opening and closing were announced as private events.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(hub.stats().published_total, 5);
+    }
+}
