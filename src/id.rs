@@ -1,4 +1,5 @@
-//! Event ids: `<epoch>-<seq>`. The epoch names the history (a fresh random one per in-memory run),
+//! Hub-made event ids: `<epoch>-<seq>` (a publisher may choose its own instead; see
+//! [`Event::with_id`](crate::Event::with_id)). The epoch names the history (a fresh random one per in-memory run),
 //! so an id from another run is recognised as foreign instead of being misread as a current one.
 
 use std::fmt::Write as _;

@@ -34,7 +34,7 @@ pub enum Received {
 /// A published event, as a subscriber receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedEvent {
-    /// Its id (`<epoch>-<seq>`): give it to [`SubscribeRequest::resume_after`] to resume after
+    /// Its id (`<epoch>-<seq>`, or the one its publisher chose): give it to [`SubscribeRequest::resume_after`] to resume after
     /// it.
     ///
     /// [`SubscribeRequest::resume_after`]: super::SubscribeRequest::resume_after
