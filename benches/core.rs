@@ -6,6 +6,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ssehub::event::{encode, Event};
 use ssehub::parse::{FrameRef, Parser};
+use ssehub::selector::{Selector, SelectorSet};
 use ssehub::{Hub, SubscribeRequest};
 
 fn data(size: usize) -> String {
@@ -116,6 +117,65 @@ fn log(c: &mut Criterion) {
                 )
             },
         );
+        for sub in subs {
+            sub.abort();
+        }
+    }
+    // The same publish, taken by one subscriber that reads every event and filters it: a `*`
+    // or a URI-template selector (what Mercure subscribers often use), against 1,000 other
+    // exact-topic subscribers that are not woken.
+    for selector in ["*", "https://example.com/t/{id}"] {
+        let hub = Hub::builder()
+            .max_clients(20_000)
+            .history(10_000)
+            .batch_window(std::time::Duration::ZERO)
+            .build();
+        let mut subs: Vec<_> = (0..1000)
+            .map(|i| {
+                let mut sub = hub
+                    .subscribe(SubscribeRequest::topics([format!("other{i}")]).unwrap())
+                    .unwrap();
+                runtime.spawn(async move {
+                    let mut out = Vec::new();
+                    while sub.next(&mut out).await.is_ok() {
+                        out.clear();
+                    }
+                })
+            })
+            .collect();
+        let set = SelectorSet::new(vec![Selector::parse(selector).unwrap()]);
+        let mut sub = hub.subscribe(SubscribeRequest::selectors(set)).unwrap();
+        subs.push(runtime.spawn(async move {
+            let mut out = Vec::new();
+            while sub.next(&mut out).await.is_ok() {
+                out.clear();
+            }
+        }));
+        runtime.block_on(async {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+        });
+        g.bench_function(format!("selector {selector}, waiting"), |b| {
+            b.iter_batched(
+                || {
+                    (0..100)
+                        .map(|i| {
+                            Event::new(data(128))
+                                .with_topic(&format!("https://example.com/t/{}", i % 10))
+                                .unwrap()
+                        })
+                        .collect::<Vec<_>>()
+                },
+                |events| {
+                    runtime.block_on(async {
+                        hub.publish(events).await.unwrap();
+                        tokio::task::yield_now().await;
+                    })
+                },
+                BatchSize::SmallInput,
+            )
+        });
         for sub in subs {
             sub.abort();
         }
