@@ -224,3 +224,63 @@ async fn earliest_replays_everything_retained_without_a_gap() {
         .expect("room");
     assert_eq!(live.starts_after(), hub.epoch().id(3));
 }
+
+#[cfg(feature = "durable")]
+mod on_disk {
+    use super::*;
+    use crate::store::{Disk, Retention};
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("ssehub-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn hub_on(dir: &std::path::Path) -> Hub {
+        let disk = Disk::open(dir, Retention::default()).expect("a usable data dir");
+        // One event in memory: every replay below reads the file.
+        Hub::builder()
+            .memory_history(1)
+            .store(Arc::new(disk))
+            .build()
+    }
+
+    #[tokio::test]
+    async fn ids_and_privacy_outlive_memory_and_restarts() {
+        let dir = dir("access");
+        {
+            let hub = hub_on(&dir);
+            hub.publish(vec![
+                on(&["a"], "one").with_id("order-1").expect("a good id"),
+                on(&["a"], "secret").private(),
+                on(&["a", "b"], "two"),
+                on(&["c"], "three"),
+            ])
+            .await
+            .expect("published");
+        }
+        let hub = hub_on(&dir);
+        // The id is still known (from the file): refused again, and resumable.
+        let again = hub
+            .publish(vec![on(&["a"], "x").with_id("order-1").expect("a good id")])
+            .await;
+        assert!(
+            matches!(again, Err(PublishError::DuplicateId(_))),
+            "{again:?}"
+        );
+        let resume = |r: SubscribeRequest| hub.subscribe(r.resume_after("order-1")).expect("room");
+        let mut anonymous = resume(SubscribeRequest::topics(["a"]).expect("a good topic"));
+        assert_eq!(datas(&drain(&mut anonymous).await), ["two"]);
+        let mut allowed = resume(
+            SubscribeRequest::topics(["a"])
+                .expect("a good topic")
+                .allow_private(set(&["a"])),
+        );
+        assert_eq!(datas(&drain(&mut allowed).await), ["secret", "two"]);
+        // A `*` subscription replays every topic from the file, once each, public only.
+        let mut everything = resume(SubscribeRequest::selectors(set(&["*"])));
+        assert_eq!(datas(&drain(&mut everything).await), ["two", "three"]);
+        drop(hub);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
