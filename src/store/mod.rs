@@ -155,6 +155,8 @@ pub trait Store: sealed::Sealed + Send + Sync + 'static {
     ) -> StoreFuture<'a, Replay>;
 
     /// The sequence number of the retained event whose publisher chose `id`, if there is one.
+    /// Ids the hub made (`EPOCH-SEQ`) are not indexed, and an event's id is forgotten when
+    /// retention prunes the event.
     fn find_id<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<u64>>;
 }
 

@@ -7,13 +7,17 @@
 //! fsyncs. Age-based pruning also runs on a timer when nothing is published.
 //!
 //! Tables:
-//! - `ssehub_meta`: the format, the epoch, the last sequence number given, and `dropped_up_to`
-//!   (the newest event pruned from a topic that then had nothing left).
-//! - `ssehub_events`: sequence number → publish time and topics (what pruning needs).
+//! - `ssehub_meta`: the format, the epoch, the last sequence number given, `dropped_up_to`
+//!   (the newest event pruned from a topic that then had nothing left), and `pruned_up_to` (the
+//!   newest event pruned, what a replay of every topic checks).
+//! - `ssehub_events`: sequence number → publish time, topics, privacy and the publisher's id
+//!   (what pruning and replays filter by).
 //! - `ssehub_by_topic`: (topic, sequence number) → wire bytes (what replay reads, one range scan
 //!   per topic).
 //! - `ssehub_pruned`: topic → the newest of its events pruned, so a replay knows exactly whether
 //!   events on *its* topics are gone.
+//! - `ssehub_ids`: publisher-chosen id → sequence number, for the retained events that have one
+//!   (written with the event, removed when it is pruned).
 //!
 //! ```
 //! use ssehub::store::{Disk, Retention, Store};
@@ -42,7 +46,7 @@ use redb::{Database, DatabaseError};
 use super::{Done, Origin, ReadLimit, Record, Replay, Scope, Store, StoreError, StoreFuture};
 use crate::event::Topic;
 use format::read_or_init_meta;
-use reads::read_range;
+use reads::{find_id, read_all, read_range};
 use writer::{FailPending, Pending, Queue, Writer, MIN_SWEEP};
 
 /// The file in the data dir.
@@ -159,6 +163,7 @@ impl Disk {
             },
             last_seq: meta.last_seq,
             dropped_up_to: meta.dropped_up_to,
+            pruned_up_to: meta.pruned_up_to,
             sweep_at: MIN_SWEEP,
             failed: None,
         };
@@ -242,30 +247,41 @@ impl Store for Disk {
         limit: ReadLimit,
     ) -> StoreFuture<'a, Replay> {
         let db = self.db.clone();
-        let path = self.path.clone();
-        // Placeholder until the disk store reads every topic: nothing.
-        let topics: Vec<Topic> = match scope {
-            Scope::Topics(topics) => topics.to_vec(),
-            Scope::All => Vec::new(),
+        let topics: Option<Vec<Topic>> = match scope {
+            Scope::Topics(topics) => Some(topics.to_vec()),
+            Scope::All => None,
         };
+        self.blocking("read the history", move || match topics {
+            Some(topics) => read_range(&db, &topics, after, upto, limit),
+            None => read_all(&db, after, upto, limit),
+        })
+    }
+
+    fn find_id<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<u64>> {
+        let db = self.db.clone();
+        let id = id.to_string();
+        self.blocking("look up an event id", move || find_id(&db, &id))
+    }
+}
+
+impl Disk {
+    /// Runs a read of the file off the async workers (it may touch the disk), naming the file
+    /// and `what` it was doing if it fails.
+    fn blocking<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        read: impl FnOnce() -> Result<T, redb::Error> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let path = self.path.clone();
         Box::pin(async move {
-            let read = move || read_range(&db, &topics, after, upto, limit);
             let result = match tokio::runtime::Handle::try_current() {
-                // Reads may touch the disk: keep them off the async workers.
                 Ok(_) => tokio::task::spawn_blocking(read)
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string())),
                 Err(_) => read().map_err(|e| e.to_string()),
             };
-            result.map_err(|e| {
-                StoreError(format!("{}: cannot read the history: {e}", path.display()))
-            })
+            result.map_err(|e| StoreError(format!("{}: cannot {what}: {e}", path.display())))
         })
-    }
-
-    fn find_id<'a>(&'a self, _id: &'a str) -> StoreFuture<'a, Option<u64>> {
-        // Placeholder until the disk store keeps an id index.
-        Box::pin(std::future::ready(Ok(None)))
     }
 }

@@ -1,4 +1,7 @@
-//! Tests of the disk store, and a property test of its bounded reads.
+//! Tests of the disk store, and a property test of its bounded reads. Privacy, publisher ids
+//! and reads of every topic are in `tests/ids.rs`.
+
+mod ids;
 
 use super::format::{decode_entry, encode_entry, META, PRUNED};
 use super::*;
@@ -16,13 +19,17 @@ fn dir(name: &str) -> PathBuf {
 }
 
 fn append(disk: &Disk, seq: u64, topics: &[&str]) {
+    append_with(disk, seq, topics, false, None);
+}
+
+fn append_with(disk: &Disk, seq: u64, topics: &[&str], private: bool, id: Option<&str>) {
     let (tx, rx) = std::sync::mpsc::channel();
     let record = Record {
         seq,
         topics: topics.iter().map(|t| topic(t)).collect(),
         bytes: Bytes::from(format!("id: {seq}\ndata: {seq}\n\n")),
-        private: false,
-        id: None,
+        private,
+        id: id.map(Arc::from),
     };
     disk.append(
         vec![record],
@@ -265,17 +272,53 @@ fn refuses_foreign_and_corrupt_files_naming_them() {
 #[test]
 fn entries_round_trip() {
     let topics = vec![topic("a"), topic("ünï")];
-    let raw = encode_entry(42, &topics);
+    for (private, id) in [
+        (false, None),
+        (true, None),
+        (false, Some("order-42")),
+        (true, Some("é")),
+    ] {
+        let raw = encode_entry(42, &topics, private, id);
+        let entry = decode_entry(&raw).unwrap();
+        assert_eq!(entry.time_ms, 42);
+        assert_eq!(entry.topics, ["a", "ünï"]);
+        assert_eq!((entry.private, entry.id.as_deref()), (private, id));
+        assert_eq!(entry.checked_topics(), topics);
+        assert_eq!(decode_entry(&raw[..raw.len() - 1]), None);
+    }
+    // Plain events keep the layout older versions wrote and read.
     assert_eq!(
-        decode_entry(&raw),
-        Some((42, vec!["a".into(), "ünï".into()]))
+        encode_entry(42, &topics, false, None).len(),
+        8 + 3 + 2 + "ünï".len()
     );
-    assert_eq!(decode_entry(&raw[..raw.len() - 1]), None);
+}
+
+#[test]
+fn entries_written_before_the_trailer_decode() {
+    // Built by hand, as versions before privacy and publisher ids wrote them.
+    let mut raw = 7u64.to_le_bytes().to_vec();
+    for name in ["news", "chat/1"] {
+        raw.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        raw.extend_from_slice(name.as_bytes());
+    }
+    let entry = decode_entry(&raw).unwrap();
+    assert_eq!(entry.time_ms, 7);
+    assert_eq!(entry.topics, ["news", "chat/1"]);
+    assert!(!entry.private);
+    assert_eq!(entry.id, None);
+    // Damaged: a trailer with no flags, or bytes after the id.
+    let mut bad = raw.clone();
+    bad.extend_from_slice(&[0xFF, 0xFF]);
+    assert_eq!(decode_entry(&bad), None);
+    let mut bad = encode_entry(7, &[topic("a")], true, Some("x"));
+    bad.push(0);
+    assert_eq!(decode_entry(&bad), None);
 }
 
 mod read_properties {
-    //! Reading the file in pieces, under any limits, gives exactly the events on the topics in
-    //! the range, in order, each once, and each piece within its limits.
+    //! Reading the file in pieces, under any limits, gives exactly the events on the topics (or
+    //! all of them) in the range, in order, each once with its topics and privacy, and each
+    //! piece within its limits.
 
     use super::*;
     use proptest::prelude::*;
@@ -298,7 +341,8 @@ mod read_properties {
         #[test]
         fn pieces_add_up_to_the_range(
             events in prop::collection::vec((1u8..8, 1usize..60), 1..60),
-            reader in 1u8..8,
+            // A mask of topics; 0 reads every topic.
+            reader in 0u8..8,
             bounds in (0usize..60, 0usize..60),
             max_events in 1usize..6,
             max_bytes in 1usize..150,
@@ -315,8 +359,8 @@ mod read_properties {
                     seq: i as u64 + 1,
                     topics: names(*mask),
                     bytes: Bytes::from(vec![b'x'; *size]),
-                    private: false,
-                    id: None,
+                    private: i % 3 == 0,
+                    id: (i % 4 == 0).then(|| Arc::from(format!("p{i}"))),
                 })
                 .collect();
             let (tx, rx) = std::sync::mpsc::channel();
@@ -327,14 +371,18 @@ mod read_properties {
             let (a, b) = (bounds.0 as u64 % (last + 1), bounds.1 as u64 % (last + 1));
             let (after, upto) = (a.min(b), a.max(b));
             let want: Vec<u64> = (after + 1..=upto)
-                .filter(|s| events[*s as usize - 1].0 & reader != 0)
+                .filter(|s| reader == 0 || events[*s as usize - 1].0 & reader != 0)
                 .collect();
             let topics = names(reader);
             let limit = ReadLimit { events: max_events, bytes: max_bytes };
             let mut got = Vec::new();
             let mut cursor = after;
             while cursor < upto {
-                let r = read_range(&disk.db, &topics, cursor, upto, limit).unwrap();
+                let r = match reader {
+                    0 => read_all(&disk.db, cursor, upto, limit),
+                    _ => read_range(&disk.db, &topics, cursor, upto, limit),
+                }
+                .unwrap();
                 prop_assert!(r.cursor > cursor, "no progress from {}", cursor);
                 prop_assert!(!r.lost);
                 prop_assert!(r.events.len() <= max_events);
@@ -342,6 +390,10 @@ mod read_properties {
                 prop_assert!(r.events.len() <= 1 || bytes <= max_bytes);
                 for e in &r.events {
                     prop_assert!(e.seq > cursor && e.seq <= r.cursor);
+                    let i = e.seq as usize - 1;
+                    prop_assert_eq!(&e.topics, &names(events[i].0));
+                    prop_assert_eq!(e.private, i % 3 == 0);
+                    prop_assert_eq!(e.bytes.len(), events[i].1);
                     got.push(e.seq);
                 }
                 cursor = r.cursor;

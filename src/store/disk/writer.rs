@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use super::format::{decode_entry, encode_entry, BY_TOPIC, EVENTS, META, PRUNED};
+use super::format::{decode_entry, encode_entry, BY_TOPIC, EVENTS, IDS, META, PRUNED};
 use super::{lock, Retention};
 use crate::store::{Done, Record, StoreError};
 
@@ -38,6 +38,8 @@ pub(super) struct Writer {
     pub(super) retention: Retention,
     pub(super) last_seq: u64,
     pub(super) dropped_up_to: u64,
+    /// The newest event pruned, from any topic (what a read of every topic checks).
+    pub(super) pruned_up_to: u64,
     /// The pruning-mark table is swept of idle topics past this many entries.
     pub(super) sweep_at: u64,
     /// Set by the first failed commit: every later batch fails with it, so nothing after a lost
@@ -75,6 +77,7 @@ impl Drop for FailPending {
 struct Written {
     last_seq: u64,
     dropped_up_to: u64,
+    pruned_up_to: u64,
     /// Events pruned.
     pruned: usize,
     sweep_at: u64,
@@ -170,6 +173,7 @@ impl Writer {
         txn.commit().map_err(|e| fail(&e))?;
         self.last_seq = written.last_seq;
         self.dropped_up_to = written.dropped_up_to;
+        self.pruned_up_to = written.pruned_up_to;
         self.sweep_at = written.sweep_at;
         Ok(())
     }
@@ -178,12 +182,21 @@ impl Writer {
         let mut events = txn.open_table(EVENTS)?;
         let mut by_topic = txn.open_table(BY_TOPIC)?;
         let mut pruned_at = txn.open_table(PRUNED)?;
+        let mut ids = txn.open_table(IDS)?;
         let mut meta = txn.open_table(META)?;
         let now = now_ms();
         let mut last_seq = self.last_seq;
         let mut dropped_up_to = self.dropped_up_to;
+        let mut pruned_up_to = self.pruned_up_to;
         for r in records {
-            events.insert(r.seq, encode_entry(now, &r.topics).as_slice())?;
+            let id = r.id.as_deref();
+            events.insert(
+                r.seq,
+                encode_entry(now, &r.topics, r.private, id).as_slice(),
+            )?;
+            if let Some(id) = id {
+                ids.insert(id, r.seq)?;
+            }
             for t in &r.topics {
                 // A topic's pruning mark starts where a topic with nothing left would be, so a
                 // replay on it from before then is told it may have missed events.
@@ -208,15 +221,23 @@ impl Writer {
             else {
                 break;
             };
-            let (time, topics) = entry.unwrap_or_default();
-            if seq >= keep_from && time >= age_cut {
+            let entry = entry.unwrap_or_default();
+            if seq >= keep_from && entry.time_ms >= age_cut {
                 break;
             }
             events.remove(seq)?;
-            for t in topics {
+            for t in entry.topics {
                 by_topic.remove((t.as_str(), seq))?;
                 marks.insert(t, seq);
             }
+            if let Some(id) = &entry.id {
+                // Unless a later event took the id over (the hub refuses duplicates, but the
+                // index must not lose a retained event's id if one slipped through).
+                if ids.get(id.as_str())?.is_some_and(|v| v.value() == seq) {
+                    ids.remove(id.as_str())?;
+                }
+            }
+            pruned_up_to = pruned_up_to.max(seq);
             pruned += 1;
         }
         for (t, seq) in &marks {
@@ -247,9 +268,13 @@ impl Writer {
         if dropped_up_to != self.dropped_up_to {
             meta.insert("dropped_up_to", dropped_up_to.to_string().as_str())?;
         }
+        if pruned_up_to != self.pruned_up_to {
+            meta.insert("pruned_up_to", pruned_up_to.to_string().as_str())?;
+        }
         Ok(Written {
             last_seq,
             dropped_up_to,
+            pruned_up_to,
             pruned,
             sweep_at,
         })
