@@ -24,7 +24,11 @@ pub(super) const PRUNED: TableDefinition<&str, u64> = TableDefinition::new("sseh
 pub(super) const IDS: TableDefinition<&str, u64> = TableDefinition::new("ssehub_ids");
 
 /// What `ssehub_meta/format` says in a file this version can use.
-const FORMAT: &str = "ssehub-history-1";
+const FORMAT: &str = "ssehub-history-2";
+/// The format before private events and publishers' ids (entries without a trailer, no id
+/// table): read as is, and upgraded on open, so that an older ssehub refuses the file rather
+/// than misread entries that carry a trailer.
+const FORMAT_1: &str = "ssehub-history-1";
 /// The topic length that marks the trailer instead.
 const TRAILER: u16 = 0xFFFF;
 const PRIVATE: u8 = 1;
@@ -54,9 +58,9 @@ pub(super) fn read_or_init_meta(db: &Database) -> Result<Meta, String> {
                 .map(|v| v.value().to_string()))
         };
         let format = get("format")?.unwrap_or_default();
-        if format != FORMAT {
+        if format != FORMAT && format != FORMAT_1 {
             return Err(format!(
-                "a history in format {format:?}, which this ssehub cannot read (it reads {FORMAT:?})"
+                "a history in format {format:?}, which this ssehub cannot read (it reads {FORMAT:?} and {FORMAT_1:?})"
             ));
         }
         let number = |key: &str| -> Result<u64, String> {
@@ -92,6 +96,9 @@ pub(super) fn read_or_init_meta(db: &Database) -> Result<Meta, String> {
                 newest
             }
         };
+        if format == FORMAT_1 {
+            table.insert("format", FORMAT).map_err(|e| broken(&e))?;
+        }
         Meta {
             epoch,
             last_seq,

@@ -163,14 +163,23 @@ fn files_from_before_ids_open_and_read() {
         let db = Database::create(d.join(FILE_NAME)).unwrap();
         let txn = db.begin_write().unwrap();
         assert!(txn.delete_table(format::IDS).unwrap());
-        txn.open_table(META)
-            .unwrap()
-            .remove("pruned_up_to")
-            .unwrap();
+        let mut meta = txn.open_table(META).unwrap();
+        meta.remove("pruned_up_to").unwrap();
+        meta.insert("format", "ssehub-history-1").unwrap();
+        drop(meta);
         txn.commit().unwrap();
     }
     let disk = Disk::open(&d, keep(2)).unwrap();
     assert_eq!(find(&disk, "anything"), None);
+    // Upgraded on open: an older ssehub now refuses the file instead of misreading trailers.
+    {
+        let txn = disk.db.begin_read().unwrap();
+        let meta = txn.open_table(META).unwrap();
+        assert_eq!(
+            meta.get("format").unwrap().unwrap().value(),
+            "ssehub-history-2"
+        );
+    }
     // The global mark is rebuilt from the topics' marks: event 1 (on "a") was pruned.
     assert_eq!(all(&disk, 0, 3, 100, usize::MAX), (vec![2, 3], 3, true));
     assert_eq!(all(&disk, 1, 3, 100, usize::MAX), (vec![2, 3], 3, false));
