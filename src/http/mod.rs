@@ -168,6 +168,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/assets/viewer.css", get(pages::style))
         .route("/events", get(subscribe::events))
         .route("/publish", post(publish::publish))
+        .route("/.well-known/mercure", post(publish::mercure))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(

@@ -25,6 +25,13 @@ struct JsonEvent<'a> {
     data: &'a RawValue,
     #[serde(default)]
     retry: Option<Value>,
+    /// The publisher's id: a string (checked by `Event::with_id`).
+    #[serde(default)]
+    id: Option<Value>,
+    /// `true`: only subscribers allowed one of the topics get it. Any other type is refused
+    /// rather than guessed at.
+    #[serde(default)]
+    private: Option<Value>,
 }
 
 /// Parses a JSON body: one object, or an array of objects. Returns the events and whether the
@@ -138,7 +145,42 @@ fn json_event(item: &str, defaults: &Defaults, max_topics: usize) -> Result<Even
     if let Some(ms) = retry {
         event = event.with_retry(ms);
     }
+    match parsed.id {
+        None | Some(Value::Null) => {}
+        Some(Value::String(id)) => event = event.with_id(&id).map_err(ApiError::bad_request)?,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "id must be a string, got {}",
+                kind(&other)
+            )))
+        }
+    }
+    let private = match parsed.private {
+        None | Some(Value::Null) => defaults.private,
+        Some(Value::Bool(private)) => private,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "private must be true or false, got {}",
+                kind(&other)
+            )))
+        }
+    };
+    if private {
+        event = event.private();
+    }
     Ok(event)
+}
+
+/// What a JSON value is, for a reason (the value itself could be megabytes).
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Valid JSON text without the whitespace outside its strings: one compact line, every byte
