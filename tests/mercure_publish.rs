@@ -1,8 +1,5 @@
 //! Mercure's publish form (`POST /.well-known/mercure`) and publisher ids and private flags on
 //! `/publish`, against the real binary: what the HTTP layer answers, and what subscribers get.
-//!
-//! The `..._needs_core` tests check what depends on the hub honouring ids and private flags;
-//! they are ignored until it does.
 
 mod common;
 
@@ -239,11 +236,10 @@ async fn native_publishes_take_ids_and_private_flags() {
     assert_eq!(hub.metric("ssehub_published_total").await, 3);
 }
 
-/// Needs the hub core that honours publisher ids: subscribers see them, answers carry them, and
-/// a repeated one is `409` from the history.
+/// Publisher ids: subscribers see them, answers carry them, and a repeated one is `409` from
+/// the history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the hub core for publisher ids (issue 12); the lead un-ignores it after merging"]
-async fn publisher_ids_reach_subscribers_and_repeats_conflict_needs_core() {
+async fn publisher_ids_reach_subscribers_and_repeats_conflict() {
     let hub = HubProcess::start(&["--retry", "1000", "--heartbeat", "0"]);
     let mut stream = RawStream::open(&hub, "?topic=a").await;
     let (status, _, id) = form(&hub, "topic=a&id=urn%3Auuid%3A1&data=x").await;
@@ -280,10 +276,9 @@ async fn publisher_ids_reach_subscribers_and_repeats_conflict_needs_core() {
     );
 }
 
-/// Needs the hub core that filters private events: an anonymous subscriber never gets one.
+/// An anonymous subscriber never gets a private event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the hub core for private events (issue 12); the lead un-ignores it after merging"]
-async fn private_events_never_reach_anonymous_subscribers_needs_core() {
+async fn private_events_never_reach_anonymous_subscribers() {
     let hub = HubProcess::start(&[]);
     let mut stream = hub.subscribe("?topic=a").await.opened().await;
     assert_eq!(form(&hub, "topic=a&private=&data=secret-form").await.0, 200);
