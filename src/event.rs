@@ -150,7 +150,9 @@ pub fn check_id(id: &str) -> Result<(), EventError> {
 fn looks_like_hub_id(id: &str) -> bool {
     id.split_once('-').is_some_and(|(epoch, seq)| {
         epoch.len() == 12
-            && epoch.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            && epoch
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
             && !seq.is_empty()
             && seq.bytes().all(|b| b.is_ascii_digit())
     })
