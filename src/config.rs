@@ -39,6 +39,8 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+// Built once, at start: boxing `serve`'s flags would save nothing worth the noise.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run a hub.
     Serve(ServeArgs),
@@ -225,9 +227,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_PUBLISH_OPEN", help_heading = "Publishing")]
     pub publish_open: bool,
 
-    /// Key for JWTs (Mercure's claims): a publisher's token publishes to the topics its
-    /// mercure.publish claim lists ("*": all). The secret itself for HS256, or @FILE (a PEM
-    /// public key for RS256/ES256). Subscribers' tokens come with private updates.
+    /// Key for JWTs (Mercure's claims), publishers' and subscribers': a publisher's token
+    /// publishes to the topics its mercure.publish claim lists ("*": all); a subscriber's token
+    /// receives the private events its mercure.subscribe claim covers. The secret itself for
+    /// HS256, or @FILE (a PEM public key for RS256/ES256).
     #[arg(
         long,
         env = "SSEHUB_JWT_KEY",
@@ -247,7 +250,27 @@ pub struct ServeArgs {
     )]
     pub publisher_jwt_key: Option<String>,
 
-    /// The one algorithm JWTs must be signed with: HS256, RS256 or ES256.
+    /// Key for subscribers' JWTs only (beats --jwt-key for them). Without either, subscribers'
+    /// tokens are not looked at: every subscriber gets public events only.
+    #[arg(
+        long,
+        env = "SSEHUB_SUBSCRIBER_JWT_KEY",
+        value_name = "SECRET|@FILE",
+        hide_env_values = true,
+        help_heading = "Publishing"
+    )]
+    pub subscriber_jwt_key: Option<String>,
+
+    /// Refuse subscriptions without a valid subscriber token (401). Needs --jwt-key or
+    /// --subscriber-jwt-key. Without it, anonymous subscribers get public events only.
+    #[arg(
+        long,
+        env = "SSEHUB_SUBSCRIBERS_NEED_TOKEN",
+        help_heading = "Publishing"
+    )]
+    pub subscribers_need_token: bool,
+
+    /// The one algorithm JWTs must be signed with: HS256, RS256 or ES256 (both sides).
     #[arg(long, env = "SSEHUB_JWT_ALG", value_name = "ALG", default_value = "HS256",
           value_parser = ["HS256", "RS256", "ES256"], help_heading = "Publishing")]
     pub jwt_alg: String,
@@ -371,22 +394,35 @@ impl ServeArgs {
         )))
     }
 
-    /// The HTTP settings. Fails, naming the flag, if a JWT key cannot be read.
+    /// The HTTP settings. Fails, naming the flag, if a JWT key cannot be read, or if
+    /// --subscribers-need-token has no key to verify tokens with.
     pub fn http_config(&self) -> Result<HttpConfig, String> {
         let alg: JwtAlg = self.jwt_alg.parse()?;
-        let publisher_jwt_key = match (&self.publisher_jwt_key, &self.jwt_key) {
-            (Some(key), _) => {
-                Some(JwtKey::from_flag(key, alg).map_err(|e| format!("--publisher-jwt-key: {e}"))?)
-            }
-            (None, Some(key)) => {
-                Some(JwtKey::from_flag(key, alg).map_err(|e| format!("--jwt-key: {e}"))?)
-            }
-            (None, None) => None,
+        // The side's own flag beats --jwt-key, which sets both.
+        let key = |own: &Option<String>, own_flag: &str| -> Result<Option<JwtKey>, String> {
+            let (value, flag) = match (own, &self.jwt_key) {
+                (Some(key), _) => (key, own_flag),
+                (None, Some(key)) => (key, "--jwt-key"),
+                (None, None) => return Ok(None),
+            };
+            JwtKey::from_flag(value, alg)
+                .map(Some)
+                .map_err(|e| format!("{flag}: {e}"))
         };
+        let publisher_jwt_key = key(&self.publisher_jwt_key, "--publisher-jwt-key")?;
+        let subscriber_jwt_key = key(&self.subscriber_jwt_key, "--subscriber-jwt-key")?;
+        if self.subscribers_need_token && subscriber_jwt_key.is_none() {
+            return Err(
+                "--subscribers-need-token needs a key to verify tokens: --jwt-key or --subscriber-jwt-key"
+                    .into(),
+            );
+        }
         Ok(HttpConfig {
             max_body: self.max_body as usize,
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
             publisher_jwt_key,
+            subscriber_jwt_key,
+            subscribers_need_token: self.subscribers_need_token,
             publish_open: self.publish_open,
             when_full: if self.when_full == "retry" {
                 WhenFull::Retry

@@ -1,9 +1,9 @@
 //! One client connection, from its first byte to its close.
 //!
 //! Every request head on a connection is read here, the first and every one after it: a
-//! `GET /events` becomes a stream on the stream runtime (`fast.rs`) whether it came first or
-//! after any number of kept-alive requests (a browser opens its `EventSource` on the connection
-//! that loaded the page); any other request is served by hyper on the request thread, one request
+//! `GET /events` or `GET /.well-known/mercure` becomes a stream on the stream runtime
+//! (`fast.rs`) whether it came first or after any number of kept-alive requests (a browser opens
+//! its `EventSource` on the connection that loaded the page); any other request is served by hyper on the request thread, one request
 //! at a time, after which the connection comes back here for its next head. So every stream gets
 //! the same path, the same limits and the same thread, however it arrived.
 
@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use super::fast::{refusal_response, serve_events, write_refusal, Head};
 use super::message_end::RequestBody;
 use super::one_request::OneRequest;
+use super::subscribe::StreamRoute;
 use super::{ApiError, AppState, PublishListener};
 
 /// A request head must arrive within this time (on a kept-alive connection: the next one)...
@@ -312,7 +313,7 @@ async fn read_head(
 fn route(request: &httparse::Request<'_, '_>, head_len: usize, streams_via_hyper: bool) -> Route {
     let method = request.method.unwrap_or("");
     // The path as hyper and the router see it (absolute form, a fragment): every request they
-    // would route to `/events` is a stream here. One they cannot parse, hyper refuses.
+    // would route to a stream route is a stream here. One they cannot parse, hyper refuses.
     let uri = request.path.unwrap_or("").parse::<Uri>().ok();
     let path = uri.as_ref().map_or("", Uri::path);
     let query = uri.as_ref().and_then(Uri::query).unwrap_or("");
@@ -323,11 +324,12 @@ fn route(request: &httparse::Request<'_, '_>, head_len: usize, streams_via_hyper
             .find(|h| h.name.eq_ignore_ascii_case(name))
             .map(|h| h.value)
     };
-    if method != "GET" || path != "/events" || streams_via_hyper {
+    let stream_route = StreamRoute::at(path).filter(|_| method == "GET" && !streams_via_hyper);
+    let Some(stream_route) = stream_route else {
         let body =
             RequestBody::from_head(method, request.headers.iter().map(|h| (h.name, h.value)));
         return Route::Request { head_len, body };
-    }
+    };
     // An `Upgrade: h2c` offer is simply not taken; a body has no meaning here.
     let has_body = header("transfer-encoding").is_some()
         || header("content-length").is_some_and(|v| v.trim_ascii() != b"0");
@@ -335,10 +337,18 @@ fn route(request: &httparse::Request<'_, '_>, head_len: usize, streams_via_hyper
         return Route::Refuse(ApiError::bad_request("a subscription request has no body"));
     }
     Route::Events(Head {
+        route: stream_route,
         http11: request.version == Some(1),
         query: query.to_string(),
         last_event_id: header("last-event-id").map(<[u8]>::to_vec),
         origin: header("origin").map(<[u8]>::to_vec),
+        authorization: header("authorization").map(<[u8]>::to_vec),
+        cookies: request
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("cookie"))
+            .map(|h| h.value.to_vec())
+            .collect(),
     })
 }
 

@@ -1,4 +1,5 @@
-//! The event-stream fast path: an HTTP/1 `GET /events` answered on a socket the stream owns.
+//! The event-stream fast path: an HTTP/1 `GET /events` or `GET /.well-known/mercure` answered on
+//! a socket the stream owns.
 //!
 //! After the response head, the task does three things: wait for the subscription's next batch,
 //! write it with one vectored write of the shared event bytes (no copy), and watch the socket so a
@@ -13,7 +14,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
-use super::subscribe::{per_address, refusal, subscribe_request, Refusal};
+use super::per_ip::IpGuard;
+use super::subscribe::{
+    last_event_id_value, per_address, refusal, stream_request, Refusal, StreamAsk, StreamRoute,
+};
 use super::{cors, ApiError, AppState};
 use crate::hub::Subscription;
 
@@ -22,43 +26,85 @@ const STUCK_CHECK: Duration = Duration::from_millis(100);
 
 /// What the fast path needs from the request head.
 pub(crate) struct Head {
+    pub(crate) route: StreamRoute,
     /// HTTP/1.1 (chunked body) or HTTP/1.0 (body ends at close).
     pub(crate) http11: bool,
     pub(crate) query: String,
     pub(crate) last_event_id: Option<Vec<u8>>,
     pub(crate) origin: Option<Vec<u8>>,
+    pub(crate) authorization: Option<Vec<u8>>,
+    /// Every `Cookie` header (a token may be in `mercureAuthorization`).
+    pub(crate) cookies: Vec<Vec<u8>>,
+}
+
+impl Head {
+    /// The request as the shared reader takes it.
+    fn ask(&self) -> StreamAsk<'_> {
+        StreamAsk {
+            route: self.route,
+            query: &self.query,
+            last_event_id: self.last_event_id.as_deref(),
+            authorization: self.authorization.as_deref(),
+            cookies: self.cookies.iter().map(Vec::as_slice).collect(),
+        }
+    }
 }
 
 const CHUNKED_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n\r\n";
 const CLOSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\nconnection: close\r\n\r\n";
 
 pub(crate) async fn serve_events(stream: TcpStream, peer: IpAddr, head: Head, app: &AppState) {
+    let http11 = head.http11;
+    // The head (its cookies may be kilobytes) is gone once the stream opens: an idle stream's
+    // task holds only what streaming needs.
+    if let Some((subscription, response_head, _per_ip)) = open(&stream, peer, head, app).await {
+        stream_events(stream, subscription, response_head, http11).await
+    }
+}
+
+/// Reads the request and subscribes: the subscription, its response head and its count against
+/// the address's limit; or `None` once a refusal was written.
+async fn open(
+    stream: &TcpStream,
+    peer: IpAddr,
+    head: Head,
+    app: &AppState,
+) -> Option<(Subscription, Cow<'static, [u8]>, IpGuard)> {
     let cors = cors::allowed(app, head.origin.as_deref());
-    let request = match subscribe_request(&head.query, head.last_event_id.as_deref()) {
+    let request = match stream_request(&head.ask(), &app.config) {
         Ok(request) => request,
-        Err(e) => return write_refusal(&stream, &e, cors).await,
+        Err(e) => return refused(stream, &e, cors).await,
     };
-    let _per_ip = match per_address(app, peer) {
+    let per_ip = match per_address(app, peer) {
         Ok(guard) => guard,
-        Err(e) => return write_refusal(&stream, &e, cors).await,
+        Err(e) => return refused(stream, &e, cors).await,
     };
     match app.hub.subscribe(request) {
         Ok(subscription) => {
             if let Some(every) = app.hub.config().heartbeat {
-                give_up_unacknowledged_after(&stream, every * 2);
+                give_up_unacknowledged_after(stream, every * 2);
             }
-            let response_head = stream_head(head.http11, cors);
-            stream_events(stream, subscription, response_head, head.http11).await
+            // Mercure's answer says where the stream starts, so a client can resume from there.
+            let last_event_id =
+                (head.route == StreamRoute::Mercure).then(|| last_event_id_value(&subscription));
+            let response_head = stream_head(head.http11, cors, last_event_id.as_deref());
+            Some((subscription, response_head, per_ip))
         }
         Err(e) => match refusal(e, app.config.when_full, app.hub.config().retry_ms) {
-            Refusal::Error(e) => write_refusal(&stream, &e, cors).await,
+            Refusal::Error(e) => refused(stream, &e, cors).await,
             Refusal::RetryStream(bytes) => {
-                let head = stream_head(false, cors);
+                let head = stream_head(false, cors, None);
                 let mut slices = [IoSlice::new(&head), IoSlice::new(&bytes)];
-                let _ = write_all(&stream, &mut slices, None).await;
+                let _ = write_all(stream, &mut slices, None).await;
+                None
             }
         },
     }
+}
+
+async fn refused<T>(stream: &TcpStream, error: &ApiError, cors: Option<&str>) -> Option<T> {
+    write_refusal(stream, error, cors).await;
+    None
 }
 
 /// A client that vanishes without closing (no FIN, no RST: unplugged, gone off the network)
@@ -80,18 +126,26 @@ fn give_up_unacknowledged_after(stream: &TcpStream, after: Duration) {
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
 fn give_up_unacknowledged_after(_stream: &TcpStream, _after: Duration) {}
 
-/// The response head of a stream: chunked on HTTP/1.1, ending at close on HTTP/1.0.
-fn stream_head(chunked: bool, cors: Option<&str>) -> Cow<'static, [u8]> {
+/// The response head of a stream: chunked on HTTP/1.1, ending at close on HTTP/1.0; with CORS
+/// headers for an allowed origin, and `last-event-id` when given (a valid header value).
+fn stream_head(
+    chunked: bool,
+    cors: Option<&str>,
+    last_event_id: Option<&str>,
+) -> Cow<'static, [u8]> {
     let head = if chunked { CHUNKED_HEAD } else { CLOSE_HEAD };
-    let Some(origin) = cors else {
+    if cors.is_none() && last_event_id.is_none() {
         return Cow::Borrowed(head);
-    };
-    let mut with_cors = head[..head.len() - 2].to_vec();
-    for (name, value) in cors::response_headers(origin) {
-        with_cors.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
-    with_cors.extend_from_slice(b"\r\n");
-    Cow::Owned(with_cors)
+    let mut more = head[..head.len() - 2].to_vec();
+    for (name, value) in cors.map(cors::response_headers).into_iter().flatten() {
+        more.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    if let Some(id) = last_event_id {
+        more.extend_from_slice(format!("last-event-id: {id}\r\n").as_bytes());
+    }
+    more.extend_from_slice(b"\r\n");
+    Cow::Owned(more)
 }
 
 async fn stream_events(
@@ -223,6 +277,10 @@ pub(crate) fn refusal_response(error: &ApiError, cors: Option<&str>) -> (String,
     );
     if let Some(secs) = error.retry_after {
         head.push_str(&format!("retry-after: {secs}\r\n"));
+    }
+    // As `ApiError`'s axum response says it.
+    if error.status == axum::http::StatusCode::UNAUTHORIZED {
+        head.push_str("www-authenticate: Bearer\r\n");
     }
     for (name, value) in cors.map(cors::response_headers).into_iter().flatten() {
         head.push_str(&format!("{name}: {value}\r\n"));

@@ -77,6 +77,13 @@ pub struct HttpConfig {
     /// Key that verifies publishers' JWTs: a valid token publishes to the topics its
     /// `mercure.publish` claim lists (`*`: all).
     pub publisher_jwt_key: Option<JwtKey>,
+    /// Key that verifies subscribers' JWTs: a valid token's `mercure.subscribe` claim says which
+    /// topics' private events it may receive, and the stream ends at its `exp`. Without it, the
+    /// hub does not look at subscribers' tokens: every subscriber gets public events only.
+    pub subscriber_jwt_key: Option<JwtKey>,
+    /// Refuse subscriptions without a valid subscriber token (`401`). Off by default: anonymous
+    /// subscribers get public events.
+    pub subscribers_need_token: bool,
     /// Anyone who reaches the router may publish, without a token. Off by default: behind a
     /// reverse proxy every request would qualify. (Publishes that come in on a loopback
     /// [`Listeners::publish`] need no token either way.)
@@ -101,6 +108,8 @@ impl Default for HttpConfig {
             max_body: 1 << 20,
             publish_token: None,
             publisher_jwt_key: None,
+            subscriber_jwt_key: None,
+            subscribers_need_token: false,
             publish_open: false,
             when_full: WhenFull::Status503,
             max_clients_per_ip: 0,
@@ -142,8 +151,8 @@ impl AppState {
     }
 }
 
-/// The whole hub as an axum router: `GET /events`, `POST /publish`, `GET /`, `GET /healthz`,
-/// `GET /metrics`.
+/// The whole hub as an axum router: `GET /events`, `GET /.well-known/mercure` (Mercure's
+/// subscribe), `POST /publish`, `GET /`, `GET /healthz`, `GET /metrics`.
 ///
 /// ```no_run
 /// use ssehub::http::{router, HttpConfig};
@@ -167,8 +176,9 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/assets/viewer.js", get(pages::script))
         .route("/assets/viewer.css", get(pages::style))
         .route("/events", get(subscribe::events))
+        .route(subscribe::MERCURE_PATH, get(subscribe::mercure))
         .route("/publish", post(publish::publish))
-        .route("/.well-known/mercure", post(publish::mercure))
+        .route(subscribe::MERCURE_PATH, post(publish::mercure))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(

@@ -13,14 +13,22 @@ const SCRIPT: &str = include_str!("viewer/viewer.js");
 const STYLE: &str = include_str!("viewer/viewer.css");
 
 /// The page, told where publishing needs no token (the loopback publish listener), so that its
-/// `curl` lines work when pasted on the hub's host.
-pub(crate) async fn viewer(State(app): State<AppState>) -> Html<String> {
+/// `curl` lines work when pasted on the hub's host. Its `Link` header is Mercure's discovery: a
+/// Mercure client finds the hub from any page that carries it.
+pub(crate) async fn viewer(State(app): State<AppState>) -> Response {
     let listener = app
         .publish_listener
         .map(|addr| format!("http://{addr}"))
         .unwrap_or_default();
-    Html(PAGE.replace("{{publish-listener}}", &listener))
+    (
+        [(header::LINK, MERCURE_LINK)],
+        Html(PAGE.replace("{{publish-listener}}", &listener)),
+    )
+        .into_response()
 }
+
+/// Relative, so it is right behind any proxy and under any host name.
+const MERCURE_LINK: &str = "</.well-known/mercure>; rel=\"mercure\"";
 
 pub(crate) async fn script() -> Response {
     asset("text/javascript; charset=utf-8", SCRIPT)

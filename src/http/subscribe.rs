@@ -1,50 +1,193 @@
-//! `GET /events`: reading the request, refusing it, and the axum-side stream.
+//! `GET /events` and `GET /.well-known/mercure`: reading the request, refusing it, and the
+//! axum-side stream.
 //!
-//! The binary answers most `GET /events` on its fast path (`fast.rs`); this handler serves the
-//! rest (a router mounted in someone else's app, a request on a reused keep-alive connection).
-//! Both read the request and shape refusals with the same functions below.
+//! The binary answers most stream requests on its fast path (`fast.rs`); the handlers here serve
+//! the rest (a router mounted in someone else's app). Both read the request, check its token and
+//! shape refusals with the same functions below.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::{Bytes, BytesMut};
 
+use super::jwt::{self, SubscribeGrant};
 use super::per_ip::IpGuard;
 use super::query::parse_query;
-use super::{ApiError, AppState, WhenFull, STREAM_HEADERS};
+use super::{ApiError, AppState, HttpConfig, WhenFull, STREAM_HEADERS};
 use crate::event::Topic;
 use crate::hub::{SubscribeError, SubscribeRequest, Subscription};
+use crate::selector::{Selector, SelectorSet};
 
-/// Reads `?topic=..&lastEventId=..` and the `Last-Event-ID` header (which wins).
-pub(crate) fn subscribe_request(
-    query: &str,
-    last_event_id_header: Option<&[u8]>,
+/// The path of Mercure's hub: `GET` subscribes here.
+pub(crate) const MERCURE_PATH: &str = "/.well-known/mercure";
+
+/// Which stream route a request came in on: they read their query differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamRoute {
+    /// `GET /events`: `topic` names exact topics (none: `default`), resume with `lastEventId`.
+    Events,
+    /// `GET /.well-known/mercure`: `topic` holds selectors (at least one), resume with
+    /// `lastEventID` (`earliest`: all history); the answer carries `Last-Event-ID`.
+    Mercure,
+}
+
+impl StreamRoute {
+    /// The stream route at `path`, if it is one.
+    pub(crate) fn at(path: &str) -> Option<StreamRoute> {
+        match path {
+            "/events" => Some(StreamRoute::Events),
+            MERCURE_PATH => Some(StreamRoute::Mercure),
+            _ => None,
+        }
+    }
+}
+
+/// A stream request as either reader (the fast path, axum) has it.
+pub(crate) struct StreamAsk<'a> {
+    pub(crate) route: StreamRoute,
+    pub(crate) query: &'a str,
+    /// The `Last-Event-ID` header.
+    pub(crate) last_event_id: Option<&'a [u8]>,
+    /// The `Authorization` header.
+    pub(crate) authorization: Option<&'a [u8]>,
+    /// Every `Cookie` header.
+    pub(crate) cookies: Vec<&'a [u8]>,
+}
+
+impl<'a> StreamAsk<'a> {
+    /// The request as axum has it.
+    fn from_headers(route: StreamRoute, query: &'a str, headers: &'a HeaderMap) -> StreamAsk<'a> {
+        StreamAsk {
+            route,
+            query,
+            last_event_id: headers.get("last-event-id").map(HeaderValue::as_bytes),
+            authorization: headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+            cookies: headers
+                .get_all(header::COOKIE)
+                .iter()
+                .map(HeaderValue::as_bytes)
+                .collect(),
+        }
+    }
+}
+
+/// Reads a stream request: its topics or selectors, where it resumes (the `Last-Event-ID` header
+/// beats the query), and its subscriber token, checked (see [`subscriber_grant`]).
+pub(crate) fn stream_request(
+    ask: &StreamAsk<'_>,
+    config: &HttpConfig,
 ) -> Result<SubscribeRequest, ApiError> {
+    let mercure = ask.route == StreamRoute::Mercure;
     let mut topics = Vec::new();
+    let mut selectors = Vec::new();
     let mut last_event_id = None;
-    for (key, value) in parse_query(query).map_err(ApiError::bad_request)? {
+    let mut query_token = None;
+    for (key, value) in parse_query(ask.query).map_err(ApiError::bad_request)? {
         match key.as_str() {
+            "topic" if mercure => {
+                selectors.push(Selector::parse(&value).map_err(ApiError::bad_request)?)
+            }
             "topic" => topics.push(Topic::new(&value).map_err(ApiError::bad_request)?),
-            "lastEventId" => last_event_id = Some(value),
+            "lastEventID" if mercure => last_event_id = Some(value),
+            "lastEventId" if !mercure => last_event_id = Some(value),
+            "authorization" => query_token = Some(value),
             // Browsers and libraries add cache-busters and the like: not an error on this route.
             _ => {}
         }
     }
-    if let Some(header) = last_event_id_header {
+    if let Some(header) = ask.last_event_id {
         // A header that is not UTF-8 cannot be one of our ids; it still means "resume", from an
         // unknown point, so the client is told about the gap.
         last_event_id = Some(String::from_utf8_lossy(header).into_owned());
     }
-    let request = SubscribeRequest::new(topics);
-    Ok(match last_event_id {
+    let token = jwt::token_from(
+        ask.authorization,
+        || query_token,
+        ask.cookies.iter().copied(),
+    );
+    let grant = subscriber_grant(config, token)?;
+    let mut request = if mercure {
+        if selectors.is_empty() {
+            return Err(ApiError::bad_request(
+                "at least one topic selector is required (?topic=...)",
+            ));
+        }
+        SubscribeRequest::selectors(SelectorSet::new(selectors))
+    } else {
+        SubscribeRequest::new(topics)
+    };
+    request = match last_event_id {
+        Some(id) if mercure && id == "earliest" => request.from_earliest(),
         Some(id) => request.resume_after(id),
         None => request,
-    })
+    };
+    if let Some(grant) = grant {
+        if let Some(private) = grant.private {
+            request = request.allow_private(private);
+        }
+        if let Some(at) = grant.expires_at {
+            request = request.expires_at(at);
+        }
+    }
+    Ok(request)
+}
+
+/// Reads `?topic=..&lastEventId=..` and the `Last-Event-ID` header (which wins) as an anonymous
+/// `GET /events` on a hub with no subscriber key.
+pub(crate) fn subscribe_request(
+    query: &str,
+    last_event_id_header: Option<&[u8]>,
+) -> Result<SubscribeRequest, ApiError> {
+    let ask = StreamAsk {
+        route: StreamRoute::Events,
+        query,
+        last_event_id: last_event_id_header,
+        authorization: None,
+        cookies: Vec::new(),
+    };
+    stream_request(&ask, &HttpConfig::default())
+}
+
+/// What a subscriber's token grants. Without a subscriber key the hub does not look at tokens
+/// (as Mercure's reference hub): every subscriber is anonymous and gets public events only.
+/// With one, a token is verified (`401` with the reason if it fails) and its claims apply; no
+/// token is anonymous, unless `--subscribers-need-token` (`401`).
+fn subscriber_grant(
+    config: &HttpConfig,
+    token: Option<String>,
+) -> Result<Option<SubscribeGrant>, ApiError> {
+    let unauthorized = |reason: String| ApiError::new(StatusCode::UNAUTHORIZED, reason);
+    match (&config.subscriber_jwt_key, token) {
+        (Some(key), Some(token)) => SubscribeGrant::from_token(key, &token)
+            .map(Some)
+            .map_err(unauthorized),
+        (_, None) if config.subscribers_need_token => Err(unauthorized(
+            "this hub needs a subscriber token (--subscribers-need-token): send it as Authorization: Bearer, the authorization query parameter or the mercureAuthorization cookie".into(),
+        )),
+        // Possible in a library setup only: the binary refuses the flag without a key.
+        (None, Some(_)) if config.subscribers_need_token => Err(unauthorized(
+            "this hub needs a subscriber token but has no key to verify it (--subscriber-jwt-key)"
+                .into(),
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// `Last-Event-ID` for a stream's answer: the id it starts after, as a valid header value (an
+/// id a client sent may hold anything; ours never need this).
+pub(crate) fn last_event_id_value(subscription: &Subscription) -> String {
+    subscription
+        .starts_after()
+        .chars()
+        .map(|c| if matches!(c, ' '..='~') { c } else { '?' })
+        .collect()
 }
 
 /// `Retry-After` (whole seconds, at least 1) for the hub's `--retry` milliseconds.
@@ -86,25 +229,56 @@ pub(crate) fn per_address(app: &AppState, ip: IpAddr) -> Result<IpGuard, ApiErro
     })
 }
 
+/// `GET /events` on the axum side.
 pub(crate) async fn events(
     State(app): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let header = headers.get("last-event-id").map(|v| v.as_bytes());
-    let request = match subscribe_request(query.as_deref().unwrap_or(""), header) {
+    let query = query.as_deref().unwrap_or("");
+    let ask = StreamAsk::from_headers(StreamRoute::Events, query, &headers);
+    serve(&app, peer, &ask)
+}
+
+/// `GET /.well-known/mercure` on the axum side.
+pub(crate) async fn mercure(
+    State(app): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.as_deref().unwrap_or("");
+    let ask = StreamAsk::from_headers(StreamRoute::Mercure, query, &headers);
+    serve(&app, peer, &ask)
+}
+
+fn serve(
+    app: &AppState,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ask: &StreamAsk<'_>,
+) -> Response {
+    let request = match stream_request(ask, &app.config) {
         Ok(request) => request,
         Err(e) => return e.into_response(),
     };
     // Mounted in an app that does not say who the client is, there is no per-address limit.
-    let per_ip = match peer.map(|Extension(ConnectInfo(addr))| per_address(&app, addr.ip())) {
+    let per_ip = match peer.map(|Extension(ConnectInfo(addr))| per_address(app, addr.ip())) {
         Some(Err(e)) => return e.into_response(),
         Some(Ok(guard)) => Some(guard),
         None => None,
     };
     match app.hub.subscribe(request) {
-        Ok(subscription) => stream_response(subscription, per_ip),
+        Ok(subscription) => {
+            let last_event_id = (ask.route == StreamRoute::Mercure)
+                .then(|| last_event_id_value(&subscription))
+                .and_then(|v| HeaderValue::try_from(v).ok());
+            let mut response = stream_response(subscription, per_ip);
+            if let Some(value) = last_event_id {
+                response.headers_mut().insert("last-event-id", value);
+            }
+            response
+        }
         Err(e) => match refusal(e, app.config.when_full, app.hub.config().retry_ms) {
             Refusal::Error(e) => e.into_response(),
             Refusal::RetryStream(bytes) => with_stream_headers(Body::from(bytes)),
@@ -143,4 +317,76 @@ fn concat(mut parts: Vec<Bytes>) -> Bytes {
         all.extend_from_slice(&p);
     }
     all.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{JwtAlg, JwtKey};
+
+    fn ask<'a>(route: StreamRoute, query: &'a str, header: Option<&'a [u8]>) -> StreamAsk<'a> {
+        StreamAsk {
+            route,
+            query,
+            last_event_id: header,
+            authorization: None,
+            cookies: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn both_routes_read_their_own_query() {
+        let config = HttpConfig::default();
+        let read = |a: &StreamAsk<'_>| stream_request(a, &config);
+        let mercure = read(&ask(
+            StreamRoute::Mercure,
+            "topic=a&lastEventID=earliest",
+            None,
+        ));
+        assert_eq!(
+            mercure.unwrap(),
+            SubscribeRequest::topics(["a"]).unwrap().from_earliest()
+        );
+        // The header wins; `lastEventId` is /events' spelling, not Mercure's.
+        let header = read(&ask(
+            StreamRoute::Mercure,
+            "topic=a&lastEventID=q",
+            Some(b"h"),
+        ));
+        assert_eq!(header.unwrap().last_event_id.as_deref(), Some("h"));
+        let other = read(&ask(StreamRoute::Mercure, "topic=a&lastEventId=q", None));
+        assert_eq!(other.unwrap().last_event_id, None);
+        let events = read(&ask(StreamRoute::Events, "lastEventId=q", None)).unwrap();
+        assert_eq!(
+            events,
+            SubscribeRequest::topics(["default"])
+                .unwrap()
+                .resume_after("q")
+        );
+        let none = read(&ask(StreamRoute::Mercure, "", None)).unwrap_err();
+        assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_token_grants_private_topics_and_an_end() {
+        let config = HttpConfig {
+            subscriber_jwt_key: Some(JwtKey::from_flag("s3cret", JwtAlg::Hs256).unwrap()),
+            ..HttpConfig::default()
+        };
+        let claims = serde_json::json!({"exp": 4_000_000_000u64, "mercure": {"subscribe": ["a"]}});
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap();
+        let cookie = format!("x=y; mercureAuthorization={token}");
+        let mut a = ask(StreamRoute::Events, "topic=a", None);
+        a.cookies.push(cookie.as_bytes());
+        let request = stream_request(&a, &config).unwrap();
+        assert!(request.private.is_some() && request.expires_at.is_some());
+        // Without a key the same token is not looked at.
+        let request = stream_request(&a, &HttpConfig::default()).unwrap();
+        assert!(request.private.is_none() && request.expires_at.is_none());
+    }
 }
