@@ -270,6 +270,13 @@ pub struct ServeArgs {
     )]
     pub subscribers_need_token: bool,
 
+    /// Announce each subscription to /.well-known/mercure as a private update on
+    /// /.well-known/mercure/subscriptions/{topic}/{subscriber} when it opens and closes, and
+    /// list them at GET /.well-known/mercure/subscriptions (Mercure's active subscriptions:
+    /// presence). Costs two publishes per subscription and topic selector.
+    #[arg(long, env = "SSEHUB_MERCURE_SUBSCRIPTIONS", help_heading = "Streams")]
+    pub mercure_subscriptions: bool,
+
     /// The one algorithm JWTs must be signed with: HS256, RS256 or ES256 (both sides).
     #[arg(long, env = "SSEHUB_JWT_ALG", value_name = "ALG", default_value = "HS256",
           value_parser = ["HS256", "RS256", "ES256"], help_heading = "Publishing")]
@@ -423,6 +430,7 @@ impl ServeArgs {
             publisher_jwt_key,
             subscriber_jwt_key,
             subscribers_need_token: self.subscribers_need_token,
+            mercure_subscriptions: self.mercure_subscriptions,
             publish_open: self.publish_open,
             when_full: if self.when_full == "retry" {
                 WhenFull::Retry

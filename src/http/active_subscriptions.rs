@@ -11,11 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
-use crate::event::Event;
-use crate::hub::Hub;
+use super::jwt::{self, SubscribeGrant};
+use super::subscribe::StreamRoute;
+use super::{ApiError, AppState};
+use crate::event::{Event, Topic};
+use crate::hub::{Hub, SubscribeRequest};
 
 /// Where subscription topics start.
 pub(crate) const PREFIX: &str = "/.well-known/mercure/subscriptions";
@@ -196,6 +202,83 @@ impl Registry {
             }
         }
         out
+    }
+}
+
+/// What a stream about to open on the Mercure front would be announced with (its selectors as
+/// written), if `--mercure-subscriptions` is on. Read before subscribing, which takes the
+/// request; announced with [`announce_stream`] once the subscription is open.
+pub(crate) fn to_announce(
+    app: &AppState,
+    route: StreamRoute,
+    request: &SubscribeRequest,
+) -> Option<Vec<String>> {
+    if route != StreamRoute::Mercure || !app.config.mercure_subscriptions {
+        return None;
+    }
+    Some(match request.selector_set() {
+        Some(set) => set
+            .selectors()
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect(),
+        None => request
+            .topic_list()
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect(),
+    })
+}
+
+/// Announces an open stream (see [`to_announce`]). Hold the answer as long as the stream lives.
+pub(crate) fn announce_stream(
+    app: &AppState,
+    selectors: Option<Vec<String>>,
+    payload: Option<Value>,
+) -> Option<Presence> {
+    Some(app.subscriptions.open(&app.hub, selectors?, payload))
+}
+
+/// `GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]`: for a bearer of a
+/// subscriber token, the open subscriptions whose topics its `mercure.subscribe` covers.
+pub(crate) async fn api(
+    State(app): State<AppState>,
+    rest: Option<Path<String>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let rest = rest.map(|Path(p)| format!("/{p}")).unwrap_or_default();
+    let not_found = |reason: &str| ApiError::new(StatusCode::NOT_FOUND, reason).into_response();
+    if !app.config.mercure_subscriptions {
+        return not_found("active subscriptions are off on this hub (--mercure-subscriptions)");
+    }
+    let unauthorized = |reason: String| ApiError::new(StatusCode::UNAUTHORIZED, reason);
+    let grant = match (&app.config.subscriber_jwt_key, jwt::token(&headers, query.as_deref().unwrap_or(""))) {
+        (None, _) => Err(unauthorized(
+            "the subscriptions API needs a subscriber key to check tokens (--jwt-key or --subscriber-jwt-key)".into(),
+        )),
+        (Some(_), None) => Err(unauthorized(
+            "the subscriptions API needs a subscriber token whose mercure.subscribe covers the subscriptions' topics".into(),
+        )),
+        (Some(key), Some(token)) => SubscribeGrant::from_token(key, &token).map_err(unauthorized),
+    };
+    let allowed = match grant {
+        Ok(grant) => grant.private,
+        Err(e) => return e.into_response(),
+    };
+    let visible = |topic: &str| {
+        let topic = Topic::new(topic);
+        allowed
+            .as_ref()
+            .zip(topic.ok())
+            .is_some_and(|(set, t)| set.matches(&t))
+    };
+    match answer(&app.subscriptions, &rest, &app.hub.last_event_id(), visible) {
+        Ok(Some(json)) => {
+            ([("content-type", "application/ld+json")], json.to_string()).into_response()
+        }
+        Ok(None) => not_found("no such active subscription"),
+        Err(reason) => ApiError::bad_request(reason).into_response(),
     }
 }
 

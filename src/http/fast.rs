@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
+use super::active_subscriptions::{announce_stream, to_announce, Presence};
 use super::per_ip::IpGuard;
 use super::subscribe::{
     last_event_id_value, per_address, refusal, stream_request, Refusal, StreamAsk, StreamRoute,
@@ -57,7 +58,7 @@ pub(crate) async fn serve_events(stream: TcpStream, peer: IpAddr, head: Head, ap
     let http11 = head.http11;
     // The head (its cookies may be kilobytes) is gone once the stream opens: an idle stream's
     // task holds only what streaming needs.
-    if let Some((subscription, response_head, _per_ip)) = open(&stream, peer, head, app).await {
+    if let Some((subscription, response_head, _held)) = open(&stream, peer, head, app).await {
         stream_events(stream, subscription, response_head, http11).await
     }
 }
@@ -69,12 +70,17 @@ async fn open(
     peer: IpAddr,
     head: Head,
     app: &AppState,
-) -> Option<(Subscription, Cow<'static, [u8]>, IpGuard)> {
+) -> Option<(
+    Subscription,
+    Cow<'static, [u8]>,
+    (IpGuard, Option<Presence>),
+)> {
     let cors = cors::allowed(app, head.origin.as_deref());
-    let request = match stream_request(&head.ask(), &app.config) {
-        Ok(request) => request,
+    let (request, payload) = match stream_request(&head.ask(), &app.config) {
+        Ok(asked) => asked,
         Err(e) => return refused(stream, &e, cors).await,
     };
+    let announced = to_announce(app, head.route, &request);
     let per_ip = match per_address(app, peer) {
         Ok(guard) => guard,
         Err(e) => return refused(stream, &e, cors).await,
@@ -88,7 +94,8 @@ async fn open(
             let last_event_id =
                 (head.route == StreamRoute::Mercure).then(|| last_event_id_value(&subscription));
             let response_head = stream_head(head.http11, cors, last_event_id.as_deref());
-            Some((subscription, response_head, per_ip))
+            let presence = announce_stream(app, announced, payload);
+            Some((subscription, response_head, (per_ip, presence)))
         }
         Err(e) => match refusal(e, app.config.when_full, app.hub.config().retry_ms) {
             Refusal::Error(e) => refused(stream, &e, cors).await,

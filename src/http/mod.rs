@@ -15,8 +15,6 @@
 //! let app: axum::Router = router(hub, config);
 //! ```
 
-// Wired to the Mercure front next (see issue 12).
-#[allow(dead_code)]
 mod active_subscriptions;
 mod connection;
 mod cors;
@@ -84,6 +82,10 @@ pub struct HttpConfig {
     /// Refuse subscriptions without a valid subscriber token (`401`). Off by default: anonymous
     /// subscribers get public events.
     pub subscribers_need_token: bool,
+    /// Announce subscriptions to the Mercure front as private updates on
+    /// `/.well-known/mercure/subscriptions/{topic}/{subscriber}`, and list them at
+    /// `GET /.well-known/mercure/subscriptions` (Mercure's active subscriptions). Off by default.
+    pub mercure_subscriptions: bool,
     /// Anyone who reaches the router may publish, without a token. Off by default: behind a
     /// reverse proxy every request would qualify. (Publishes that come in on a loopback
     /// [`Listeners::publish`] need no token either way.)
@@ -110,6 +112,7 @@ impl Default for HttpConfig {
             publisher_jwt_key: None,
             subscriber_jwt_key: None,
             subscribers_need_token: false,
+            mercure_subscriptions: false,
             publish_open: false,
             when_full: WhenFull::Status503,
             max_clients_per_ip: 0,
@@ -134,6 +137,8 @@ pub(crate) struct AppState {
     pub(crate) pending: Arc<pending::Pending>,
     /// The loopback publish listener's address, if [`serve`] has one (the viewer page shows it).
     pub(crate) publish_listener: Option<std::net::SocketAddr>,
+    /// Mercure's active subscriptions (used with `--mercure-subscriptions`).
+    pub(crate) subscriptions: Arc<active_subscriptions::Registry>,
 }
 
 impl AppState {
@@ -146,13 +151,16 @@ impl AppState {
                 config.max_pending_per_ip,
             ),
             publish_listener: None,
+            subscriptions: Arc::new(active_subscriptions::Registry::new()),
             config: Arc::new(config),
         }
     }
 }
 
-/// The whole hub as an axum router: `GET /events`, `GET /.well-known/mercure` (Mercure's
-/// subscribe), `POST /publish`, `GET /`, `GET /healthz`, `GET /metrics`.
+/// The whole hub as an axum router: `GET /events`, `GET` and `POST /.well-known/mercure`
+/// (Mercure's subscribe and publish), `GET /.well-known/mercure/subscriptions[/..]` (with
+/// [`HttpConfig::mercure_subscriptions`]), `POST /publish`, `GET /`, `GET /healthz`,
+/// `GET /metrics`.
 ///
 /// ```no_run
 /// use ssehub::http::{router, HttpConfig};
@@ -179,6 +187,11 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route(subscribe::MERCURE_PATH, get(subscribe::mercure))
         .route("/publish", post(publish::publish))
         .route(subscribe::MERCURE_PATH, post(publish::mercure))
+        .route(active_subscriptions::PREFIX, get(active_subscriptions::api))
+        .route(
+            &format!("{}/{{*rest}}", active_subscriptions::PREFIX),
+            get(active_subscriptions::api),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(

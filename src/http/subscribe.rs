@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::{Bytes, BytesMut};
 
+use super::active_subscriptions::{announce_stream, to_announce, Presence};
 use super::jwt::{self, SubscribeGrant};
 use super::per_ip::IpGuard;
 use super::query::parse_query;
@@ -80,10 +81,11 @@ impl<'a> StreamAsk<'a> {
 
 /// Reads a stream request: its topics or selectors, where it resumes (the `Last-Event-ID` header
 /// beats the query), and its subscriber token, checked (see [`subscriber_grant`]).
+/// Also returns the token's `mercure.payload`, for the active-subscription announcements.
 pub(crate) fn stream_request(
     ask: &StreamAsk<'_>,
     config: &HttpConfig,
-) -> Result<SubscribeRequest, ApiError> {
+) -> Result<(SubscribeRequest, Option<serde_json::Value>), ApiError> {
     let mercure = ask.route == StreamRoute::Mercure;
     let mut topics = Vec::new();
     let mut selectors = Vec::new();
@@ -128,6 +130,7 @@ pub(crate) fn stream_request(
         Some(id) => request.resume_after(id),
         None => request,
     };
+    let mut payload = None;
     if let Some(grant) = grant {
         if let Some(private) = grant.private {
             request = request.allow_private(private);
@@ -135,8 +138,9 @@ pub(crate) fn stream_request(
         if let Some(at) = grant.expires_at {
             request = request.expires_at(at);
         }
+        payload = grant.payload;
     }
-    Ok(request)
+    Ok((request, payload))
 }
 
 /// Reads `?topic=..&lastEventId=..` and the `Last-Event-ID` header (which wins) as an anonymous
@@ -152,7 +156,7 @@ pub(crate) fn subscribe_request(
         authorization: None,
         cookies: Vec::new(),
     };
-    stream_request(&ask, &HttpConfig::default())
+    stream_request(&ask, &HttpConfig::default()).map(|(request, _)| request)
 }
 
 /// What a subscriber's token grants. Without a subscriber key the hub does not look at tokens
@@ -258,10 +262,11 @@ fn serve(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ask: &StreamAsk<'_>,
 ) -> Response {
-    let request = match stream_request(ask, &app.config) {
-        Ok(request) => request,
+    let (request, payload) = match stream_request(ask, &app.config) {
+        Ok(asked) => asked,
         Err(e) => return e.into_response(),
     };
+    let announced = to_announce(app, ask.route, &request);
     // Mounted in an app that does not say who the client is, there is no per-address limit.
     let per_ip = match peer.map(|Extension(ConnectInfo(addr))| per_address(app, addr.ip())) {
         Some(Err(e)) => return e.into_response(),
@@ -273,7 +278,8 @@ fn serve(
             let last_event_id = (ask.route == StreamRoute::Mercure)
                 .then(|| last_event_id_value(&subscription))
                 .and_then(|v| HeaderValue::try_from(v).ok());
-            let mut response = stream_response(subscription, per_ip);
+            let presence = announce_stream(app, announced, payload);
+            let mut response = stream_response(subscription, (per_ip, presence));
             if let Some(value) = last_event_id {
                 response.headers_mut().insert("last-event-id", value);
             }
@@ -296,14 +302,16 @@ fn with_stream_headers(body: Body) -> Response {
     response
 }
 
-fn stream_response(subscription: Subscription, per_ip: Option<IpGuard>) -> Response {
-    // The address's count is held as long as the body (the stream) lives.
-    let stream =
-        futures_util::stream::unfold((subscription, per_ip), |(mut sub, per_ip)| async move {
-            let mut out = Vec::new();
-            sub.next(&mut out).await.ok()?;
-            Some((Ok::<_, Infallible>(concat(out)), (sub, per_ip)))
-        });
+/// `held` lives as long as the stream: the address's count, the subscription's announcement.
+fn stream_response(
+    subscription: Subscription,
+    held: (Option<IpGuard>, Option<Presence>),
+) -> Response {
+    let stream = futures_util::stream::unfold((subscription, held), |(mut sub, held)| async move {
+        let mut out = Vec::new();
+        sub.next(&mut out).await.ok()?;
+        Some((Ok::<_, Infallible>(concat(out)), (sub, held)))
+    });
     with_stream_headers(Body::from_stream(stream))
 }
 
@@ -337,7 +345,7 @@ mod tests {
     #[test]
     fn both_routes_read_their_own_query() {
         let config = HttpConfig::default();
-        let read = |a: &StreamAsk<'_>| stream_request(a, &config);
+        let read = |a: &StreamAsk<'_>| stream_request(a, &config).map(|(r, _)| r);
         let mercure = read(&ask(
             StreamRoute::Mercure,
             "topic=a&lastEventID=earliest",
@@ -383,10 +391,10 @@ mod tests {
         let cookie = format!("x=y; mercureAuthorization={token}");
         let mut a = ask(StreamRoute::Events, "topic=a", None);
         a.cookies.push(cookie.as_bytes());
-        let request = stream_request(&a, &config).unwrap();
+        let (request, _) = stream_request(&a, &config).unwrap();
         assert!(request.private.is_some() && request.expires_at.is_some());
         // Without a key the same token is not looked at.
-        let request = stream_request(&a, &HttpConfig::default()).unwrap();
+        let (request, _) = stream_request(&a, &HttpConfig::default()).unwrap();
         assert!(request.private.is_none() && request.expires_at.is_none());
     }
 }

@@ -292,6 +292,25 @@ impl Hub {
         &self.inner.epoch
     }
 
+    /// The id of the newest event subscribers can read (`earliest` if there is none yet): a
+    /// subscription resumed from it gets exactly what is published after this call.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hub = ssehub::Hub::builder().build();
+    /// assert_eq!(hub.last_event_id(), "earliest");
+    /// let id = hub.publish_one(ssehub::Event::new("x")).await?;
+    /// assert_eq!(hub.last_event_id(), id);
+    /// # Ok::<(), ssehub::PublishError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn last_event_id(&self) -> String {
+        match self.inner.log.committed() {
+            0 => "earliest".into(),
+            seq => self.inner.epoch.id(seq),
+        }
+    }
+
     /// The sequence number the next published event gets.
     ///
     /// ```
