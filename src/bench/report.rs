@@ -164,7 +164,8 @@ pub struct Events {
 /// Deliveries.
 #[derive(Debug, Clone, Serialize)]
 pub struct Deliveries {
-    /// Connected subscribers times published events.
+    /// Deliveries owed: for each connected subscriber, the published events its topic (or
+    /// Mercure selector) matches.
     pub expected: u64,
     /// Distinct events received, all subscribers together.
     pub received: u64,
