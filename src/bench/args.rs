@@ -4,6 +4,8 @@ use super::http1::Url;
 use super::BenchError;
 
 /// `ssehub bench` flags.
+// The field docs are `--help` text, read in a terminal: URLs stay bare, not <linked>.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Clone, clap::Args)]
 #[command(
     after_help = "Each event's data is \"<publisher> <sequence> <microseconds since start> \" padded with x \
@@ -49,7 +51,8 @@ pub struct BenchArgs {
     )]
     pub form_field: String,
 
-    /// Form fields put before the data, already encoded (Mercure: topic=https%3A%2F%2Fexample.com%2Fbench).
+    /// Form fields put before the data, already encoded ("{topic}" becomes the event's topic
+    /// number), e.g. type=bench.
     #[arg(
         long,
         env = "SSEHUB_BENCH_FORM_EXTRA",
@@ -68,8 +71,47 @@ pub struct BenchArgs {
     )]
     pub headers: Vec<String>,
 
-    /// Topics: "{topic}" in --url and --publish-url becomes 0..N-1; subscriber i is on topic
-    /// i mod N, event number s goes to topic s mod N.
+    /// Speak Mercure: streams GET /.well-known/mercure?topic=SELECTOR and publishes POST form
+    /// bodies (topic=TOPIC&data=...) to /.well-known/mercure. Needs a base --url (http://HOST:PORT;
+    /// a URL with a path is refused); a --publish-url is used as it is. Topic i of --topics N is
+    /// https://example.com/bench/i (https://example.com/bench/1 with one topic). Sets --body form
+    /// and --form-field data; --form-extra adds fields after topic (and private).
+    #[arg(long, env = "SSEHUB_BENCH_MERCURE", help_heading = "Mercure")]
+    pub mercure: bool,
+
+    /// What each Mercure stream subscribes to: an exact topic, *, or a URI template. Default:
+    /// https://example.com/bench/{id}, a template matching every topic published to. "{topic}"
+    /// is the bench's placeholder, the stream's topic number (1 with one topic):
+    /// https://example.com/bench/{topic} is one exact topic per stream.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_MERCURE_SELECTOR",
+        value_name = "SELECTOR",
+        help_heading = "Mercure"
+    )]
+    pub mercure_selector: Option<String>,
+
+    /// Publish private updates (private=on): only streams whose token allows their topic get
+    /// them, so it needs --jwt-key (anonymous streams would receive nothing).
+    #[arg(long, env = "SSEHUB_BENCH_PRIVATE", help_heading = "Mercure")]
+    pub private: bool,
+
+    /// The hub's HS256 secret (as given to ssehub serve --jwt-key; @FILE reads it from a file).
+    /// The bench signs a publisher token ({"mercure":{"publish":["*"]}}), sent as
+    /// Authorization: Bearer on every publish, and with --mercure a subscriber token
+    /// ({"mercure":{"subscribe":["*"]}}), sent as each stream's authorization query parameter.
+    /// Without it, Mercure streams are anonymous and receive public updates only.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_JWT_KEY",
+        value_name = "SECRET|@FILE",
+        hide_env_values = true,
+        help_heading = "Mercure"
+    )]
+    pub jwt_key: Option<String>,
+
+    /// Topics: "{topic}" in --url, --publish-url, --form-extra and --mercure-selector becomes
+    /// 0..N-1; subscriber i is on topic i mod N, event number s goes to topic s mod N.
     #[arg(long, env = "SSEHUB_BENCH_TOPICS", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Load")]
     pub topics: u64,

@@ -19,6 +19,7 @@
 
 mod args;
 pub mod http1;
+mod mercure;
 mod publishers;
 mod report;
 mod subscribers;
@@ -33,7 +34,8 @@ use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 
 pub use args::BenchArgs;
-use args::{targets, Targets};
+use args::Targets;
+use mercure::{plan, Plan};
 use publishers::{publisher, PublishJob};
 pub use report::Report;
 use subscribers::subscriber;
@@ -103,8 +105,8 @@ fn histogram() -> Histogram<u64> {
 
 /// Runs the bench and returns its report.
 pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
-    let targets = targets(&args.url, args.publish_url.as_deref(), args.topics)?;
-    if args.batch > 1 && args.body != "json" {
+    let plan = plan(args)?;
+    if args.batch > 1 && plan.body != "json" {
         return Err(BenchError::Flag("--batch above 1 needs --body json".into()));
     }
     if args.batch > 1 && args.topics > 1 {
@@ -124,7 +126,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
             )));
         }
     }
-    let mut extra_headers = String::new();
+    let mut extra_headers = plan.auth_header.clone();
     for h in &args.headers {
         if !h.contains(':') || h.contains(['\r', '\n']) {
             return Err(BenchError::Flag(format!(
@@ -140,15 +142,11 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         .enable_all()
         .build()?;
     let args = args.clone();
-    runtime.block_on(async move { bench(args, targets, extra_headers).await })
+    runtime.block_on(async move { bench(args, plan, extra_headers).await })
 }
 
-async fn bench(
-    args: BenchArgs,
-    targets: Targets,
-    extra_headers: String,
-) -> Result<Report, BenchError> {
-    let Targets { url, publish_url } = targets;
+async fn bench(args: BenchArgs, plan: Plan, extra_headers: String) -> Result<Report, BenchError> {
+    let Targets { url, publish_url } = plan.targets;
     let shared = Arc::new(Shared {
         start: Instant::now(),
         events: args.events,
@@ -207,9 +205,9 @@ async fn bench(
         let job = PublishJob {
             index,
             url: publish_url.clone(),
-            body: args.body.clone(),
-            form_field: args.form_field.clone(),
-            form_extra: args.form_extra.clone(),
+            body: plan.body.clone(),
+            form_field: plan.form_field.clone(),
+            form_extra: plan.form_extra.clone(),
             headers: extra_headers.clone(),
             batch: args.batch,
             topics: args.topics,
@@ -220,13 +218,9 @@ async fn bench(
         publishers.push(tokio::spawn(publisher(shared.clone(), job)));
     }
     let connected = shared.connected.load(Ordering::Acquire);
-    // Every event reaches the subscribers of its topic.
-    let topics = args.topics;
-    let all_events: u64 = (0..topics)
-        .map(|t| {
-            let events_on_t = args.events / topics + u64::from(t < args.events % topics);
-            events_on_t * shared.on_topic[t as usize].load(Ordering::Acquire) as u64
-        })
+    // Every event reaches the subscribers whose topic (or Mercure selector) matches its topic.
+    let all_events: u64 = (plan.expected_per_stream.iter().zip(&shared.on_topic))
+        .map(|(events, on)| events * on.load(Ordering::Acquire) as u64)
         .sum();
     while publishers.iter().any(|p| !p.is_finished()) {
         if progress {
@@ -270,8 +264,9 @@ async fn bench(
     }
     Ok(Report::new(report::Inputs {
         args: &args,
-        url: &url,
+        url: &plan.shown_url,
         publish_url: &publish_url,
+        scenario: plan.scenario,
         shared: &shared,
         expected,
         publish_start,

@@ -34,7 +34,7 @@ impl PublishJob {
         }
     }
 
-    fn request(&self, first: u64, n: u64, now_us: u64) -> (&'static str, Vec<u8>) {
+    pub(super) fn request(&self, first: u64, n: u64, now_us: u64) -> (&'static str, Vec<u8>) {
         let mut body = String::with_capacity((self.size + 16) * n as usize);
         match self.body.as_str() {
             "json" => {
@@ -51,7 +51,12 @@ impl PublishJob {
                 ("application/json", body.into_bytes())
             }
             "form" => {
-                body.push_str(&self.form_extra);
+                if self.form_extra.contains("{topic}") {
+                    let topic = (first % self.topics).to_string();
+                    body.push_str(&self.form_extra.replace("{topic}", &topic));
+                } else {
+                    body.push_str(&self.form_extra);
+                }
                 if !self.form_extra.is_empty() && !self.form_extra.ends_with('&') {
                     body.push('&');
                 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::http1::Url;
+use super::mercure::Scenario;
 use super::{lock, BenchArgs, Shared};
 
 /// Memory and CPU time of a process, read from `/proc`.
@@ -81,6 +82,7 @@ pub(super) struct Inputs<'a> {
     pub(super) args: &'a BenchArgs,
     pub(super) url: &'a Url,
     pub(super) publish_url: &'a Url,
+    pub(super) scenario: Scenario,
     pub(super) shared: &'a Shared,
     pub(super) expected: u64,
     pub(super) publish_start: Duration,
@@ -96,7 +98,9 @@ pub(super) struct Inputs<'a> {
 /// A bench run's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The stream subscribed to (`{topic}` not filled in).
+    /// What was measured: native or Mercure, with the selector, topic and privacy.
+    pub scenario: Scenario,
+    /// The stream subscribed to (`{topic}` not filled in, a subscriber token shown as `TOKEN`).
     pub url: String,
     /// Where events were published (`{topic}` not filled in).
     pub publish_url: String,
@@ -160,7 +164,8 @@ pub struct Events {
 /// Deliveries.
 #[derive(Debug, Clone, Serialize)]
 pub struct Deliveries {
-    /// Connected subscribers times published events.
+    /// Deliveries owed: for each connected subscriber, the published events its topic (or
+    /// Mercure selector) matches.
     pub expected: u64,
     /// Distinct events received, all subscribers together.
     pub received: u64,
@@ -259,6 +264,7 @@ impl Report {
         let refused = lock(&s.refused).clone();
         let failed = lock(&s.failed).clone();
         Report {
+            scenario: i.scenario,
             url: format!("http://{}{}", i.url.authority, i.url.target),
             publish_url: format!("http://{}{}", i.publish_url.authority, i.publish_url.target),
             connections: if i.args.reuse_connection.is_some() {
@@ -341,6 +347,7 @@ impl Report {
                 None => "each stream on a fresh connection".into(),
             }
         );
+        let _ = writeln!(t, "scenario     {}", self.scenario.describe());
         let _ = writeln!(t, "publishing   to {}", self.publish_url);
         let sub = &self.subscribers;
         let _ = writeln!(
