@@ -154,8 +154,9 @@ impl Template {
     ///
     /// # Errors
     ///
-    /// [`SelectorError::Template`] for a malformed expression or a template longer than
-    /// [`MAX_TOPIC_LEN`](crate::event::MAX_TOPIC_LEN).
+    /// [`SelectorError::Template`] for a malformed expression, a template longer than
+    /// [`MAX_TOPIC_LEN`](crate::event::MAX_TOPIC_LEN), or one whose automaton would take more than
+    /// 128 KiB (such as `{a:255}{b:255}`; ordinary templates take a few KiB).
     ///
     /// ```
     /// use ssehub::selector::{SelectorError, Template};

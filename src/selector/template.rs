@@ -8,10 +8,17 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 
 use super::{SelectorError, MAX_CACHED_TOPICS, MAX_TEMPLATES};
 use crate::event::{Topic, MAX_TOPIC_LEN};
+
+/// Most heap one template's compiled automaton may take; ordinary templates take a few KiB,
+/// `{var:255}` about 110 KiB.
+const MAX_COMPILED: usize = 128 << 10;
+/// Most heap one template's lazy DFA may cache per thread before falling back to a slower,
+/// cache-free search.
+const MAX_DFA_CACHE: usize = 256 << 10;
 
 /// A compiled template and its answers. Shared by every `Template` with the same text.
 pub(super) struct Compiled {
@@ -29,8 +36,15 @@ impl Compiled {
             return Err(bad(format!("longer than {MAX_TOPIC_LEN} bytes")));
         }
         let pattern = pattern(text).map_err(bad)?;
-        // Cannot fail for a pattern built above within MAX_TOPIC_LEN, but never panic on input.
-        let regex = Regex::new(&pattern).map_err(|_| bad("too complex".into()))?;
+        // A 256-byte template can still ask for a large automaton (`{a:255}` repeated): refuse
+        // those rather than let a subscriber pin megabytes. Nesting grows with variables per
+        // expression, past the parser's default of 250.
+        let regex = RegexBuilder::new(&pattern)
+            .size_limit(MAX_COMPILED)
+            .dfa_size_limit(MAX_DFA_CACHE)
+            .nest_limit(4 * MAX_TOPIC_LEN as u32)
+            .build()
+            .map_err(|_| bad(format!("too complex (compiles past {MAX_COMPILED} bytes)")))?;
         Ok(Compiled {
             text: text.into(),
             regex,
@@ -257,6 +271,8 @@ fn variable(op: Op, spec: &str) -> Result<String, String> {
     let unit = format!("(?:[{UNRESERVED}{reserved}{extra}]|%[0-9A-Fa-f]{{2}})");
     // A prefix counts characters; a pct-encoded triplet counts as one.
     let (any, nonempty) = match prefix {
+        // No topic is that long anyway, and a bounded repeat costs automaton space per unit.
+        Some(n) if usize::from(n) >= MAX_TOPIC_LEN => (format!("{unit}*"), format!("{unit}+")),
         Some(n) => (format!("{unit}{{0,{n}}}"), format!("{unit}{{1,{n}}}")),
         None => (format!("{unit}*"), format!("{unit}+")),
     };

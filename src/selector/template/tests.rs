@@ -208,6 +208,21 @@ fn malformed_templates_say_why() {
 }
 
 #[test]
+fn huge_automata_are_refused_and_long_prefixes_are_unbounded() {
+    let err = Template::new(&"{a:255}".repeat(3)).unwrap_err().to_string();
+    assert!(
+        err.ends_with("too complex (compiles past 131072 bytes)"),
+        "{err}"
+    );
+    let long = format!("/p/{}", "x".repeat(250));
+    check("/p/{id:9999}", &[&long], &["/p/"]);
+    check("/p/{id:255}", &[&long], &[]);
+    // Many variables nest deeply, past the regex parser's default limit.
+    let many = format!("/m{{?{}}}", vec!["a"; 60].join(","));
+    check(&many, &["/m", "/m?a=1&a=2"], &["/m?b=1"]);
+}
+
+#[test]
 fn identical_templates_share_one_compiled() {
     let (a, b) = (t("/shared/{id}"), t("/shared/{id}"));
     assert!(Arc::ptr_eq(&a.compiled, &b.compiled));
