@@ -243,6 +243,26 @@ fn answers_stay_bounded_and_right() {
 }
 
 #[test]
+fn threads_share_one_template_and_its_answers() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let tpl = t("/threads/{id}");
+    send_sync(&tpl);
+    std::thread::scope(|s| {
+        for n in 0..4 {
+            let tpl = t("/threads/{id}");
+            s.spawn(move || {
+                for i in 0..MAX_CACHED_TOPICS {
+                    let yes = Topic::new(&format!("/threads/{}", i % (n + 500))).unwrap();
+                    let no = Topic::new(&format!("/threads/{i}/{n}")).unwrap();
+                    assert!(tpl.matches(&yes) && !tpl.matches(&no));
+                }
+            });
+        }
+    });
+    assert!(tpl.compiled.cached() <= MAX_CACHED_TOPICS);
+}
+
+#[test]
 fn the_table_forgets_unused_templates_and_live_ones_keep_working() {
     let table = Interner::new(4);
     for i in 0..20 {
