@@ -277,6 +277,18 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_MERCURE_SUBSCRIPTIONS", help_heading = "Streams")]
     pub mercure_subscriptions: bool,
 
+    /// Most distinct URI templates (subscription selectors such as
+    /// https://example.com/books/{id}) in use at once; a new one past it is refused (503). Each
+    /// compiled template takes up to about 200 KiB.
+    #[arg(
+        long,
+        env = "SSEHUB_MAX_TEMPLATES",
+        default_value_t = crate::selector::MAX_TEMPLATES as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+        help_heading = "Streams"
+    )]
+    pub max_templates: u64,
+
     /// The one algorithm JWTs must be signed with: HS256, RS256 or ES256 (both sides).
     #[arg(long, env = "SSEHUB_JWT_ALG", value_name = "ALG", default_value = "HS256",
           value_parser = ["HS256", "RS256", "ES256"], help_heading = "Publishing")]

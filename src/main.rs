@@ -48,6 +48,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .init();
 
     let http_config = args.http_config().map_err(anyhow::Error::msg)?;
+    ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
     let store = args.history_store()?;
     let hub = Hub::builder()
         .config(args.hub_config())

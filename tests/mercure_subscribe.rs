@@ -279,10 +279,9 @@ async fn private_events_reach_only_tokens_that_cover_them() {
     assert_eq!(anonymous.next_event().await.data, "public");
 }
 
-// Needs the lead's hub core (selector filtering) and the URI-template matcher.
+/// URI templates and `*` select topics; a template selects nothing it could not expand to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn templates_and_star_select_topics_needs_core() {
+async fn templates_and_star_select_topics() {
     let hub = HubProcess::start(&[]);
     let template = "/.well-known/mercure?topic=https://example.com/books/{id}";
     let mut books = EventStream::open(&hub.url(template), &[])
@@ -329,4 +328,22 @@ async fn earliest_replays_everything_retained() {
     let events = stream.events(2).await;
     assert_eq!(data(&events), ["e0", "e1"]);
     assert!(events.iter().all(|e| e.event == "message"));
+}
+
+/// `--max-templates`: distinct templates in use are bounded; one already in use is shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_templates_in_use_are_bounded() {
+    let hub = HubProcess::start(&["--max-templates", "1"]);
+    let url = |t: &str| hub.url(&format!("/.well-known/mercure?topic={t}"));
+    let _first = EventStream::open(&url("/books/{id}"), &[])
+        .await
+        .opened()
+        .await;
+    let _same = EventStream::open(&url("/books/{id}"), &[])
+        .await
+        .opened()
+        .await;
+    let (status, reason) = refused(&hub, "?topic=/authors/{id}", &[]).await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(reason.contains("--max-templates"), "{reason}");
 }

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
@@ -243,11 +243,12 @@ pub(crate) fn announce_stream(
 /// subscriber token, the open subscriptions whose topics its `mercure.subscribe` covers.
 pub(crate) async fn api(
     State(app): State<AppState>,
-    rest: Option<Path<String>>,
+    uri: Uri,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let rest = rest.map(|Path(p)| format!("/{p}")).unwrap_or_default();
+    // The path as sent, still percent-encoded: a topic is one segment only so.
+    let rest = uri.path().strip_prefix(PREFIX).unwrap_or("").to_string();
     let not_found = |reason: &str| ApiError::new(StatusCode::NOT_FOUND, reason).into_response();
     if !app.config.mercure_subscriptions {
         return not_found("active subscriptions are off on this hub (--mercure-subscriptions)");

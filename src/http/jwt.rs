@@ -330,11 +330,8 @@ mod tests {
         assert!(forbidden && why.contains("mercure.publish"), "{why}");
     }
 
-    // Needs the URI-template matcher (selector.rs, being written in parallel): remove the
-    // `ignore` once it has landed.
     #[test]
-    #[ignore]
-    fn publish_claims_hold_uri_templates_needs_selector() {
+    fn publish_claims_hold_uri_templates() {
         let key = JwtKey::from_flag("s3cret", JwtAlg::Hs256).unwrap();
         let token = hs256(
             serde_json::json!({"mercure": {"publish": ["https://example.com/books/{id}"]}}),

@@ -22,7 +22,7 @@ use super::query::parse_query;
 use super::{ApiError, AppState, HttpConfig, WhenFull, STREAM_HEADERS};
 use crate::event::Topic;
 use crate::hub::{SubscribeError, SubscribeRequest, Subscription};
-use crate::selector::{Selector, SelectorSet};
+use crate::selector::{Selector, SelectorError, SelectorSet};
 
 /// The path of Mercure's hub: `GET` subscribes here.
 pub(crate) const MERCURE_PATH: &str = "/.well-known/mercure";
@@ -94,7 +94,7 @@ pub(crate) fn stream_request(
     for (key, value) in parse_query(ask.query).map_err(ApiError::bad_request)? {
         match key.as_str() {
             "topic" if mercure => {
-                selectors.push(Selector::parse(&value).map_err(ApiError::bad_request)?)
+                selectors.push(Selector::parse(&value).map_err(selector_refusal)?)
             }
             "topic" => topics.push(Topic::new(&value).map_err(ApiError::bad_request)?),
             "lastEventID" if mercure => last_event_id = Some(value),
@@ -141,6 +141,19 @@ pub(crate) fn stream_request(
         payload = grant.payload;
     }
     Ok((request, payload))
+}
+
+/// A selector refused: the client's mistake (`400`), or the hub's bound on templates in use
+/// (`503`: the same request may pass later).
+fn selector_refusal(e: SelectorError) -> ApiError {
+    match e {
+        SelectorError::TooManyTemplates(_) => ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: e.to_string(),
+            retry_after: Some(5),
+        },
+        e => ApiError::bad_request(e),
+    }
 }
 
 /// Reads `?topic=..&lastEventId=..` and the `Last-Event-ID` header (which wins) as an anonymous

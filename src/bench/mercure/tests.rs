@@ -236,7 +236,6 @@ fn an_exact_selector_per_topic() {
 }
 
 #[test]
-#[ignore = "needs the URI template matcher (selector branch); main's Template matches nothing yet"]
 fn a_template_selector_gets_every_topic() {
     let plan = planned(&[
         "--mercure",
