@@ -277,9 +277,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_MERCURE_SUBSCRIPTIONS", help_heading = "Streams")]
     pub mercure_subscriptions: bool,
 
-    /// Most distinct URI templates (subscription selectors such as
-    /// https://example.com/books/{id}) in use at once; a new one past it is refused (503). Each
-    /// compiled template takes up to about 200 KiB.
+    /// Most distinct URI templates (subscription selectors such as `/books/{id}`) in use at
+    /// once; a new one past it is refused (503). Each compiled template takes up to about
+    /// 200 KiB.
     #[arg(
         long,
         env = "SSEHUB_MAX_TEMPLATES",
