@@ -279,6 +279,49 @@ async fn private_events_reach_only_tokens_that_cover_them() {
     assert_eq!(anonymous.next_event().await.data, "public");
 }
 
+/// A replay never leaks a private event: resumed from before it, from memory and from the
+/// history file alike, an anonymous stream skips it and a token holder gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_never_leak_private_events() {
+    let dir = std::env::temp_dir().join(format!("ssehub-private-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data_dir = dir.to_str().unwrap();
+    // One event in memory: the replays below read the file.
+    for args in [
+        vec!["--jwt-key", "s3cret"],
+        vec![
+            "--jwt-key",
+            "s3cret",
+            "--data-dir",
+            data_dir,
+            "--memory-history",
+            "1",
+        ],
+    ] {
+        let hub = HubProcess::start(&args);
+        let first = hub.publish_ok("?topic=a", "before").await;
+        let (status, text) = hub
+            .publish_json(r#"{"topic":"a","data":"secret","private":true,"id":"s-1"}"#)
+            .await;
+        assert_eq!(status, 200, "{text}");
+        hub.publish_ok("?topic=a", "after").await;
+        let from = first["id"].as_str().unwrap();
+        let url = hub.url(&format!("/.well-known/mercure?topic=a&lastEventID={from}"));
+        let mut anonymous = EventStream::open(&url, &[]).await.opened().await;
+        assert_eq!(data(&anonymous.events(1).await), ["after"], "{args:?}");
+        let token = hs256(json!({"mercure": {"subscribe": ["*"]}}), "s3cret");
+        let cookie = format!("mercureAuthorization={token}");
+        let mut allowed = EventStream::open(&url, &[("cookie", &cookie)])
+            .await
+            .opened()
+            .await;
+        let got = allowed.events(2).await;
+        assert_eq!(data(&got), ["secret", "after"], "{args:?}");
+        assert_eq!(got[0].id, "s-1");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// URI templates and `*` select topics; a template selects nothing it could not expand to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_and_star_select_topics() {

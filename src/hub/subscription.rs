@@ -261,11 +261,20 @@ impl Subscription {
                 let Some(meta) = seq.and_then(|seq| hub.log.meta_of(seq)) else {
                     return Vec::new();
                 };
-                meta.topics
-                    .iter()
-                    .filter(|t| names.contains(t) || (names.is_empty() && access.selects(t)))
-                    .cloned()
-                    .collect()
+                // In the subscription's order for its topics; in the event's for selectors.
+                if names.is_empty() {
+                    meta.topics
+                        .iter()
+                        .filter(|t| access.selects(t))
+                        .cloned()
+                        .collect()
+                } else {
+                    names
+                        .iter()
+                        .filter(|t| meta.topics.contains(t))
+                        .cloned()
+                        .collect()
+                }
             };
             decoder
                 .get_or_insert_with(|| Box::new(Decoder::new()))
