@@ -8,23 +8,17 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 
 const SECRET: &str = "presence-secret";
 
-fn hs256(claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+fn signed(claims: Value) -> String {
+    hs256(claims, SECRET)
 }
 
 /// A token that may see every subscription's announcements.
 fn watcher_token() -> String {
-    hs256(
+    signed(
         json!({"mercure": {"subscribe": ["/.well-known/mercure/subscriptions/{topic}/{subscriber}"]}}),
     )
 }
@@ -56,7 +50,7 @@ async fn subscriptions_are_announced_and_listed() {
     let own: Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
     assert_eq!(own["active"], true);
 
-    let user = hs256(json!({"mercure": {"subscribe": [], "payload": {"user": "ann"}}}));
+    let user = signed(json!({"mercure": {"subscribe": [], "payload": {"user": "ann"}}}));
     let url = hub.url(&format!(
         "/.well-known/mercure?topic=https://example.com/books/{{id}}&authorization={user}"
     ));
@@ -121,7 +115,7 @@ async fn announcements_are_private_and_the_api_needs_a_token() {
     let (status, none) = list(
         &hub,
         "",
-        Some(&hs256(json!({"mercure": {"subscribe": ["a"]}}))),
+        Some(&signed(json!({"mercure": {"subscribe": ["a"]}}))),
     )
     .await;
     assert_eq!(

@@ -9,15 +9,6 @@ use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-fn hs256(claims: serde_json::Value, secret: &str) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
-
 /// POST /publish on the main listener with `auth` applied; status and body.
 async fn publish(
     hub: &HubProcess,

@@ -6,17 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
-
-fn hs256(claims: serde_json::Value, secret: &str) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
 
 const FORM: &str = "application/x-www-form-urlencoded";
 

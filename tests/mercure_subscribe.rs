@@ -6,19 +6,9 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-fn hs256(claims: serde_json::Value, secret: &str) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()

@@ -14,6 +14,16 @@ use tokio::net::TcpStream;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// An HS256 JWT with these claims, signed with `secret`.
+pub fn hs256(claims: serde_json::Value, secret: &str) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
 /// A running hub process, killed when dropped.
 pub struct HubProcess {
     pub child: Child,
