@@ -56,6 +56,8 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 #[cfg(feature = "cli")]
 pub mod config;
 pub mod event;
