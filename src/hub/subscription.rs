@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::access::Access;
 use super::log::{TopicLog, Waiter};
-use super::received::{Decoder, Events, Received};
+use super::received::Decoder;
 use super::request::SubscribeRequest;
 use super::slots::SlotGuard;
 use super::Inner;
@@ -59,13 +59,13 @@ enum FirstRead {
 /// [`into_stream`](Subscription::into_stream). See the [`hub`](crate::hub) documentation and
 /// [`Hub::subscribe`](super::Hub::subscribe).
 pub struct Subscription {
-    hub: Arc<Inner>,
+    pub(super) hub: Arc<Inner>,
     /// The rings read: the topics', or the ring of every event for a selector subscription.
     topics: Vec<Arc<TopicLog>>,
     /// The topics' names, for reading the store (empty for a selector subscription).
-    names: Vec<Topic>,
+    pub(super) names: Vec<Topic>,
     /// Which events of those rings it may be sent.
-    access: Access,
+    pub(super) access: Access,
     /// It reads every event (a `*` or URI-template selector).
     reads_all: bool,
     /// The stream ends here (its token's `exp`).
@@ -97,7 +97,7 @@ pub struct Subscription {
     starts_after: String,
     /// Created by the first [`recv`](Subscription::recv): decodes batches for in-process
     /// readers. The server's path never has one.
-    decoder: Option<Box<Decoder>>,
+    pub(super) decoder: Option<Box<Decoder>>,
     _slot: SlotGuard,
 }
 
@@ -195,128 +195,6 @@ impl Subscription {
     /// ```
     pub fn starts_after(&self) -> &str {
         &self.starts_after
-    }
-
-    /// The next event (or `gap` notice), decoded: the in-process reader's way to read a
-    /// subscription. See [`into_stream`](Self::into_stream) for the same as a `Stream`, and the
-    /// [`Hub`](super::Hub) documentation for gaps and slow subscribers.
-    ///
-    /// # Errors
-    ///
-    /// The subscription ended: [`End::Lagged`] (it fell too far behind: subscribe again with
-    /// [`SubscribeRequest::resume_after`] the last id received), [`End::Shutdown`] (after every
-    /// event published before [`Hub::close`](super::Hub::close) was received), or
-    /// [`End::History`] (the durable store could not be read for a replay). Later calls may
-    /// return the same error again; stop at the first.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: if the future is dropped before it completes (in a `select!`, say), no event
-    /// is lost; the next call returns it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use ssehub::{Event, Hub, Received, SubscribeRequest};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let hub = Hub::builder().build();
-    /// let mut sub = hub.subscribe(SubscribeRequest::topics(["news"])?)?;
-    /// let id = hub.publish_one(Event::new("one\ntwo").with_topic("news")?).await?;
-    /// match sub.recv().await? {
-    ///     Received::Event(e) => {
-    ///         assert_eq!((e.id, e.name.as_str(), e.data.as_str()), (id, "message", "one\ntwo"));
-    ///         assert_eq!(e.topics[0].as_str(), "news");
-    ///     }
-    ///     other => panic!("{other:?}"),
-    /// }
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn recv(&mut self) -> Result<Received, End> {
-        let mut out = Vec::new();
-        loop {
-            if let Some(item) = self.decoder.as_mut().and_then(|d| d.pop()) {
-                return Ok(item);
-            }
-            out.clear();
-            self.next(&mut out).await?;
-            // Decoded at once, with no await in between: a cancelled call loses nothing.
-            let Subscription {
-                hub,
-                names,
-                access,
-                decoder,
-                ..
-            } = self;
-            let topics_of = |id: &str| -> Vec<Topic> {
-                if let [one] = names.as_slice() {
-                    return vec![one.clone()];
-                }
-                let seq = match hub.epoch.parse(id) {
-                    IdMatch::Current(seq) => Some(seq),
-                    _ => hub.log.seq_of(id),
-                };
-                let Some(meta) = seq.and_then(|seq| hub.log.meta_of(seq)) else {
-                    return Vec::new();
-                };
-                // In the subscription's order for its topics; in the event's for selectors.
-                if names.is_empty() {
-                    meta.topics
-                        .iter()
-                        .filter(|t| access.selects(t))
-                        .cloned()
-                        .collect()
-                } else {
-                    names
-                        .iter()
-                        .filter(|t| meta.topics.contains(t))
-                        .cloned()
-                        .collect()
-                }
-            };
-            decoder
-                .get_or_insert_with(|| Box::new(Decoder::new()))
-                .decode(&out, &topics_of);
-        }
-    }
-
-    /// This subscription as a [`Stream`](futures_util::Stream) of decoded events and `gap`
-    /// notices: [`recv`](Self::recv) until it fails, then that error once, then the end.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use futures_util::StreamExt;
-    /// use ssehub::{End, Event, Hub, Received, SubscribeRequest};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let hub = Hub::builder().build();
-    /// let mut events = hub.subscribe(SubscribeRequest::topics(["a", "b"])?)?.into_stream();
-    /// hub.publish_one(Event::new("up").with_topic("b")?.with_name("status")?).await?;
-    /// hub.close();
-    /// match events.next().await {
-    ///     Some(Ok(Received::Event(e))) => assert_eq!((e.name.as_str(), e.topics[0].as_str()), ("status", "b")),
-    ///     other => panic!("{other:?}"),
-    /// }
-    /// assert_eq!(events.next().await, Some(Err(End::Shutdown)));
-    /// assert_eq!(events.next().await, None);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn into_stream(self) -> Events {
-        Events::new(Box::pin(futures_util::stream::unfold(
-            Some(self),
-            |sub| async move {
-                let mut sub = sub?;
-                match sub.recv().await {
-                    Ok(item) => Some((Ok(item), Some(sub))),
-                    Err(end) => Some((Err(end), None)),
-                }
-            },
-        )))
     }
 
     /// Waits until there is something to send and appends it to `out`: the stream's opening, a
