@@ -138,7 +138,7 @@ impl Subscription {
     /// # Errors
     ///
     /// The subscription ended: [`End::Lagged`] (it fell too far behind: subscribe again with
-    /// [`SubscribeRequest::resume_after`] the last id received), [`End::Shutdown`] (after every
+    /// [`SubscribeRequest::resume_after`](super::SubscribeRequest::resume_after) the last id received), [`End::Shutdown`] (after every
     /// event published before [`Hub::close`](super::Hub::close) was received), or
     /// [`End::History`] (the durable store could not be read for a replay). Later calls may
     /// return the same error again; stop at the first.
