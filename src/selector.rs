@@ -70,12 +70,35 @@ impl Selector {
     /// # Ok::<(), ssehub::selector::SelectorError>(())
     /// ```
     pub fn parse(text: &str) -> Result<Selector, SelectorError> {
+        Selector::parse_with(text, Template::new)
+    }
+
+    /// Like [`parse`](Self::parse), for a selector from a verified token's claim (see
+    /// [`Template::granted`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`parse`](Self::parse).
+    ///
+    /// ```
+    /// use ssehub::selector::Selector;
+    /// assert!(Selector::parse_granted("/users/{id}")?.as_str() == "/users/{id}");
+    /// # Ok::<(), ssehub::selector::SelectorError>(())
+    /// ```
+    pub fn parse_granted(text: &str) -> Result<Selector, SelectorError> {
+        Selector::parse_with(text, Template::granted)
+    }
+
+    fn parse_with(
+        text: &str,
+        template: fn(&str) -> Result<Template, SelectorError>,
+    ) -> Result<Selector, SelectorError> {
         let topic = Topic::new(text)?;
         if text == "*" {
             return Ok(Selector::Any);
         }
         if text.contains('{') {
-            return Ok(Selector::Template(Template::new(text)?));
+            return Ok(Selector::Template(template(text)?));
         }
         Ok(Selector::Exact(topic))
     }
@@ -184,6 +207,19 @@ impl Template {
     pub fn new(text: &str) -> Result<Template, SelectorError> {
         Ok(Template {
             compiled: template::INTERNED.get(text)?,
+        })
+    }
+
+    /// Like [`new`](Self::new), for a template from a verified token's claim: it does not count
+    /// against [`set_max_templates`], so clients holding many templates cannot make a valid
+    /// token fail.
+    ///
+    /// # Errors
+    ///
+    /// [`SelectorError::Template`], as [`new`](Self::new).
+    pub fn granted(text: &str) -> Result<Template, SelectorError> {
+        Ok(Template {
+            compiled: template::GRANTED.get(text)?,
         })
     }
 

@@ -51,9 +51,24 @@ async fn a_publisher_token_publishes_what_its_claim_covers() {
     // The query parameter and the cookie carry it too.
     let q = format!("?topic=a&authorization={a_only}");
     assert_eq!(publish(&hub, &q, "two", |r| r).await.0, 200);
+    // The cookie, from a page of the hub's own origin only: a browser sends it by itself, so a
+    // page of another site could publish as its visitor (cross-site request forgery).
     let cookie = format!("mercureAuthorization={a_only}");
-    let (status, _) = publish(&hub, "?topic=a", "three", |r| r.header("cookie", cookie)).await;
+    let own = hub.url("");
+    let from = |origin: &str| {
+        let (cookie, origin) = (cookie.clone(), origin.to_string());
+        move |r: reqwest::RequestBuilder| r.header("cookie", cookie).header("origin", origin)
+    };
+    let (status, _) = publish(&hub, "?topic=a", "three", from(&own)).await;
     assert_eq!(status, 200);
+    let (status, reason) = publish(&hub, "?topic=a", "forged", from("https://evil.example")).await;
+    assert_eq!(status, 403, "{reason}");
+    assert!(reason.contains("https://evil.example"), "{reason}");
+    let (status, _) = publish(&hub, "?topic=a", "forged", |r| {
+        r.header("cookie", cookie.clone())
+    })
+    .await;
+    assert_eq!(status, 403);
     // A topic the claim does not cover: 403 naming it, and nothing of the batch is published.
     let (status, reason) = publish(&hub, "?topic=b", "x", bearer(&a_only)).await;
     assert_eq!(status, 403, "{reason}");

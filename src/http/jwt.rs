@@ -97,6 +97,11 @@ impl JwtKey {
 
     /// Checks the token's signature, algorithm and times; returns its claims.
     fn verify(&self, token: &str) -> Result<Claims, String> {
+        if token.is_empty() {
+            return Err(
+                "the token is empty: send it as Authorization: Bearer <token>, the authorization query parameter or the mercureAuthorization cookie".into(),
+            );
+        }
         let alg = match self.alg {
             JwtAlg::Hs256 => Algorithm::HS256,
             JwtAlg::Rs256 => Algorithm::RS256,
@@ -107,6 +112,8 @@ impl JwtKey {
         validation.required_spec_claims.clear();
         validation.leeway = 0;
         validation.validate_nbf = true;
+        // As the reference hub: an `aud` claim is not this hub's to check.
+        validation.validate_aud = false;
         match jsonwebtoken::decode::<Claims>(token, &self.key, &validation) {
             Ok(data) => Ok(data.claims),
             Err(e) => Err(match e.kind() {
@@ -154,7 +161,8 @@ fn selectors(claim: &str, texts: &[String]) -> Result<SelectorSet, String> {
     texts
         .iter()
         .map(|s| {
-            Selector::parse(s).map_err(|e| format!("the token's {claim} claim holds {s:?}: {e}"))
+            Selector::parse_granted(s)
+                .map_err(|e| format!("the token's {claim} claim holds {s:?}: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()
         .map(SelectorSet::new)
@@ -163,7 +171,14 @@ fn selectors(claim: &str, texts: &[String]) -> Result<SelectorSet, String> {
 /// The token a request carries: the `Authorization: Bearer` header, else the `authorization`
 /// query parameter, else the `mercureAuthorization` cookie.
 pub(crate) fn token(headers: &HeaderMap, query: &str) -> Option<String> {
-    token_from(
+    token_and_source(headers, query).map(|(token, _)| token)
+}
+
+/// [`token`], and whether it came from the cookie (which a browser sends by itself, so a page
+/// of another site could make it publish: see `publish::auth`).
+pub(crate) fn token_and_source(headers: &HeaderMap, query: &str) -> Option<(String, bool)> {
+    let mut from_cookie = true;
+    let token = token_from(
         headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
         || {
             // Most requests carry no token in the query: don't decode it a second time for nothing.
@@ -175,7 +190,17 @@ pub(crate) fn token(headers: &HeaderMap, query: &str) -> Option<String> {
                 .find_map(|(k, v)| (k == "authorization").then_some(v))
         },
         headers.get_all(header::COOKIE).iter().map(|v| v.as_bytes()),
-    )
+    );
+    // Asked for only when neither the header nor the query had one.
+    if headers.contains_key(header::AUTHORIZATION) || query_has_token(query) {
+        from_cookie = false;
+    }
+    token.map(|t| (t, from_cookie))
+}
+
+fn query_has_token(query: &str) -> bool {
+    query.contains("authorization=")
+        && parse_query(query).is_ok_and(|pairs| pairs.iter().any(|(k, _)| k == "authorization"))
 }
 
 /// [`token`] from the parts as any request reader has them: the `Authorization` header's value,
@@ -241,8 +266,7 @@ pub(crate) struct SubscribeGrant {
     pub(crate) private: Option<SelectorSet>,
     /// When the token expires (`exp`): the stream ends then.
     pub(crate) expires_at: Option<Instant>,
-    /// `mercure.payload`, as given: kept for the active-subscription events, which show it.
-    #[allow(dead_code)] // Read once active subscriptions land (they publish it).
+    /// `mercure.payload`, as given: the active-subscription events show it.
     pub(crate) payload: Option<serde_json::Value>,
 }
 

@@ -93,13 +93,13 @@ pub(crate) fn stream_request(
     let mut query_token = None;
     for (key, value) in parse_query(ask.query).map_err(ApiError::bad_request)? {
         match key.as_str() {
-            "topic" if mercure => {
-                selectors.push(Selector::parse(&value).map_err(selector_refusal)?)
-            }
+            // Compiled after the token is checked: a refused request costs no template.
+            "topic" if mercure => selectors.push(value),
             "topic" => topics.push(Topic::new(&value).map_err(ApiError::bad_request)?),
             "lastEventID" if mercure => last_event_id = Some(value),
             "lastEventId" if !mercure => last_event_id = Some(value),
-            "authorization" => query_token = Some(value),
+            // The first, as `jwt::token` (publish) takes it.
+            "authorization" if query_token.is_none() => query_token = Some(value),
             // Browsers and libraries add cache-busters and the like: not an error on this route.
             _ => {}
         }
@@ -121,6 +121,10 @@ pub(crate) fn stream_request(
                 "at least one topic selector is required (?topic=...)",
             ));
         }
+        let selectors = selectors
+            .iter()
+            .map(|s| Selector::parse(s).map_err(selector_refusal))
+            .collect::<Result<Vec<_>, _>>()?;
         SubscribeRequest::selectors(SelectorSet::new(selectors))
     } else {
         SubscribeRequest::new(topics)

@@ -270,12 +270,12 @@ impl Log {
         (e.seq == seq).then(|| e.meta.clone())
     }
 
-    /// Wakes the readers of `touched`, and of every event if there are any.
+    /// Wakes the readers of `touched`, and of every event. Always the latter: skipping it when
+    /// no `*` reader seems to be there would race with one just subscribing (an uncontended
+    /// lock and an empty list cost next to nothing).
     fn wake(&self, touched: &[Arc<TopicLog>]) {
         touched.iter().for_each(|t| t.wake());
-        if self.all.subscribers.load(Ordering::Relaxed) > 0 {
-            self.all.wake();
-        }
+        self.all.wake();
     }
 
     pub(crate) fn next_seq(&self) -> u64 {

@@ -86,11 +86,21 @@ impl Compiled {
 /// The process-wide table of compiled templates, keyed by text.
 pub(super) static INTERNED: LazyLock<Interner> = LazyLock::new(|| Interner::new(MAX_TEMPLATES));
 
+/// The table for selectors from verified tokens' claims: shared the same way, but never refused
+/// (a signed claim is the token issuer's word, not something a client can multiply); when it is
+/// full of templates in use, a new one is compiled unshared.
+pub(super) static GRANTED: LazyLock<Interner> = LazyLock::new(|| Interner {
+    refuse_when_full: false,
+    ..Interner::new(MAX_TEMPLATES)
+});
+
 /// A bounded table of compiled templates. When full, it forgets those no live `Template` holds;
 /// if every one is in use, a new template is refused: the table is the bound on what
 /// subscribers can make the hub hold.
 pub(super) struct Interner {
     max: AtomicUsize,
+    /// Full of templates in use: refuse a new one (`false`: compile it unshared).
+    refuse_when_full: bool,
     table: Mutex<HashMap<Arc<str>, Arc<Compiled>>>,
 }
 
@@ -98,6 +108,7 @@ impl Interner {
     fn new(max: usize) -> Interner {
         Interner {
             max: AtomicUsize::new(max.max(1)),
+            refuse_when_full: true,
             table: Mutex::default(),
         }
     }
@@ -118,7 +129,10 @@ impl Interner {
             table.retain(|_, c| Arc::strong_count(c) > 1);
         }
         if table.len() >= max {
-            return Err(SelectorError::TooManyTemplates(max));
+            if self.refuse_when_full {
+                return Err(SelectorError::TooManyTemplates(max));
+            }
+            return Ok(fresh);
         }
         table.insert(fresh.text.clone(), fresh.clone());
         Ok(fresh)

@@ -19,7 +19,7 @@ pub(super) fn authorize(
     query: &str,
 ) -> Result<Option<PublishGrant>, ApiError> {
     let unauthorized = |reason: &str| ApiError::new(StatusCode::UNAUTHORIZED, reason);
-    let Some(given) = jwt::token(headers, query) else {
+    let Some((given, from_cookie)) = jwt::token_and_source(headers, query) else {
         if anonymous_ok {
             return Ok(None);
         }
@@ -31,6 +31,9 @@ pub(super) fn authorize(
             },
         ));
     };
+    if from_cookie {
+        same_site_or_listed(config, headers)?;
+    }
     if let Some(token) = &config.publish_token {
         if constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return Ok(None);
@@ -51,6 +54,38 @@ pub(super) fn authorize(
             "this hub has no publish token (--publish-token, --jwt-key); publish on its loopback publish listener (--publish-listen)",
         )),
     }
+}
+
+/// A token in the cookie publishes only from a page of the hub's own origin or of a
+/// `--cors-origin`: a browser sends the cookie by itself, so a page of any other site could
+/// otherwise publish as its visitor (cross-site request forgery). The page's origin is the
+/// `Origin` header, else the `Referer`'s; a request with neither is refused.
+fn same_site_or_listed(config: &HttpConfig, headers: &HeaderMap) -> Result<(), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let origin = header("origin").map(str::to_string).or_else(|| {
+        let referer = header("referer")?;
+        let (scheme, rest) = referer.split_once("://")?;
+        let authority = rest.split('/').next()?;
+        Some(format!("{scheme}://{authority}"))
+    });
+    let allowed = origin.as_deref().is_some_and(|origin| {
+        let own = origin
+            .split_once("://")
+            .map(|(_, authority)| authority)
+            .zip(header("host"))
+            .is_some_and(|(authority, host)| authority.eq_ignore_ascii_case(host));
+        own || config.cors_origins.iter().any(|o| o == origin)
+    });
+    if allowed {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!(
+            "a token in the mercureAuthorization cookie publishes only from the hub's own origin or a --cors-origin, and this request comes from {}: send the token as Authorization: Bearer instead",
+            origin.as_deref().unwrap_or("no origin (no Origin or Referer header)")
+        ),
+    ))
 }
 
 /// Every topic of every event is covered by the token's `mercure.publish` claim, or `403` naming

@@ -71,8 +71,11 @@ pub(super) fn read_range(
     // The topics and privacy the hub filters by live in the event's entry, not its wire bytes.
     let events = txn.open_table(EVENTS)?;
     for (seq, bytes) in merged {
-        let entry = events.get(seq)?.and_then(|v| decode_entry(v.value()));
-        let entry = entry.unwrap_or_default();
+        // An entry that cannot be read says nothing of who may see the event: leave it out
+        // (fail closed), as `read_all` does.
+        let Some(entry) = events.get(seq)?.and_then(|v| decode_entry(v.value())) else {
+            continue;
+        };
         replay.events.push(StoredEvent {
             seq,
             bytes,
