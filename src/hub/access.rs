@@ -50,7 +50,8 @@ impl Access {
         self.admits_meta(ring, &entry.meta)
     }
 
-    fn admits_meta(&self, ring: usize, meta: &Meta) -> bool {
+    /// Whether an event with this meta, read from ring number `ring`, may be sent.
+    pub(crate) fn admits_meta(&self, ring: usize, meta: &Meta) -> bool {
         self.admits_event(
             self.ring_allowed.get(ring).copied().unwrap_or(false),
             &meta.topics,
@@ -67,6 +68,11 @@ impl Access {
             }
         }
         !private || allowed || self.private.as_ref().is_some_and(|p| p.matches_any(topics))
+    }
+
+    /// It reads the ring of every event (a `*` or template subscription).
+    pub(crate) fn reads_all(&self) -> bool {
+        self.select.is_some()
     }
 
     /// Whether the subscription would take this event at all (the decoder's topics).

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::locks::{lock, read, write};
-use super::ring::{Entry, Meta};
+use super::ring::{Entry, Meta, EVICTED_TAIL};
 use crate::event::{encode, encoded_len_worst, Event, Topic};
 use crate::id::Epoch;
 
@@ -116,6 +116,12 @@ impl Order {
             if ring.entries.front().is_some_and(|e| e.seq == old.seq) {
                 if let Some(e) = ring.entries.pop_front() {
                     ring.evicted_bytes = e.end;
+                    if Arc::ptr_eq(t, &self.all) {
+                        if ring.evicted_tail.len() == EVICTED_TAIL {
+                            ring.evicted_tail.pop_front();
+                        }
+                        ring.evicted_tail.push_back((e.seq, e.meta));
+                    }
                 }
                 ring.evicted_up_to = old.seq;
             }

@@ -25,7 +25,14 @@ pub(super) struct Ring {
     pub(super) evicted_up_to: u64,
     /// Bytes that left this ring; with `Entry::end`, byte offsets in the topic's whole stream.
     pub(super) evicted_bytes: u64,
+    /// The ring of every event only: what the newest evicted events were (at most
+    /// [`EVICTED_TAIL`]), so that a `*` or template reader is told of a loss only if it would
+    /// have received one of them.
+    pub(crate) evicted_tail: VecDeque<(u64, Arc<Meta>)>,
 }
+
+/// Evicted events the ring of every event remembers (pointers to their shared [`Meta`]).
+pub(crate) const EVICTED_TAIL: usize = 1 << 14;
 
 pub(crate) struct Entry {
     pub(crate) seq: u64,
@@ -86,6 +93,7 @@ impl TopicLog {
                 entries: VecDeque::new(),
                 evicted_up_to,
                 evicted_bytes: 0,
+                evicted_tail: VecDeque::new(),
             }),
             waiters: Mutex::new(Vec::new()),
             subscribers: AtomicUsize::new(0),

@@ -284,3 +284,75 @@ mod on_disk {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[tokio::test]
+async fn selector_readers_are_told_only_of_losses_they_would_have_received() {
+    let hub = Hub::builder().history(4).build();
+    let first = hub
+        .publish_one(on(&["mine"], "0"))
+        .await
+        .expect("published");
+    // Others' events push `mine`'s first out of the history; resumed from it, a `*` reader
+    // of everything is told of a loss, one whose template selects only `mine`-ish topics
+    // is not: nothing it would have received left.
+    hub.publish((0..6).map(|i| on(&["other"], &i.to_string())).collect())
+        .await
+        .expect("published");
+    hub.publish_one(on(&["mine/1"], "kept"))
+        .await
+        .expect("published");
+    let resume = |selector: &str| {
+        hub.subscribe(SubscribeRequest::selectors(set(&[selector])).resume_after(first.clone()))
+            .expect("room")
+    };
+    let mut picky = resume("mine/{n}");
+    assert_eq!(
+        drain(&mut picky).await,
+        [(hub.last_event_id(), "kept".to_string())]
+    );
+    let mut everything = resume("*");
+    let got = drain(&mut everything).await;
+    assert_eq!(
+        got[0],
+        ("gap".to_string(), "evicted".to_string()),
+        "{got:?}"
+    );
+    // A template that would have received an evicted event is told.
+    hub.publish((0..4).map(|i| on(&["other"], &i.to_string())).collect())
+        .await
+        .expect("published");
+    let mut owed = hub
+        .subscribe(SubscribeRequest::selectors(set(&["mine/{n}"])).resume_after(first))
+        .expect("room");
+    let got = drain(&mut owed).await;
+    assert_eq!(
+        got[0],
+        ("gap".to_string(), "evicted".to_string()),
+        "{got:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rare_template_over_a_long_history_gets_every_match() {
+    let hub = Hub::builder().history(20_000).build();
+    // Far more events than one read looks at (512 events × 8), three of them selected.
+    for chunk in 0..10 {
+        let events = (0..1000)
+            .map(|i| {
+                let n = chunk * 1000 + i;
+                let topic = if n % 3333 == 7 {
+                    format!("rare/{n}")
+                } else {
+                    "noise".into()
+                };
+                on(&[&topic], &n.to_string())
+            })
+            .collect();
+        hub.publish(events).await.expect("published");
+    }
+    let mut sub = hub
+        .subscribe(SubscribeRequest::selectors(set(&["rare/{n}"])).from_earliest())
+        .expect("room");
+    // n % 3333 == 7 below 10,000: three of them.
+    assert_eq!(datas(&drain(&mut sub).await), ["7", "3340", "6673"]);
+}

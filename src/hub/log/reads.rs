@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::{Log, TopicLog};
 use crate::hub::access::Access;
 use crate::hub::locks::read;
+use crate::hub::ring::{Ring, EVICTED_TAIL};
 
 /// What a read found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -60,16 +61,15 @@ impl Log {
         let limits = Limits {
             max_bytes,
             max_events,
+            max_scan: max_events.saturating_mul(SCAN_PER_EVENT),
         };
         if let [topic] = topics {
             let ring = read!(topic.ring);
-            read.evicted = ring.evicted_up_to > after;
+            read.evicted = ring.evicted_up_to > after && lost_for(&ring, after, access);
             read.evicted_up_to = ring.evicted_up_to;
             let entries = ring.entries.range(ring.after(after)..);
             let cut = take_within(
-                entries
-                    .filter(|e| access.admits(0, e))
-                    .map(|e| (e.seq, &e.bytes)),
+                entries.map(|e| (e.seq, access.admits(0, e).then_some(&e.bytes))),
                 after,
                 upto,
                 limits,
@@ -98,9 +98,7 @@ impl Log {
             read.evicted_up_to = read.evicted_up_to.max(ring.evicted_up_to);
             let entries = ring.entries.range(ring.after(after)..);
             let cut = take_within(
-                entries
-                    .filter(|e| access.admits(i, e))
-                    .map(|e| (e.seq, &e.bytes)),
+                entries.map(|e| (e.seq, access.admits(i, e).then_some(&e.bytes))),
                 after,
                 upto,
                 limits,
@@ -115,7 +113,7 @@ impl Log {
         }
         merged.sort_unstable_by_key(|(seq, _)| *seq);
         merged.dedup_by_key(|(seq, _)| *seq);
-        let merged = merged.iter().map(|(seq, b)| (*seq, b));
+        let merged = merged.iter().map(|(seq, b)| (*seq, Some(b)));
         let cut = take_within(merged, after, limit, limits, |seq, b| {
             read.first.get_or_insert(seq);
             out.push(b.clone());
@@ -125,8 +123,23 @@ impl Log {
     }
 
     /// What a subscriber on `topics` that was sent everything up to `after` still has to get.
-    pub(crate) fn backlog(&self, topics: &[Arc<TopicLog>], after: u64) -> Backlog {
+    /// A `*` or template reader counts only what it would be sent (looking at most at
+    /// [`EVICTED_TAIL`] events: past that, it is behind anyway).
+    pub(crate) fn backlog(&self, topics: &[Arc<TopicLog>], access: &Access, after: u64) -> Backlog {
         let mut backlog = Backlog::default();
+        if access.reads_all() {
+            if let [all] = topics {
+                let ring = read!(all.ring);
+                backlog.evicted = ring.evicted_up_to > after && lost_for(&ring, after, access);
+                for e in ring.entries.range(ring.after(after)..).take(EVICTED_TAIL) {
+                    if access.admits(0, e) {
+                        backlog.events += 1;
+                        backlog.bytes += e.bytes.len() as u64;
+                    }
+                }
+                return backlog;
+            }
+        }
         for topic in topics {
             let ring = read!(topic.ring);
             backlog.evicted |= ring.evicted_up_to > after;
@@ -139,29 +152,60 @@ impl Log {
 }
 
 /// What one read may hand out: at most `max_events` events, and about `max_bytes` (the first
-/// event is taken however large it is).
+/// event is taken however large it is); and how many it may look at, passed over or not, so
+/// that a reader that is sent little of what it walks (a template matching rarely, a topic of
+/// private events) holds the ring's lock for a bounded time.
 #[derive(Clone, Copy)]
 struct Limits {
     max_bytes: usize,
     max_events: usize,
+    max_scan: usize,
 }
 
-/// Walks `entries` (in sequence order, all after `after`) up to `upto`, handing each to `take`
-/// until `limits` stop it: the one loop behind each of [`Log::read`]'s walks. Returns the last
-/// sequence number taken (`after` if none) when a limit stopped it, `None` if it took everything
-/// up to `upto`.
+/// A read looks at most at this many entries per event it may hand out.
+const SCAN_PER_EVENT: usize = 8;
+
+/// Whether events after `after` that left `ring` were owed to this reader. Exact topics: any
+/// was. A `*` or template reader: only if one of them would have been sent, as far as the
+/// ring's tail of evicted events reaches back (beyond it, assume one was).
+fn lost_for(ring: &Ring, after: u64, access: &Access) -> bool {
+    if !access.reads_all() {
+        return true;
+    }
+    let tail = &ring.evicted_tail;
+    if tail.front().is_none_or(|(seq, _)| *seq > after + 1) {
+        return true;
+    }
+    tail.iter()
+        .rev()
+        .take_while(|(seq, _)| *seq > after)
+        .any(|(_, meta)| access.admits_meta(0, meta))
+}
+
+/// Walks `entries` (in sequence order, all after `after`; `None` bytes for one the reader is
+/// not sent, which it passes over) up to `upto`, handing each to `take` until `limits` stop it:
+/// the one loop behind each of [`Log::read`]'s walks. Returns the last sequence number taken or
+/// passed over (`after` if none) when a limit stopped it, `None` if it went up to `upto`.
 fn take_within<'a>(
-    entries: impl Iterator<Item = (u64, &'a Bytes)>,
+    entries: impl Iterator<Item = (u64, Option<&'a Bytes>)>,
     after: u64,
     upto: u64,
     limits: Limits,
     mut take: impl FnMut(u64, &'a Bytes),
 ) -> Option<u64> {
-    let (mut bytes, mut taken, mut last) = (0, 0, after);
+    let (mut bytes, mut taken, mut scanned, mut last) = (0, 0, 0, after);
     for (seq, b) in entries {
         if seq > upto {
             break;
         }
+        if scanned == limits.max_scan {
+            return Some(last);
+        }
+        scanned += 1;
+        let Some(b) = b else {
+            last = seq;
+            continue;
+        };
         if taken == limits.max_events || (taken > 0 && bytes + b.len() > limits.max_bytes) {
             return Some(last);
         }

@@ -104,7 +104,7 @@ fn eviction_is_global_and_reported_per_topic() {
     );
     assert_eq!(log.retained(), 3);
     let b = log.topic(&topic("b"));
-    let backlog = log.backlog(&[b], 2);
+    let backlog = log.backlog(&[b], &open(), 2);
     assert_eq!((backlog.events, backlog.evicted), (2, false));
 }
 
