@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::mpsc;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -38,6 +40,9 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 pub(crate) struct Registry {
     open: Mutex<BTreeMap<u64, Active>>,
     next_key: AtomicU64,
+    /// Announcements, published in the order they are made by one task (so a short stream's
+    /// "closed" never goes out before its "opened"). Started with the first announcement.
+    announcer: OnceLock<mpsc::UnboundedSender<(Hub, Vec<Event>)>>,
 }
 
 #[derive(Clone)]
@@ -112,36 +117,47 @@ impl Drop for Presence {
         else {
             return;
         };
-        announce(&self.hub, &active, false);
+        self.registry.announce(&self.hub, &active, false);
     }
 }
 
-/// Publishes one private update per selector, in the background: announcing must not hold up
-/// the stream, and a publish that fails (the hub closing) has no one to tell.
-fn announce(hub: &Hub, active: &Active, open: bool) {
-    let events: Vec<Event> = active
-        .selectors
-        .iter()
-        .filter_map(|s| {
-            let data = active.describe(s, open).to_string();
-            Event::new(data)
-                .with_topic(&topic_of(s, &active.subscriber))
-                .ok()
-                .map(Event::private)
-        })
-        .collect();
-    if events.is_empty() {
-        return;
-    }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let hub = hub.clone();
-    runtime.spawn(async move {
-        if let Err(e) = hub.publish(events).await {
-            tracing::debug!("announcing a subscription: {e}");
+impl Registry {
+    /// Publishes one private update per selector, in the background and in order: announcing
+    /// must not hold up the stream, and a publish that fails (the hub closing) has no one to
+    /// tell.
+    fn announce(&self, hub: &Hub, active: &Active, open: bool) {
+        let events: Vec<Event> = active
+            .selectors
+            .iter()
+            .filter_map(|s| {
+                let data = active.describe(s, open).to_string();
+                match Event::new(data).with_topic(&topic_of(s, &active.subscriber)) {
+                    Ok(event) => Some(event.private()),
+                    Err(e) => {
+                        tracing::warn!("a subscription cannot be announced: {e}");
+                        None
+                    }
+                }
+            })
+            .collect();
+        if events.is_empty() {
+            return;
         }
-    });
+        let sender = self.announcer.get_or_init(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Hub, Vec<Event>)>();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    while let Some((hub, events)) = rx.recv().await {
+                        if let Err(e) = hub.publish(events).await {
+                            tracing::debug!("announcing a subscription: {e}");
+                        }
+                    }
+                });
+            }
+            tx
+        });
+        let _ = sender.send((hub.clone(), events));
+    }
 }
 
 impl Registry {
@@ -149,6 +165,7 @@ impl Registry {
         Registry {
             open: Mutex::new(BTreeMap::new()),
             next_key: AtomicU64::new(0),
+            announcer: OnceLock::new(),
         }
     }
 
@@ -166,11 +183,12 @@ impl Registry {
             payload,
         };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        announce(hub, &active, true);
+        // Listed first, then announced: a reader of the API and the announcements misses neither.
         self.open
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key, active);
+            .insert(key, active.clone());
+        self.announce(hub, &active, true);
         Presence {
             registry: self.clone(),
             key,

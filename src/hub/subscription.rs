@@ -394,7 +394,7 @@ impl Subscription {
             return Ok(0);
         }
         if read.evicted {
-            self.report_loss(out, before, read.first)?;
+            self.report_loss(out, before)?;
         }
         if read.cursor > self.cursor {
             self.first_read = FirstRead::Done;
@@ -408,12 +408,7 @@ impl Subscription {
     /// Events owed to this subscriber left the history. A resume is told with a `gap` event
     /// (inserted at `at`, before `first`, the first event it does get); a subscriber past its
     /// first read fell behind and is ended.
-    fn report_loss(
-        &mut self,
-        out: &mut Vec<Bytes>,
-        at: usize,
-        first: Option<u64>,
-    ) -> Result<(), End> {
+    fn report_loss(&mut self, out: &mut Vec<Bytes>, at: usize) -> Result<(), End> {
         match self.first_read {
             FirstRead::ReportGap => {
                 let message = if self.last_event_id.is_some() {
@@ -424,7 +419,8 @@ impl Subscription {
                 let data = serde_json::json!({
                     "reason": "evicted",
                     "lastEventId": self.last_event_id,
-                    "resumedAt": first.map(|s| self.hub.epoch.id(s)),
+                    // The id of the first event it does get, as it will see it.
+                    "resumedAt": out.get(at).and_then(|b| id_line(b)),
                     "message": message,
                 });
                 out.insert(at, encode_without_id("gap", &data.to_string()));
@@ -463,9 +459,6 @@ impl Subscription {
                 tracing::warn!("replay: {e}");
                 End::History
             })?;
-        if replay.lost {
-            self.report_loss(out, before, replay.events.first().map(|e| e.seq))?;
-        }
         let access = &self.access;
         out.extend(
             replay
@@ -474,6 +467,9 @@ impl Subscription {
                 .filter(|e| access.admits_event(false, &e.topics, e.private))
                 .map(|e| e.bytes),
         );
+        if replay.lost {
+            self.report_loss(out, before)?;
+        }
         // Whatever follows (more from the store, or memory) is ready now.
         self.more = true;
         if replay.cursor > self.cursor {
@@ -482,6 +478,13 @@ impl Subscription {
         }
         Ok(out.len() - before)
     }
+}
+
+/// The id an event's bytes carry (their first line, `id: ...`).
+fn id_line(bytes: &[u8]) -> Option<String> {
+    let rest = bytes.strip_prefix(b"id: ")?;
+    let end = memchr::memchr(b'\n', rest)?;
+    std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
 }
 
 /// Where a resume from `id` starts: a hub id of this history, or a retained publisher's id.

@@ -356,3 +356,26 @@ async fn a_rare_template_over_a_long_history_gets_every_match() {
     // n % 3333 == 7 below 10,000: three of them.
     assert_eq!(datas(&drain(&mut sub).await), ["7", "3340", "6673"]);
 }
+
+#[tokio::test]
+async fn a_gap_names_the_first_event_as_the_subscriber_will_see_it() {
+    let hub = Hub::builder().history(1).build();
+    let first = hub.publish_one(on(&["a"], "0")).await.expect("published");
+    hub.publish(vec![
+        on(&["a"], "1"),
+        on(&["a"], "2").with_id("order-2").expect("a good id"),
+    ])
+    .await
+    .expect("published");
+    let mut sub = hub
+        .subscribe(
+            SubscribeRequest::topics(["a"])
+                .expect("a good topic")
+                .resume_after(first),
+        )
+        .expect("room");
+    match sub.recv().await {
+        Ok(Received::Gap(gap)) => assert_eq!(gap.resumed_at.as_deref(), Some("order-2")),
+        other => panic!("{other:?}"),
+    }
+}
