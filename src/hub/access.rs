@@ -11,8 +11,12 @@ use crate::selector::SelectorSet;
 
 use super::ring::{Entry, Meta};
 
-/// A subscription's filter. See the [module documentation](self).
-pub(crate) struct Access {
+/// A subscription's filter. See the [module documentation](self). One pointer: the common
+/// subscription (exact topics, public events only) holds nothing else, which keeps idle streams
+/// small.
+pub(crate) struct Access(Option<Box<Rules>>);
+
+struct Rules {
     /// Set when the subscription reads every event: keep those with a selected topic.
     select: Option<SelectorSet>,
     /// The topics whose private events it may get (`None`: public events only).
@@ -29,55 +33,75 @@ impl Access {
         private: Option<SelectorSet>,
         rings: &[Topic],
     ) -> Access {
+        if select.is_none() && private.is_none() {
+            return Access(None);
+        }
         let ring_allowed = match (&select, &private) {
             (_, None) => vec![false; rings.len().max(1)],
             (Some(_), Some(p)) => vec![p.is_any()],
             (None, Some(p)) => rings.iter().map(|t| p.matches(t)).collect(),
         };
-        Access {
+        Access(Some(Box::new(Rules {
             select,
             private,
             ring_allowed,
-        }
+        })))
     }
 
     /// Whether the entry, read from ring number `ring`, may be sent.
     #[inline]
     pub(crate) fn admits(&self, ring: usize, entry: &Entry) -> bool {
-        if self.select.is_none() && !entry.private {
-            return true;
+        match &self.0 {
+            None => !entry.private,
+            Some(rules) if rules.select.is_none() && !entry.private => true,
+            // Selector readers read the ring of every event, whose entries all have it.
+            Some(_) => entry
+                .meta
+                .as_ref()
+                .is_some_and(|meta| self.admits_meta(ring, meta)),
         }
-        self.admits_meta(ring, &entry.meta)
     }
 
     /// Whether an event with this meta, read from ring number `ring`, may be sent.
     pub(crate) fn admits_meta(&self, ring: usize, meta: &Meta) -> bool {
-        self.admits_event(
-            self.ring_allowed.get(ring).copied().unwrap_or(false),
-            &meta.topics,
-            meta.private,
-        )
+        let allowed = self
+            .0
+            .as_ref()
+            .and_then(|r| r.ring_allowed.get(ring).copied())
+            .unwrap_or(false);
+        self.admits_event(allowed, &meta.topics, meta.private)
     }
 
     /// Whether an event with these topics may be sent; `allowed`: its private events are
     /// allowed on the ring it was read from.
     pub(crate) fn admits_event(&self, allowed: bool, topics: &[Topic], private: bool) -> bool {
-        if let Some(select) = &self.select {
+        let Some(rules) = &self.0 else {
+            return !private;
+        };
+        if let Some(select) = &rules.select {
             if !select.matches_any(topics) {
                 return false;
             }
         }
-        !private || allowed || self.private.as_ref().is_some_and(|p| p.matches_any(topics))
+        !private
+            || allowed
+            || rules
+                .private
+                .as_ref()
+                .is_some_and(|p| p.matches_any(topics))
     }
 
     /// It reads the ring of every event (a `*` or template subscription).
     pub(crate) fn reads_all(&self) -> bool {
-        self.select.is_some()
+        self.0.as_ref().is_some_and(|r| r.select.is_some())
     }
 
     /// Whether the subscription would take this event at all (the decoder's topics).
     pub(crate) fn selects(&self, topic: &Topic) -> bool {
-        self.select.as_ref().is_none_or(|s| s.matches(topic))
+        self.0
+            .as_ref()
+            .and_then(|r| r.select.as_ref())
+            .is_none_or(|s| s.matches(topic))
     }
 }
 
@@ -107,17 +131,21 @@ mod tests {
         // Allowed `b` only, reading ring `a`: a private event on `a` and `b` is theirs (an
         // alternate topic counts), one on `a` alone is not.
         let granted = Access::new(None, Some(set(&["b"])), &topics(&["a"]));
-        assert!(!granted.ring_allowed[0]);
+        assert!(!granted.0.as_ref().unwrap().ring_allowed[0]);
         assert!(granted.admits_event(false, &topics(&["a", "b"]), true));
         assert!(!granted.admits_event(false, &topics(&["a"]), true));
         let ring_granted = Access::new(None, Some(set(&["a"])), &topics(&["a"]));
-        assert!(ring_granted.ring_allowed[0]);
+        assert!(ring_granted.0.as_ref().unwrap().ring_allowed[0]);
     }
 
     #[test]
     fn selector_subscriptions_keep_what_they_select() {
         let all = Access::new(Some(set(&["*"])), Some(set(&["*"])), &[]);
-        assert!(all.admits_event(all.ring_allowed[0], &topics(&["x"]), true));
+        assert!(all.admits_event(
+            all.0.as_ref().unwrap().ring_allowed[0],
+            &topics(&["x"]),
+            true
+        ));
         let picky = Access::new(Some(set(&["x", "*"])), None, &[]);
         assert!(picky.admits_event(false, &topics(&["y"]), false));
         assert!(!picky.admits_event(false, &topics(&["y"]), true));

@@ -87,6 +87,9 @@ struct Order {
     ids: HashMap<Arc<str>, u64>,
     /// The log's ring of every event (see [`Log`]).
     all: Arc<TopicLog>,
+    /// The ring of every event is kept: a `*` or template subscription has come. Until then
+    /// publishing pays nothing for it (no entry there, no shared [`Meta`] for public events).
+    keeps_all: bool,
 }
 
 struct Retained {
@@ -101,6 +104,46 @@ struct Retained {
 }
 
 impl Order {
+    /// Starts keeping the ring of every event: fills it with the retained events (from their
+    /// first topic's ring, which holds each of them), in sequence order.
+    fn fill_all(&mut self) {
+        let mut all = write!(self.all.ring);
+        all.entries.clear();
+        for r in &self.retained {
+            let Some(first) = r.placement.rings().first() else {
+                continue;
+            };
+            let ring = read!(first.ring);
+            let Some(e) = ring
+                .after(r.seq)
+                .checked_sub(1)
+                .and_then(|i| ring.entries.get(i))
+            else {
+                continue;
+            };
+            let meta = e.meta.clone().unwrap_or_else(|| {
+                let topics = r.placement.rings().iter().map(|t| t.name.clone()).collect();
+                Arc::new(Meta {
+                    topics,
+                    private: e.private,
+                })
+            });
+            let end = all.appended() + e.bytes.len() as u64;
+            all.entries.push_back(Entry {
+                seq: e.seq,
+                bytes: e.bytes.clone(),
+                end,
+                private: e.private,
+                meta: Some(meta),
+            });
+        }
+        // Everything before the oldest retained event is gone (for this ring's readers too).
+        let oldest = self.retained.front().map_or(self.next_seq, |r| r.seq);
+        all.evicted_up_to = all.evicted_up_to.max(oldest.saturating_sub(1));
+        drop(all);
+        self.keeps_all = true;
+    }
+
     /// Drops the oldest retained event from every ring it is in.
     fn evict_oldest(&mut self) {
         let Some(old) = self.retained.pop_front() else {
@@ -110,17 +153,18 @@ impl Order {
         if let Some(id) = &old.id {
             self.ids.remove(id);
         }
-        for t in old.placement.rings().iter().chain([&self.all]) {
+        let all = self.keeps_all.then_some(&self.all);
+        for t in old.placement.rings().iter().chain(all) {
             let mut ring = write!(t.ring);
             // Rings are in sequence order and eviction is too: it is the front.
             if ring.entries.front().is_some_and(|e| e.seq == old.seq) {
                 if let Some(e) = ring.entries.pop_front() {
                     ring.evicted_bytes = e.end;
-                    if Arc::ptr_eq(t, &self.all) {
+                    if let (true, Some(meta)) = (Arc::ptr_eq(t, &self.all), e.meta) {
                         if ring.evicted_tail.len() == EVICTED_TAIL {
                             ring.evicted_tail.pop_front();
                         }
-                        ring.evicted_tail.push_back((e.seq, e.meta));
+                        ring.evicted_tail.push_back((e.seq, meta));
                     }
                 }
                 ring.evicted_up_to = old.seq;
@@ -186,7 +230,10 @@ impl Log {
     /// (kept by a store from an earlier run) count as evicted on every topic, so a resume from
     /// before the start is sent to the store.
     pub(crate) fn new(history: usize, next_seq: u64) -> Log {
-        let all = Arc::new(TopicLog::new(next_seq.max(1) - 1));
+        let all = Arc::new(TopicLog::new(
+            Topic::new("*").unwrap_or_else(|_| Topic::default_topic()),
+            next_seq.max(1) - 1,
+        ));
         Log {
             order: Mutex::new(Order {
                 next_seq: next_seq.max(1),
@@ -194,6 +241,7 @@ impl Log {
                 bytes: 0,
                 ids: HashMap::new(),
                 all: all.clone(),
+                keeps_all: false,
             }),
             all,
             committed: AtomicU64::new(next_seq.max(1) - 1),
@@ -253,14 +301,20 @@ impl Log {
         if topics.map.len() >= topics.sweep_at {
             topics.sweep();
         }
-        let t = Arc::new(TopicLog::new(topics.dropped_up_to));
+        let t = Arc::new(TopicLog::new(topic.clone(), topics.dropped_up_to));
         topics.map.insert(topic.clone(), t.clone());
         t
     }
 
-    /// The ring of every event, for `*` and URI-template subscriptions.
-    pub(crate) fn all(&self) -> &Arc<TopicLog> {
-        &self.all
+    /// The ring of every event, for `*` and URI-template subscriptions. The first call starts
+    /// keeping it: it is filled with the events retained so far (once, under the publish lock;
+    /// about a millisecond per 10,000 events), and every publish from then on adds to it.
+    pub(crate) fn all(&self) -> Arc<TopicLog> {
+        let mut order = lock!(self.order);
+        if !order.keeps_all {
+            order.fill_all();
+        }
+        self.all.clone()
     }
 
     /// The sequence number of the retained event whose publisher chose `id`.
@@ -268,12 +322,12 @@ impl Log {
         lock!(self.order).ids.get(id).copied()
     }
 
-    /// The topics and privacy of a retained event.
+    /// The topics and privacy of a retained event, if the ring of every event is kept.
     pub(crate) fn meta_of(&self, seq: u64) -> Option<Arc<Meta>> {
         let ring = read!(self.all.ring);
         let i = ring.after(seq);
         let e = ring.entries.get(i.checked_sub(1)?)?;
-        (e.seq == seq).then(|| e.meta.clone())
+        (e.seq == seq).then(|| e.meta.clone()).flatten()
     }
 
     /// Wakes the readers of `touched`, and of every event. Always the latter: skipping it when
@@ -369,6 +423,7 @@ impl Log {
         let mut order = lock!(self.order);
         let first = order.next_seq;
         check_ids(&order.ids, events)?;
+        let keeps_all = order.keeps_all;
         // A batch that may not fit (bounded without looking at its data) is encoded before
         // anything changes, and refused if it does not; any other is encoded event by event as
         // it is placed, which keeps each buffer freed by eviction at hand for the next one.
@@ -413,18 +468,24 @@ impl Log {
         for ((seq, event), topics) in (first..).zip(events).zip(rings) {
             let bytes = encoded.next().unwrap_or_else(|| encode_one(seq, event));
             let len = bytes.len() as u64;
-            let meta = Arc::new(Meta {
-                topics: event.topics().into(),
-                private: event.is_private(),
+            let private = event.is_private();
+            // Only what a reader may look at: a private event's topics (for rights), and every
+            // event's once the ring of every event is kept (for selectors).
+            let meta = (private || keeps_all).then(|| {
+                Arc::new(Meta {
+                    topics: event.topics().into(),
+                    private,
+                })
             });
-            for t in topics.iter().chain([&self.all]) {
+            let all = keeps_all.then_some(&self.all);
+            for t in topics.iter().chain(all) {
                 let mut ring = write!(t.ring);
                 let end = ring.appended() + len;
                 ring.entries.push_back(Entry {
                     seq,
                     bytes: bytes.clone(),
                     end,
-                    private: meta.private,
+                    private,
                     meta: meta.clone(),
                 });
             }

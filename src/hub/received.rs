@@ -181,6 +181,7 @@ impl Subscription {
             let Subscription {
                 hub,
                 names,
+                topics: rings,
                 access,
                 decoder,
                 ..
@@ -193,21 +194,25 @@ impl Subscription {
                     IdMatch::Current(seq) => Some(seq),
                     _ => hub.log.seq_of(id),
                 };
-                let Some(meta) = seq.and_then(|seq| hub.log.meta_of(seq)) else {
+                let Some(seq) = seq else {
                     return Vec::new();
                 };
-                // In the subscription's order for its topics; in the event's for selectors.
+                // In the subscription's order for its topics (the rings that hold the event);
+                // in the event's for selectors (the ring of every event has its topics).
                 if names.is_empty() {
-                    meta.topics
-                        .iter()
-                        .filter(|t| access.selects(t))
-                        .cloned()
-                        .collect()
+                    hub.log.meta_of(seq).map_or_else(Vec::new, |meta| {
+                        meta.topics
+                            .iter()
+                            .filter(|t| access.selects(t))
+                            .cloned()
+                            .collect()
+                    })
                 } else {
                     names
                         .iter()
-                        .filter(|t| meta.topics.contains(t))
-                        .cloned()
+                        .zip(rings.iter())
+                        .filter(|(_, ring)| ring.holds(seq))
+                        .map(|(name, _)| name.clone())
                         .collect()
                 }
             };

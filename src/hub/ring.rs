@@ -9,11 +9,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::locks::lock;
+use super::locks::{lock, read};
 use crate::event::Topic;
 
 /// One topic: its ring of retained events, and the subscribers waiting for its next event.
 pub(crate) struct TopicLog {
+    /// Its topic (`*` for the log's ring of every event).
+    pub(super) name: Topic,
     pub(super) ring: RwLock<Ring>,
     waiters: Mutex<Vec<Arc<Waiter>>>,
     pub(crate) subscribers: AtomicUsize,
@@ -39,10 +41,11 @@ pub(crate) struct Entry {
     pub(crate) bytes: Bytes,
     /// Offset just past this event in the topic's stream of bytes since start.
     pub(super) end: u64,
-    /// A copy of `meta.private`, so that a reader skips the pointer for public events.
+    /// Whether it is private, inline: a reader looks no further for public events.
     pub(crate) private: bool,
-    /// What readers filter on, shared by every ring the event is in.
-    pub(crate) meta: Arc<Meta>,
+    /// What readers filter on, shared by every ring the event is in: there for private events,
+    /// and for every event once the log keeps its ring of every event.
+    pub(crate) meta: Option<Arc<Meta>>,
 }
 
 /// What a reader may need to know of an event besides its bytes: its topics (for URI-template
@@ -87,8 +90,9 @@ impl Waiter {
 }
 
 impl TopicLog {
-    pub(super) fn new(evicted_up_to: u64) -> TopicLog {
+    pub(super) fn new(name: Topic, evicted_up_to: u64) -> TopicLog {
         TopicLog {
+            name,
             ring: RwLock::new(Ring {
                 entries: VecDeque::new(),
                 evicted_up_to,
@@ -113,6 +117,13 @@ impl TopicLog {
             list.retain(|w| Arc::strong_count(w) > 1);
         }
         list.push(waiter.clone());
+    }
+
+    /// The event numbered `seq` is on this topic and still in memory.
+    pub(crate) fn holds(&self, seq: u64) -> bool {
+        let ring = read!(self.ring);
+        let i = ring.after(seq);
+        i > 0 && ring.entries[i - 1].seq == seq
     }
 
     /// Wakes every enrolled waiter.

@@ -61,17 +61,21 @@ enum FirstRead {
 pub struct Subscription {
     pub(super) hub: Arc<Inner>,
     /// The rings read: the topics', or the ring of every event for a selector subscription.
-    topics: Vec<Arc<TopicLog>>,
+    pub(super) topics: Vec<Arc<TopicLog>>,
     /// The topics' names, for reading the store (empty for a selector subscription).
     pub(super) names: Vec<Topic>,
     /// Which events of those rings it may be sent.
     pub(super) access: Access,
     /// It reads every event (a `*` or URI-template selector).
     reads_all: bool,
-    /// The stream ends here (its token's `exp`).
-    expires_at: Option<Instant>,
-    /// A resume id that may be a publisher's, to look up in the store before the first read.
-    resolve: Option<String>,
+    /// When the stream ends (its token's `exp`), and the timer that wakes it then. Boxed: most
+    /// streams have none, and every idle stream's size counts.
+    expiry: Option<Box<Expiry>>,
+    /// `last_event_id` may be a publisher's id that left memory: look it up in the store
+    /// before the first read.
+    resolve: bool,
+    /// Asked to start from the earliest retained event.
+    earliest: bool,
     /// Events after the cursor up to here left memory: read them from the store next.
     from_store: Option<u64>,
     waiters: Vec<Arc<Waiter>>,
@@ -93,8 +97,6 @@ pub struct Subscription {
     /// The last read stopped at its limits (a replay, or a stream far behind): the next batch is
     /// ready already, so there is nothing to wait for.
     more: bool,
-    /// What the stream starts after, for Mercure's `Last-Event-ID` response header.
-    starts_after: String,
     /// Created by the first [`recv`](Subscription::recv): decodes batches for in-process
     /// readers. The server's path never has one.
     pub(super) decoder: Option<Box<Decoder>>,
@@ -115,7 +117,7 @@ impl Subscription {
         let notify = Arc::new(Notify::new());
         let reads_all = request.selectors.is_some();
         let topics: Vec<_> = if reads_all {
-            vec![hub.log.all().clone()]
+            vec![hub.log.all()]
         } else {
             request.topics.iter().map(|t| hub.log.topic(t)).collect()
         };
@@ -131,7 +133,7 @@ impl Subscription {
         // Read after registering, so nothing committed from here on can be missed.
         let committed = hub.log.committed();
         let mut opening = stream_prologue(hub.config.retry_ms).to_vec();
-        let mut resolve = None;
+        let mut resolve = false;
         let (cursor, first_read) = match request.last_event_id.as_deref() {
             None if request.earliest => (0, FirstRead::Quiet),
             // A live start reports a loss too: a burst bigger than the history could evict
@@ -141,7 +143,7 @@ impl Subscription {
                 Some(seq) => (seq, FirstRead::ReportGap),
                 // Perhaps a publisher's id that left memory: the store knows (see `next`).
                 None if hub.durable && !matches!(hub.epoch.parse(id), IdMatch::Current(_)) => {
-                    resolve = Some(id.to_string());
+                    resolve = true;
                     (committed, FirstRead::ReportGap)
                 }
                 None => {
@@ -151,22 +153,17 @@ impl Subscription {
             },
         };
         let seen_tick = hub.heartbeat_tick.load(Ordering::Acquire);
-        let starts_after = match (&request.last_event_id, request.earliest) {
-            (Some(id), _) => id.clone(),
-            (None, true) => "earliest".into(),
-            (None, false) if committed == 0 => "earliest".into(),
-            (None, false) => hub.epoch.id(committed),
-        };
+        let expiry = request.expires_at.map(|at| Expiry::new(at, &notify));
         Subscription {
-            starts_after,
             last_event_id: request.last_event_id,
             hub,
             topics,
             names: request.topics,
             access,
             reads_all,
-            expires_at: request.expires_at.map(Instant::from_std),
+            expiry,
             resolve,
+            earliest: request.earliest,
             from_store: None,
             waiters,
             notify,
@@ -193,8 +190,13 @@ impl Subscription {
     /// assert_eq!(sub.starts_after(), "earliest");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn starts_after(&self) -> &str {
-        &self.starts_after
+    pub fn starts_after(&self) -> String {
+        match (&self.last_event_id, self.earliest) {
+            (Some(id), _) => id.clone(),
+            (None, true) => "earliest".into(),
+            (None, false) if self.start == 0 => "earliest".into(),
+            (None, false) => self.hub.epoch.id(self.start),
+        }
     }
 
     /// Waits until there is something to send and appends it to `out`: the stream's opening, a
@@ -229,10 +231,10 @@ impl Subscription {
     /// # }
     /// ```
     pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
-        if let Some(id) = self.resolve.clone() {
+        if let Some(id) = self.resolve.then(|| self.last_event_id.clone()).flatten() {
             // Cleared only once answered: a cancelled call asks again.
             let found = self.hub.store.find_id(&id).await;
-            self.resolve = None;
+            self.resolve = false;
             match found {
                 Ok(Some(seq)) if seq <= self.start => self.cursor = seq,
                 Ok(_) => {
@@ -258,7 +260,7 @@ impl Subscription {
             }
         }
         loop {
-            if self.expires_at.is_some_and(|at| at <= Instant::now()) {
+            if self.expiry.as_ref().is_some_and(|e| e.at <= Instant::now()) {
                 return Err(End::Expired);
             }
             if let Some(upto) = self.from_store.take() {
@@ -307,15 +309,7 @@ impl Subscription {
                 return Ok(());
             }
             // Woken by a publish, shutdown, the hub's heartbeat tick, or the token's expiry.
-            match self.expires_at {
-                Some(at) => {
-                    tokio::select! {
-                        () = self.notify.notified() => {}
-                        () = tokio::time::sleep_until(at) => {}
-                    }
-                }
-                None => self.notify.notified().await,
-            }
+            self.notify.notified().await;
         }
     }
 
@@ -485,6 +479,39 @@ fn id_line(bytes: &[u8]) -> Option<String> {
     let rest = bytes.strip_prefix(b"id: ")?;
     let end = memchr::memchr(b'\n', rest)?;
     std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
+}
+
+/// A stream's end (its token's `exp`) and the task that wakes it then; dropping it (the stream
+/// ended first) stops the task.
+struct Expiry {
+    at: Instant,
+    timer: Option<tokio::task::AbortHandle>,
+}
+
+impl Expiry {
+    fn new(at: std::time::Instant, notify: &Arc<Notify>) -> Box<Expiry> {
+        let at = Instant::from_std(at);
+        // Without a runtime at hand (a library caller outside tokio) the end is seen at the
+        // stream's next wake-up instead.
+        let timer = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let notify = notify.clone();
+            runtime
+                .spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    notify.notify_one();
+                })
+                .abort_handle()
+        });
+        Box::new(Expiry { at, timer })
+    }
+}
+
+impl Drop for Expiry {
+    fn drop(&mut self) {
+        if let Some(timer) = &self.timer {
+            timer.abort();
+        }
+    }
 }
 
 /// Where a resume from `id` starts: a hub id of this history, or a retained publisher's id.

@@ -288,6 +288,11 @@ mod on_disk {
 #[tokio::test]
 async fn selector_readers_are_told_only_of_losses_they_would_have_received() {
     let hub = Hub::builder().history(4).build();
+    // The log keeps its ring of every event (and what left it) from the first selector
+    // subscription on; before that, a loss is assumed (see `lost_for`).
+    let _first_selector = hub
+        .subscribe(SubscribeRequest::selectors(set(&["*"])))
+        .expect("room");
     let first = hub
         .publish_one(on(&["mine"], "0"))
         .await
@@ -378,4 +383,38 @@ async fn a_gap_names_the_first_event_as_the_subscriber_will_see_it() {
         Ok(Received::Gap(gap)) => assert_eq!(gap.resumed_at.as_deref(), Some("order-2")),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn the_first_selector_subscription_sees_what_was_published_before_it() {
+    let hub = Hub::builder().build();
+    hub.publish(vec![
+        on(&["a"], "1"),
+        on(&["b", "c"], "2").private(),
+        on(&["c"], "3"),
+    ])
+    .await
+    .expect("published");
+    let mut sub = hub
+        .subscribe(
+            SubscribeRequest::selectors(set(&["*"]))
+                .allow_private(set(&["b"]))
+                .from_earliest(),
+        )
+        .expect("room");
+    let mut got = Vec::new();
+    while let Ok(Ok(Received::Event(e))) =
+        tokio::time::timeout(Duration::from_millis(100), sub.recv()).await
+    {
+        got.push((e.data, e.topics));
+    }
+    let t = |n: &str| Topic::new(n).expect("a good topic");
+    assert_eq!(
+        got,
+        [
+            ("1".to_string(), vec![t("a")]),
+            ("2".to_string(), vec![t("b"), t("c")]),
+            ("3".to_string(), vec![t("c")]),
+        ]
+    );
 }
