@@ -56,34 +56,51 @@ const CLOSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r
 
 pub(crate) async fn serve_events(stream: TcpStream, peer: IpAddr, head: Head, app: &AppState) {
     let http11 = head.http11;
-    // The head (its cookies may be kilobytes) is gone once the stream opens: an idle stream's
-    // task holds only what streaming needs.
-    if let Some((subscription, response_head, _held)) = open(&stream, peer, head, app).await {
-        stream_events(stream, subscription, response_head, http11).await
+    // Opening is synchronous and takes the head, so that neither the head (its cookies may be
+    // kilobytes) nor anything used only to open it stays in an idle stream's task.
+    match open(&stream, peer, head, app) {
+        Opened::Stream(subscription, response_head, _held) => {
+            stream_events(stream, subscription, response_head, http11).await
+        }
+        Opened::Refused(error, cors) => write_refusal(&stream, &error, cors.as_deref()).await,
+        Opened::Retry(cors, bytes) => {
+            let head = stream_head(false, cors.as_deref(), None);
+            let mut slices = [IoSlice::new(&head), IoSlice::new(&bytes)];
+            let _ = write_all(&stream, &mut slices, None).await;
+        }
     }
 }
 
-/// Reads the request and subscribes: the subscription, its response head and its count against
-/// the address's limit; or `None` once a refusal was written.
-async fn open(
-    stream: &TcpStream,
-    peer: IpAddr,
-    head: Head,
-    app: &AppState,
-) -> Option<(
-    Subscription,
-    Cow<'static, [u8]>,
-    (IpGuard, Option<Presence>),
-)> {
+/// What opening a stream came to.
+// Built and matched at once, never stored: boxing the subscription would cost an allocation per
+// stream for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Opened {
+    /// The subscription, its response head, and what lives as long as it: its count against the
+    /// address's limit and its announcement.
+    Stream(
+        Subscription,
+        Cow<'static, [u8]>,
+        (IpGuard, Option<Presence>),
+    ),
+    /// A refusal to write (with the CORS origin to allow, if any).
+    Refused(ApiError, Option<String>),
+    /// `--when-full retry`: a stream carrying only this.
+    Retry(Option<String>, Bytes),
+}
+
+/// Reads the request and subscribes.
+fn open(stream: &TcpStream, peer: IpAddr, head: Head, app: &AppState) -> Opened {
     let cors = cors::allowed(app, head.origin.as_deref());
+    let refused = |e: ApiError| Opened::Refused(e, cors.map(str::to_string));
     let (request, payload) = match stream_request(&head.ask(), &app.config) {
         Ok(asked) => asked,
-        Err(e) => return refused(stream, &e, cors).await,
+        Err(e) => return refused(e),
     };
     let announced = to_announce(app, head.route, &request);
     let per_ip = match per_address(app, peer) {
         Ok(guard) => guard,
-        Err(e) => return refused(stream, &e, cors).await,
+        Err(e) => return refused(e),
     };
     match app.hub.subscribe(request) {
         Ok(subscription) => {
@@ -95,23 +112,13 @@ async fn open(
                 (head.route == StreamRoute::Mercure).then(|| last_event_id_value(&subscription));
             let response_head = stream_head(head.http11, cors, last_event_id.as_deref());
             let presence = announce_stream(app, announced, payload);
-            Some((subscription, response_head, (per_ip, presence)))
+            Opened::Stream(subscription, response_head, (per_ip, presence))
         }
         Err(e) => match refusal(e, app.config.when_full, app.hub.config().retry_ms) {
-            Refusal::Error(e) => refused(stream, &e, cors).await,
-            Refusal::RetryStream(bytes) => {
-                let head = stream_head(false, cors, None);
-                let mut slices = [IoSlice::new(&head), IoSlice::new(&bytes)];
-                let _ = write_all(stream, &mut slices, None).await;
-                None
-            }
+            Refusal::Error(e) => refused(e),
+            Refusal::RetryStream(bytes) => Opened::Retry(cors.map(str::to_string), bytes),
         },
     }
-}
-
-async fn refused<T>(stream: &TcpStream, error: &ApiError, cors: Option<&str>) -> Option<T> {
-    write_refusal(stream, error, cors).await;
-    None
 }
 
 /// A client that vanishes without closing (no FIN, no RST: unplugged, gone off the network)
