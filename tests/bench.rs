@@ -389,3 +389,35 @@ fn bench_flags_are_checked() {
     assert_ne!(code, Some(0));
     assert!(err.contains("--reuse-connection"), "{err}");
 }
+
+#[test]
+fn the_mercure_scenario_runs_against_the_hub_with_tokens() {
+    let key = "bench-mercure-secret";
+    let hub = HubProcess::start(&["--jwt-key", key]);
+    let base = hub.url("");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--url",
+            &base,
+            "--mercure",
+            "--jwt-key",
+            key,
+            "--subscribers",
+            "4",
+            "--events",
+            "30",
+        ];
+        args.extend_from_slice(extra);
+        run_bench(&args)
+    };
+    // A URI template, with private updates: subscribers hold tokens that allow them.
+    let (code, r, err) = run(&["--private"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(r["scenario"]["protocol"], "mercure", "{r}");
+    assert_eq!(r["scenario"]["private"], true, "{r}");
+    all_delivered(&r, 120);
+    // An exact selector.
+    let (code, r, err) = run(&["--mercure-selector", "https://example.com/bench/1"]);
+    assert_eq!(code, Some(0), "{err}");
+    all_delivered(&r, 120);
+}
