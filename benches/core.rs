@@ -62,6 +62,30 @@ fn parsing(c: &mut Criterion) {
     g.finish();
 }
 
+/// A subscriber task that takes everything as it comes, as a stream does (no batch window).
+fn waiting(
+    runtime: &tokio::runtime::Runtime,
+    hub: &Hub,
+    request: SubscribeRequest,
+) -> tokio::task::JoinHandle<()> {
+    let mut sub = hub.subscribe(request).unwrap();
+    runtime.spawn(async move {
+        let mut out = Vec::new();
+        while sub.next(&mut out).await.is_ok() {
+            out.clear();
+        }
+    })
+}
+
+/// Lets every subscriber task reach its wait.
+fn settle(runtime: &tokio::runtime::Runtime) {
+    runtime.block_on(async {
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+    });
+}
+
 fn log(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -80,23 +104,14 @@ fn log(c: &mut Criterion) {
             .build();
         let subs: Vec<_> = (0..topics)
             .map(|i| {
-                let mut sub = hub
-                    .subscribe(SubscribeRequest::topics([format!("t{i}")]).unwrap())
-                    .unwrap();
-                runtime.spawn(async move {
-                    let mut out = Vec::new();
-                    while sub.next(&mut out).await.is_ok() {
-                        out.clear();
-                    }
-                })
+                waiting(
+                    &runtime,
+                    &hub,
+                    SubscribeRequest::topics([format!("t{i}")]).unwrap(),
+                )
             })
             .collect();
-        // Every subscriber reaches its wait.
-        runtime.block_on(async {
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-        });
+        settle(&runtime);
         g.bench_function(
             format!("{topics} topics, a waiting subscriber on each"),
             |b| {
@@ -132,30 +147,13 @@ fn log(c: &mut Criterion) {
             .build();
         let mut subs: Vec<_> = (0..1000)
             .map(|i| {
-                let mut sub = hub
-                    .subscribe(SubscribeRequest::topics([format!("other{i}")]).unwrap())
-                    .unwrap();
-                runtime.spawn(async move {
-                    let mut out = Vec::new();
-                    while sub.next(&mut out).await.is_ok() {
-                        out.clear();
-                    }
-                })
+                let request = SubscribeRequest::topics([format!("other{i}")]).unwrap();
+                waiting(&runtime, &hub, request)
             })
             .collect();
         let set = SelectorSet::new(vec![Selector::parse(selector).unwrap()]);
-        let mut sub = hub.subscribe(SubscribeRequest::selectors(set)).unwrap();
-        subs.push(runtime.spawn(async move {
-            let mut out = Vec::new();
-            while sub.next(&mut out).await.is_ok() {
-                out.clear();
-            }
-        }));
-        runtime.block_on(async {
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-        });
+        subs.push(waiting(&runtime, &hub, SubscribeRequest::selectors(set)));
+        settle(&runtime);
         g.bench_function(format!("selector {selector}, waiting"), |b| {
             b.iter_batched(
                 || {
