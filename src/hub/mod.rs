@@ -141,6 +141,7 @@ impl HubBuilder {
                 in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
                 in_flight_bytes: Arc::new(tokio::sync::Semaphore::new(in_flight_bytes)),
                 max_in_flight_bytes: in_flight_bytes,
+                ids_lock: tokio::sync::Mutex::new(()),
                 slots: Slots::new(config.max_clients),
                 epoch: origin.epoch,
                 store,
@@ -200,6 +201,10 @@ pub(crate) struct Inner {
     /// The same for their bytes (see [`MAX_IN_FLIGHT_BYTES`]).
     in_flight_bytes: Arc<tokio::sync::Semaphore>,
     max_in_flight_bytes: usize,
+    /// Held by a durable publish with publisher ids from its lookup in the store until its
+    /// events are in memory's index: two publishes of one id cannot both miss each other (one
+    /// looking in the store while the other's event moves there from memory).
+    ids_lock: tokio::sync::Mutex<()>,
     closing: AtomicBool,
     /// Counts the heartbeat ticker's rounds; subscriptions compare it with what they saw.
     pub(crate) heartbeat_tick: AtomicU64,

@@ -135,7 +135,9 @@ impl Hub {
             });
         }
         self.start_expiry();
-        if self.inner.durable {
+        let mut ids_guard = None;
+        if self.inner.durable && events.iter().any(|e| e.id().is_some()) {
+            ids_guard = Some(self.inner.ids_lock.lock().await);
             // Memory holds only the newest events; an id may still be in the store's history.
             for id in events.iter().filter_map(Event::id) {
                 if self.inner.store.find_id(id).await?.is_some() {
@@ -157,7 +159,8 @@ impl Hub {
         }
         let touched = distinct(&rings);
         let appended = if self.inner.durable {
-            self.append_durably(&events, &rings, &touched).await?
+            self.append_durably(&events, &rings, &touched, ids_guard)
+                .await?
         } else {
             log.append(&self.inner.epoch, &events, &rings, &touched)?
         };
@@ -188,6 +191,7 @@ impl Hub {
         events: &[Event],
         rings: &[Vec<Arc<log::TopicLog>>],
         touched: &[Arc<log::TopicLog>],
+        ids_guard: Option<tokio::sync::MutexGuard<'_, ()>>,
     ) -> Result<Vec<(u64, bytes::Bytes)>, PublishError> {
         if self.inner.store_failed.load(Ordering::Acquire) {
             return Err(StoreError("the history store failed earlier; see the log".into()).into());
@@ -256,6 +260,9 @@ impl Hub {
             self.inner
                 .log
                 .append_deferred(&self.inner.epoch, events, rings, &mut submit)?;
+        // In memory's index now: the next publish of these ids finds them there, then in the
+        // store. Not held while the disk commits, so publishes with ids still share fsyncs.
+        drop(ids_guard);
         match rx.await {
             Ok(Ok(())) => Ok(appended),
             Ok(Err(e)) => Err(e.into()),

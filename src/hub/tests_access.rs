@@ -283,6 +283,33 @@ mod on_disk {
         drop(hub);
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// Two publishes of one id at once, while other events push memory's events to the file:
+    /// exactly one is published, whichever of memory and the file holds the first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_id_published_twice_at_once_is_published_once() {
+        let dir = dir("id-race");
+        let hub = hub_on(&dir);
+        for round in 0..30 {
+            let id = format!("race-{round}");
+            let publish = |data: &'static str| {
+                let (hub, id) = (hub.clone(), id.clone());
+                tokio::spawn(async move {
+                    hub.publish(vec![on(&["a"], data).with_id(&id).expect("a good id")])
+                        .await
+                })
+            };
+            let (a, b) = (publish("x"), publish("y"));
+            hub.publish((0..3).map(|i| on(&["churn"], &i.to_string())).collect())
+                .await
+                .expect("published");
+            let results = [a.await.expect("joined"), b.await.expect("joined")];
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(ok, 1, "round {round}: {results:?}");
+        }
+        drop(hub);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
 
 #[tokio::test]
