@@ -273,12 +273,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_MERCURE_SUBSCRIPTIONS", help_heading = "Streams")]
     pub mercure_subscriptions: bool,
 
-    /// Most distinct URI templates (subscription selectors such as `/books/{id}`) in use at
+    /// Most distinct URI templates (subscription selectors such as /books/{id}) in use at
     /// once; a new one past it is refused (503). Each compiled template takes up to about
-    /// 200 KiB.
+    /// 200 KiB. Templates in tokens' claims do not count.
     #[arg(
         long,
         env = "SSEHUB_MAX_TEMPLATES",
+        value_name = "N",
         default_value_t = crate::selector::MAX_TEMPLATES as u64,
         value_parser = clap::value_parser!(u64).range(1..),
         help_heading = "Streams"
