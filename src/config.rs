@@ -266,6 +266,12 @@ pub struct ServeArgs {
     )]
     pub subscribers_need_token: bool,
 
+    /// The topic GET /event streams: the path a device's page opens with
+    /// `new EventSource('event')`, so that page works on the hub unchanged.
+    #[arg(long, env = "SSEHUB_EVENT_TOPIC", value_name = "TOPIC", default_value = "default",
+          value_parser = parse_topic, help_heading = "Streams")]
+    pub event_topic: Topic,
+
     /// Announce each subscription to /.well-known/mercure as a private update on
     /// /.well-known/mercure/subscriptions/{topic}/{subscriber} when it opens and closes, and
     /// list them at GET /.well-known/mercure/subscriptions (Mercure's active subscriptions:

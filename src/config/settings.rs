@@ -88,6 +88,7 @@ impl ServeArgs {
             cors_origins: self.cors_origins.clone(),
             max_pending_connections: self.max_pending_connections as usize,
             max_pending_per_ip: self.max_pending_per_ip as usize,
+            event_topic: self.event_topic.clone(),
         })
     }
 }

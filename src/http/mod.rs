@@ -42,6 +42,7 @@ pub use cors::check_origin;
 pub use jwt::{JwtAlg, JwtKey};
 pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
 
+use crate::event::Topic;
 use crate::hub::Hub;
 
 /// What a full hub answers a new subscriber.
@@ -102,6 +103,17 @@ pub struct HttpConfig {
     /// Connections from one address waiting for a request head, at most; past it, that
     /// address's new connections get `429`. 0: no limit. Applies to [`serve`].
     pub max_pending_per_ip: usize,
+    /// The topic `GET /event` streams (`default` by default): the path a device's page opens
+    /// with `new EventSource('event')`, so such a page works on the hub unchanged.
+    ///
+    /// ```
+    /// let config = ssehub::http::HttpConfig {
+    ///     event_topic: ssehub::Topic::new("log")?,
+    ///     ..Default::default()
+    /// };
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
+    pub event_topic: Topic,
 }
 
 impl Default for HttpConfig {
@@ -119,6 +131,7 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             max_pending_connections: 4096,
             max_pending_per_ip: 1024,
+            event_topic: Topic::default_topic(),
         }
     }
 }
@@ -157,7 +170,8 @@ impl AppState {
     }
 }
 
-/// The whole hub as an axum router: `GET /events`, `GET` and `POST /.well-known/mercure`
+/// The whole hub as an axum router: `GET /events`, `GET /event` (one topic, for a device's
+/// page), `GET` and `POST /.well-known/mercure`
 /// (Mercure's subscribe and publish), `GET /.well-known/mercure/subscriptions[/..]` (with
 /// [`HttpConfig::mercure_subscriptions`]), `POST /publish`, `GET /`, `GET /healthz`,
 /// `GET /metrics`.
@@ -184,6 +198,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/assets/viewer.js", get(pages::script))
         .route("/assets/viewer.css", get(pages::style))
         .route("/events", get(subscribe::events))
+        .route("/event", get(subscribe::event))
         .route(subscribe::MERCURE_PATH, get(subscribe::mercure))
         .route("/publish", post(publish::publish))
         .route(subscribe::MERCURE_PATH, post(publish::mercure))

@@ -1,5 +1,5 @@
-//! `GET /events` and `GET /.well-known/mercure`: reading the request, refusing it, and the
-//! axum-side stream.
+//! `GET /events`, `GET /event` and `GET /.well-known/mercure`: reading the request, refusing it,
+//! and the axum-side stream.
 //!
 //! The binary answers most stream requests on its fast path (`fast.rs`); the handlers here serve
 //! the rest (a router mounted in someone else's app). Both read the request, check its token and
@@ -32,6 +32,10 @@ pub(crate) const MERCURE_PATH: &str = "/.well-known/mercure";
 pub(crate) enum StreamRoute {
     /// `GET /events`: `topic` names exact topics (none: `default`), resume with `lastEventId`.
     Events,
+    /// `GET /event`: the device's stream, one topic set by the hub
+    /// ([`HttpConfig::event_topic`](super::HttpConfig::event_topic)); a `topic` parameter is
+    /// ignored, so a device's page moved onto the hub works unchanged.
+    Event,
     /// `GET /.well-known/mercure`: `topic` holds selectors (at least one), resume with
     /// `lastEventID` (`earliest`: all history); the answer carries `Last-Event-ID`.
     Mercure,
@@ -42,6 +46,7 @@ impl StreamRoute {
     pub(crate) fn at(path: &str) -> Option<StreamRoute> {
         match path {
             "/events" => Some(StreamRoute::Events),
+            "/event" => Some(StreamRoute::Event),
             MERCURE_PATH => Some(StreamRoute::Mercure),
             _ => None,
         }
@@ -95,6 +100,7 @@ pub(crate) fn stream_request(
         match key.as_str() {
             // Compiled after the token is checked: a refused request costs no template.
             "topic" if mercure => selectors.push(value),
+            "topic" if ask.route == StreamRoute::Event => {}
             "topic" => topics.push(Topic::new(&value).map_err(ApiError::bad_request)?),
             "lastEventID" if mercure => last_event_id = Some(value),
             "lastEventId" if !mercure => last_event_id = Some(value),
@@ -126,6 +132,8 @@ pub(crate) fn stream_request(
             .map(|s| Selector::parse(s).map_err(selector_refusal))
             .collect::<Result<Vec<_>, _>>()?;
         SubscribeRequest::selectors(SelectorSet::new(selectors))
+    } else if ask.route == StreamRoute::Event {
+        SubscribeRequest::new(vec![config.event_topic.clone()])
     } else {
         SubscribeRequest::new(topics)
     };
@@ -262,6 +270,18 @@ pub(crate) async fn events(
     serve(&app, peer, &ask)
 }
 
+/// `GET /event` on the axum side.
+pub(crate) async fn event(
+    State(app): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = query.as_deref().unwrap_or("");
+    let ask = StreamAsk::from_headers(StreamRoute::Event, query, &headers);
+    serve(&app, peer, &ask)
+}
+
 /// `GET /.well-known/mercure` on the axum side.
 pub(crate) async fn mercure(
     State(app): State<AppState>,
@@ -390,6 +410,32 @@ mod tests {
         );
         let none = read(&ask(StreamRoute::Mercure, "", None)).unwrap_err();
         assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_device_route_streams_its_one_topic() {
+        assert_eq!(StreamRoute::at("/event"), Some(StreamRoute::Event));
+        let config = HttpConfig {
+            event_topic: Topic::new("log").unwrap(),
+            ..HttpConfig::default()
+        };
+        // A `topic` parameter does not pick another topic; resuming works as on /events.
+        let (request, _) =
+            stream_request(&ask(StreamRoute::Event, "topic=x&lastEventId=q", None), &config)
+                .unwrap();
+        assert_eq!(
+            request,
+            SubscribeRequest::topics(["log"]).unwrap().resume_after("q")
+        );
+        let (request, _) =
+            stream_request(&ask(StreamRoute::Event, "", Some(b"h")), &HttpConfig::default())
+                .unwrap();
+        assert_eq!(
+            request,
+            SubscribeRequest::topics(["default"])
+                .unwrap()
+                .resume_after("h")
+        );
     }
 
     #[test]
