@@ -420,16 +420,20 @@ mod tests {
             ..HttpConfig::default()
         };
         // A `topic` parameter does not pick another topic; resuming works as on /events.
-        let (request, _) =
-            stream_request(&ask(StreamRoute::Event, "topic=x&lastEventId=q", None), &config)
-                .unwrap();
+        let (request, _) = stream_request(
+            &ask(StreamRoute::Event, "topic=x&lastEventId=q", None),
+            &config,
+        )
+        .unwrap();
         assert_eq!(
             request,
             SubscribeRequest::topics(["log"]).unwrap().resume_after("q")
         );
-        let (request, _) =
-            stream_request(&ask(StreamRoute::Event, "", Some(b"h")), &HttpConfig::default())
-                .unwrap();
+        let (request, _) = stream_request(
+            &ask(StreamRoute::Event, "", Some(b"h")),
+            &HttpConfig::default(),
+        )
+        .unwrap();
         assert_eq!(
             request,
             SubscribeRequest::topics(["default"])
