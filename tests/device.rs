@@ -66,6 +66,18 @@ async fn event_topic_comes_from_the_flag_the_environment_or_the_config_file() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--event-topic"));
+    // Listed under "Streams", with its default and its environment twin.
+    let help = bare_command().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let streams = help.split("\nStreams:").nth(1).unwrap();
+    let streams = streams.split("\nPublishing:").next().unwrap();
+    let entry = streams.split("--event-topic <TOPIC>").nth(1).unwrap();
+    let entry = entry.split("\n      --").next().unwrap();
+    let entry = entry.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        entry.contains("[env: SSEHUB_EVENT_TOPIC=] [default: default]"),
+        "{entry}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

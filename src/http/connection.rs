@@ -1,7 +1,7 @@
 //! One client connection, from its first byte to its close.
 //!
 //! Every request head on a connection is read here, the first and every one after it: a
-//! `GET /events` or `GET /.well-known/mercure` becomes a stream on the stream runtime
+//! `GET /events`, `GET /event` or `GET /.well-known/mercure` becomes a stream on the stream runtime
 //! (`fast.rs`) whether it came first or after any number of kept-alive requests (a browser opens
 //! its `EventSource` on the connection that loaded the page); any other request is served by hyper on the request thread, one request
 //! at a time, after which the connection comes back here for its next head. So every stream gets

@@ -1,5 +1,5 @@
-//! The event-stream fast path: an HTTP/1 `GET /events` or `GET /.well-known/mercure` answered on
-//! a socket the stream owns.
+//! The event-stream fast path: an HTTP/1 `GET /events`, `GET /event` or `GET /.well-known/mercure`
+//! answered on a socket the stream owns.
 //!
 //! After the response head, the task does three things: wait for the subscription's next batch,
 //! write it with one vectored write of the shared event bytes (no copy), and watch the socket so a
