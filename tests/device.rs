@@ -39,6 +39,30 @@ async fn event_streams_the_default_topic_and_ignores_a_topic_parameter() {
     assert_eq!(events[1].event, "status");
 }
 
+/// History on open: `?tail=N` shows the newest N retained events first (like `tail -n`), then
+/// live ones; a bad N is a 400 saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_opens_with_the_newest_events_when_asked() {
+    let hub = HubProcess::start(&[]);
+    for i in 1..=5 {
+        hub.publish_ok("", &format!("line {i}")).await;
+    }
+    let mut stream = event_stream(&hub, "?tail=2", &[]).await.opened().await;
+    assert_eq!(data(&stream.events(2).await), ["line 4", "line 5"]);
+    hub.publish_ok("", "line 6").await;
+    assert_eq!(stream.next_event().await.data, "line 6");
+    let mut on_events = hub.subscribe("?topic=default&tail=1").await.opened().await;
+    assert_eq!(on_events.next_event().await.data, "line 6");
+    let response = client()
+        .get(hub.url("/events?tail=lots"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let reason = response.text().await.unwrap();
+    assert!(reason.contains("tail must be a number"), "{reason}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_topic_comes_from_the_flag_the_environment_or_the_config_file() {
     let dir = std::env::temp_dir().join(format!("ssehub-event-topic-{}", std::process::id()));

@@ -24,6 +24,9 @@ use crate::event::Topic;
 use crate::hub::{SubscribeError, SubscribeRequest, Subscription};
 use crate::selector::{Selector, SelectorError, SelectorSet};
 
+/// The most events `?tail=N` asks for (memory holds the newest 10,000 by default).
+const MAX_TAIL: usize = 100_000;
+
 /// The path of Mercure's hub: `GET` subscribes here.
 pub(crate) const MERCURE_PATH: &str = "/.well-known/mercure";
 
@@ -96,6 +99,7 @@ pub(crate) fn stream_request(
     let mut selectors = Vec::new();
     let mut last_event_id = None;
     let mut query_token = None;
+    let mut tail = None;
     for (key, value) in parse_query(ask.query).map_err(ApiError::bad_request)? {
         match key.as_str() {
             // Compiled after the token is checked: a refused request costs no template.
@@ -104,6 +108,19 @@ pub(crate) fn stream_request(
             "topic" => topics.push(Topic::new(&value).map_err(ApiError::bad_request)?),
             "lastEventID" if mercure => last_event_id = Some(value),
             "lastEventId" if !mercure => last_event_id = Some(value),
+            "tail" => {
+                tail = Some(
+                    value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n <= MAX_TAIL)
+                        .ok_or_else(|| {
+                            ApiError::bad_request(format!(
+                                "tail must be a number of events, 0 to {MAX_TAIL} (got {value:?})"
+                            ))
+                        })?,
+                )
+            }
             // The first, as `jwt::token` (publish) takes it.
             "authorization" if query_token.is_none() => query_token = Some(value),
             // Browsers and libraries add cache-busters and the like: not an error on this route.
@@ -137,6 +154,9 @@ pub(crate) fn stream_request(
     } else {
         SubscribeRequest::new(topics)
     };
+    if let Some(n) = tail {
+        request = request.tail(n);
+    }
     request = match last_event_id {
         Some(id) if mercure && id == "earliest" => request.from_earliest(),
         Some(id) => request.resume_after(id),

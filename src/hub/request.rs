@@ -22,6 +22,8 @@ pub struct SubscribeRequest {
     pub(crate) last_event_id: Option<String>,
     /// Replay every retained event first, with no gap notice.
     pub(crate) earliest: bool,
+    /// On a fresh open, replay the newest this many retained events first (like `tail -n`).
+    pub(crate) tail: Option<usize>,
     /// The topics whose private events it may receive (`None`: public events only).
     pub(crate) private: Option<SelectorSet>,
     /// The stream ends here (its token's `exp`).
@@ -35,6 +37,7 @@ impl PartialEq for SubscribeRequest {
             && sel(&self.selectors) == sel(&other.selectors)
             && self.last_event_id == other.last_event_id
             && self.earliest == other.earliest
+            && self.tail == other.tail
             && sel(&self.private) == sel(&other.private)
             && self.expires_at == other.expires_at
     }
@@ -67,6 +70,7 @@ impl SubscribeRequest {
             selectors: None,
             last_event_id: None,
             earliest: false,
+            tail: None,
             private: None,
             expires_at: None,
         }
@@ -125,6 +129,20 @@ impl SubscribeRequest {
     /// ```
     pub fn expires_at(mut self, at: Instant) -> SubscribeRequest {
         self.expires_at = Some(at);
+        self
+    }
+
+    /// On a fresh open, replay the newest `n` events retained in memory on its topics first,
+    /// like `tail -n` (the viewer's "last N"), then go on live. A resume
+    /// ([`resume_after`](Self::resume_after)) wins over it: a client reconnecting with its last
+    /// id gets what it missed, not the tail again.
+    ///
+    /// ```
+    /// let req = ssehub::SubscribeRequest::topics(["log"])?.tail(100);
+    /// # Ok::<(), ssehub::EventError>(())
+    /// ```
+    pub fn tail(mut self, n: usize) -> SubscribeRequest {
+        self.tail = Some(n);
         self
     }
 

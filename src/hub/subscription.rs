@@ -136,6 +136,12 @@ impl Subscription {
         let mut resolve = false;
         let (cursor, first_read) = match request.last_event_id.as_deref() {
             None if request.earliest => (0, FirstRead::Quiet),
+            // What is older than the tail is not owed: no gap for it.
+            None if request.tail.is_some() => (
+                hub.log
+                    .tail_start(&topics, &access, request.tail.unwrap_or(0), committed),
+                FirstRead::Quiet,
+            ),
             // A live start reports a loss too: a burst bigger than the history could evict
             // events published after it opened before its first read.
             None => (committed, FirstRead::ReportGap),

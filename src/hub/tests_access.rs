@@ -445,3 +445,49 @@ async fn the_first_selector_subscription_sees_what_was_published_before_it() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_tail_replays_the_newest_events_then_goes_on_live() {
+    let hub = Hub::builder().build();
+    hub.publish(
+        (1..=5)
+            .map(|i| on(&[if i % 2 == 0 { "b" } else { "a" }], &i.to_string()))
+            .collect(),
+    )
+    .await
+    .expect("published");
+    hub.publish_one(on(&["a"], "secret").private())
+        .await
+        .expect("published");
+    let open = |topics: &[&str], n: usize| {
+        hub.subscribe(
+            SubscribeRequest::topics(topics.iter().copied())
+                .expect("good topics")
+                .tail(n),
+        )
+        .expect("room")
+    };
+    // The newest 2 of `a` (1, 3, 5; the private one is not theirs), of `a` and `b` together,
+    // more than there are, and none.
+    assert_eq!(datas(&drain(&mut open(&["a"], 2)).await), ["3", "5"]);
+    assert_eq!(
+        datas(&drain(&mut open(&["a", "b"], 3)).await),
+        ["3", "4", "5"]
+    );
+    assert_eq!(datas(&drain(&mut open(&["b"], 10)).await), ["2", "4"]);
+    let mut live = open(&["a"], 0);
+    assert!(drain(&mut live).await.is_empty());
+    hub.publish_one(on(&["a"], "6")).await.expect("published");
+    assert_eq!(datas(&drain(&mut live).await), ["6"]);
+    // A resume wins over the tail.
+    let first = hub.epoch().id(4);
+    let mut resumed = hub
+        .subscribe(
+            SubscribeRequest::topics(["a"])
+                .expect("a good topic")
+                .tail(1)
+                .resume_after(first),
+        )
+        .expect("room");
+    assert_eq!(datas(&drain(&mut resumed).await), ["5", "6"]);
+}

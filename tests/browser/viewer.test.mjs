@@ -108,6 +108,26 @@ test('shows events, named events, the status panel and a gap marker', async () =
   }
 });
 
+test('on open the page shows the newest events first (?tail=N, 100 by default), then live ones', async () => {
+  const hub = await startHub();
+  try {
+    await publishBatch(hub.publishUrl, Array.from({ length: 5 }, (_, i) => ({ topic: 'log', data: `line ${i + 1}` })));
+    const { page, errors } = await openViewer(hub.url, '?topic=log&tail=3');
+    await waitFor(async () => (await count(page)) === 3, { message: 'the newest 3 arrive' });
+    const text = await page.locator('#events').textContent();
+    assert.ok(!text.includes('line 2') && text.includes('line 3') && text.includes('line 5'), text);
+    assert.equal(await page.locator('#open-tail').inputValue(), '3');
+    await publish(hub.publishUrl, { topic: 'log', data: 'line 6' });
+    await waitFor(async () => (await count(page)) === 4, { message: 'then live ones' });
+    // By default, the newest 100.
+    const defaults = await openViewer(hub.url, '?topic=log');
+    await waitFor(async () => (await count(defaults.page)) === 6, { message: 'all six' });
+    assert.deepEqual([...errors, ...defaults.errors], []);
+  } finally {
+    await hub.stop();
+  }
+});
+
 test('a full hub: the second page says busy, then connects by itself', async () => {
   const hub = await startHub(['--max-clients', '1', '--retry', '1000']);
   try {

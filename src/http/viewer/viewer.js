@@ -9,6 +9,9 @@ const topics = params.getAll("topic").filter((t) => t !== "");
 if (topics.length === 0) topics.push("default");
 // EventSource has no wildcard: named events beyond these need ?event=NAME on the page's URL.
 const names = ["status", ...params.getAll("event").filter((n) => n && n !== "message" && n !== "gap" && n !== "status")];
+// The newest events shown on open, like `tail -n` (?tail=N on the page; 100 by default).
+const tailParam = Number.parseInt(params.get("tail") ?? "", 10);
+const tail = Number.isFinite(tailParam) && tailParam >= 0 ? tailParam : 100;
 
 const $ = (id) => document.getElementById(id);
 const view = {
@@ -31,7 +34,9 @@ const sources = new Map(); // topic -> { es, state, lastId, backoff, retryAt }
 
 function streamUrl(topic, lastId) {
   let url = "/events?topic=" + encodeURIComponent(topic);
+  // A reconnect resumes after the last event seen; a first open shows the newest `tail`.
   if (lastId) url += "&lastEventId=" + encodeURIComponent(lastId);
+  else if (tail > 0) url += "&tail=" + tail;
   return url;
 }
 
@@ -249,6 +254,7 @@ const publishListener = document.querySelector('meta[name="ssehub-publish-listen
 const publishBase = publishListener.startsWith("http") ? publishListener : location.origin;
 const auth = publishBase === location.origin ? " -H 'authorization: Bearer TOKEN'" : "";
 if (!auth) $("publish-where").textContent = "From a terminal on the hub's host (its publish listener, " + publishBase + ", takes no token; elsewhere, publish to " + location.origin + " with the hub's token):";
+$("open-tail").value = String(tail);
 $("curl-raw").textContent = "curl -X POST " + q(publishBase + "/publish?topic=" + encodeURIComponent(topic)) + auth + " --data-binary 'hello'";
 $("curl-status").textContent = "curl -X POST " + q(publishBase + "/publish?topic=" + encodeURIComponent(topic) + "&event=status") + auth + " --data-binary '{\"up\": true}'";
 $("curl-json").textContent = "curl -X POST " + publishBase + "/publish" + auth + " -H 'content-type: application/json' \\\n  -d " +

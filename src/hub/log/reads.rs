@@ -122,6 +122,44 @@ impl Log {
         read
     }
 
+    /// Where a reader of `topics` starts to be handed the newest `n` events in memory it may be
+    /// sent among those up to `upto` (all of them, if there are fewer). Looks at most at
+    /// [`EVICTED_TAIL`] entries per ring.
+    pub(crate) fn tail_start(
+        &self,
+        topics: &[Arc<TopicLog>],
+        access: &Access,
+        n: usize,
+        upto: u64,
+    ) -> u64 {
+        if n == 0 {
+            return upto;
+        }
+        let mut newest: Vec<u64> = Vec::new();
+        for (i, topic) in topics.iter().enumerate() {
+            let ring = read!(topic.ring);
+            let end = ring.after(upto);
+            newest.extend(
+                ring.entries
+                    .range(..end)
+                    .rev()
+                    .take(EVICTED_TAIL)
+                    .filter(|e| access.admits(i, e))
+                    .take(n)
+                    .map(|e| e.seq),
+            );
+        }
+        // An event on several of the topics counts once.
+        newest.sort_unstable_by(|a, b| b.cmp(a));
+        newest.dedup();
+        // Fewer than `n`: all of them (from memory; a durable store's older events are not
+        // read for a tail).
+        match newest.get(n - 1).or(newest.last()) {
+            Some(oldest) => oldest - 1,
+            None => upto,
+        }
+    }
+
     /// What a subscriber on `topics` that was sent everything up to `after` still has to get.
     /// A `*` or template reader counts only what it would be sent (looking at most at
     /// [`EVICTED_TAIL`] events: past that, it is behind anyway).
