@@ -40,6 +40,8 @@
 //! - `durable` (default): [`store::Disk`], the history in a redb file.
 //! - `cli` (default): the binary's flags, environment and config file (`ssehub::config`).
 //! - `bench` (default): the load generator `ssehub bench` (`ssehub::bench`).
+//! - `cluster` (default): several hubs sharing one history in Redis (`ssehub::cluster`,
+//!   `--redis`; see `docs/cluster.md`). It brings the Redis client.
 //!
 //! `cli` and `bench` are the binary's, default so that a fresh clone builds, runs and tests
 //! with no flags. A library wants `default-features = false, features = ["durable"]`.

@@ -49,11 +49,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let http_config = args.http_config().map_err(anyhow::Error::msg)?;
     ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
+    if args.redis.is_some() && args.data_dir.is_some() {
+        anyhow::bail!(
+            "--redis and --data-dir cannot be used together: with --redis, Redis holds the history (docs/cluster.md)"
+        );
+    }
     let store = args.history_store()?;
-    let hub = Hub::builder()
-        .config(args.hub_config())
-        .store(store)
-        .build();
+    let builder = Hub::builder().config(args.hub_config()).store(store);
+    let (builder, cluster) = join_cluster(builder, &args).await?;
+    let hub = builder.build();
+    if let Some(wait) = cluster {
+        wait.await;
+    }
     if let Some(dir) = &args.data_dir {
         eprintln!(
             "ssehub: history on disk in {}; next id {}",
@@ -99,6 +106,49 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     eprintln!("ssehub: stopped");
     // A read blocked on stdin would hold the runtime open; nothing is left to clean up.
     std::process::exit(0)
+}
+
+/// With --redis, connects and adds the cluster to the hub; the future waits until the hub's
+/// reader has caught up with Redis (bounded: a hub that cannot catch up serves anyway).
+#[cfg(feature = "cluster")]
+async fn join_cluster(
+    builder: ssehub::HubBuilder,
+    args: &ServeArgs,
+) -> anyhow::Result<(
+    ssehub::HubBuilder,
+    Option<impl std::future::Future<Output = ()>>,
+)> {
+    let Some(url) = &args.redis else {
+        return Ok((builder, None));
+    };
+    let cluster = ssehub::cluster::Cluster::connect(url, args.redis_shards).await?;
+    eprintln!(
+        "ssehub: cluster mode: history in Redis (epoch {}, {} shards)",
+        cluster.epoch().as_str(),
+        cluster.shards()
+    );
+    let builder = builder.cluster(cluster.clone());
+    let wait = async move {
+        let limit = std::time::Duration::from_secs(60);
+        if tokio::time::timeout(limit, cluster.caught_up())
+            .await
+            .is_err()
+        {
+            tracing::warn!("redis: not caught up after 60s; serving anyway");
+        }
+    };
+    Ok((builder, Some(wait)))
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn join_cluster(
+    builder: ssehub::HubBuilder,
+    args: &ServeArgs,
+) -> anyhow::Result<(ssehub::HubBuilder, Option<std::future::Ready<()>>)> {
+    match args.redis {
+        Some(_) => anyhow::bail!("--redis: this ssehub was built without the `cluster` feature"),
+        None => Ok((builder, None)),
+    }
 }
 
 async fn shutdown_signal() {

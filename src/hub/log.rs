@@ -150,8 +150,9 @@ impl Order {
             return;
         };
         self.bytes -= old.len;
-        if let Some(id) = &old.id {
-            self.ids.remove(id);
+        // A relayed event may have taken its id over (see `append_relayed`): it keeps it.
+        if let Some(id) = old.id.filter(|id| self.ids.get(id) == Some(&old.seq)) {
+            self.ids.remove(&id);
         }
         let all = self.keeps_all.then_some(&self.all);
         for t in old.placement.rings().iter().chain(all) {
@@ -373,10 +374,26 @@ impl Log {
         rings: &[Vec<Arc<TopicLog>>],
         touched: &[Arc<TopicLog>],
     ) -> Result<Vec<(u64, Bytes)>, Refused> {
-        let out = self.insert(epoch, events, rings, None)?;
+        let out = self.insert(epoch, events, rings, None, false)?;
         // Wake outside the publish lock.
         self.wake(touched);
         Ok(out)
+    }
+
+    /// Like [`append`](Self::append) for events a cluster's reader brings in (feature
+    /// `cluster`): never refused, since Redis took them already. An id already indexed now
+    /// names the newer event (two hubs may accept one publisher id).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn append_relayed(
+        &self,
+        epoch: &Epoch,
+        events: &[Event],
+        rings: &[Vec<Arc<TopicLog>>],
+        touched: &[Arc<TopicLog>],
+    ) {
+        // A relayed insert has no refusal to make.
+        let _ = self.insert(epoch, events, rings, None, true);
+        self.wake(touched);
     }
 
     /// Like [`append`](Self::append), but the batch stays unreadable until
@@ -390,7 +407,7 @@ impl Log {
         rings: &[Vec<Arc<TopicLog>>],
         submit: Submit<'_>,
     ) -> Result<Vec<(u64, Bytes)>, Refused> {
-        self.insert(epoch, events, rings, Some(submit))
+        self.insert(epoch, events, rings, Some(submit), false)
     }
 
     /// Everything up to `upto` is now readable; wakes the waiters of `touched` (each topic of
@@ -419,10 +436,13 @@ impl Log {
         events: &[Event],
         rings: &[Vec<Arc<TopicLog>>],
         mut deferred: Option<Submit<'_>>,
+        relayed: bool,
     ) -> Result<Vec<(u64, Bytes)>, Refused> {
         let mut order = lock!(self.order);
         let first = order.next_seq;
-        check_ids(&order.ids, events)?;
+        if !relayed {
+            check_ids(&order.ids, events)?;
+        }
         let keeps_all = order.keeps_all;
         // A batch that may not fit (bounded without looking at its data) is encoded before
         // anything changes, and refused if it does not; any other is encoded event by event as
@@ -437,7 +457,7 @@ impl Log {
             None => encode(&epoch.id(seq), event),
         };
         let mut encoded = Vec::new();
-        if worst > self.max_bytes {
+        if worst > self.max_bytes && !relayed {
             encoded = (first..)
                 .zip(events)
                 .map(|(seq, event)| encode_one(seq, event))

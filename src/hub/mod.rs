@@ -61,6 +61,8 @@ mod locks;
 pub(crate) mod log;
 mod publish;
 mod received;
+#[cfg(feature = "cluster")]
+mod relay;
 mod request;
 mod ring;
 mod slots;
@@ -81,6 +83,9 @@ use crate::store::{Memory, Store};
 
 use log::Log;
 use slots::Slots;
+
+#[cfg(feature = "cluster")]
+pub(crate) use relay::relay;
 
 /// Events handed to a store and not yet durable, at most (more publishers wait their turn).
 const MAX_IN_FLIGHT: usize = 1 << 16;
@@ -119,6 +124,8 @@ pub struct HubBuilder {
     store: Option<Arc<dyn Store>>,
     /// Tests set a smaller in-flight byte bound than [`MAX_IN_FLIGHT_BYTES`].
     in_flight_bytes: Option<usize>,
+    #[cfg(feature = "cluster")]
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl HubBuilder {
@@ -130,7 +137,7 @@ impl HubBuilder {
         let durable = store.keeps_events();
         let memory_len = config.memory_len(durable);
         let in_flight_bytes = self.in_flight_bytes.unwrap_or(MAX_IN_FLIGHT_BYTES);
-        Hub {
+        let hub = Hub {
             inner: Arc::new(Inner {
                 log: Log::new(memory_len, origin.next_seq)
                     .with_max_bytes(config.history_bytes)
@@ -152,8 +159,15 @@ impl HubBuilder {
                 published: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 slow_disconnects: AtomicU64::new(0),
+                #[cfg(feature = "cluster")]
+                cluster: self.cluster,
             }),
+        };
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &hub.inner.cluster {
+            cluster.start_reader(Arc::downgrade(&hub.inner));
         }
+        hub
     }
 }
 
@@ -213,6 +227,9 @@ pub(crate) struct Inner {
     published: AtomicU64,
     rejected: AtomicU64,
     pub(crate) slow_disconnects: AtomicU64,
+    /// The cluster this hub belongs to: publishes go through it, delivery comes from its reader.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Inner {

@@ -72,7 +72,7 @@ impl From<log::Refused> for PublishError {
 /// Each topic log of a batch once: the ones to wake, and to count subscribers on. A short list
 /// is scanned (most batches touch a topic or two); past 8 a set of addresses takes over, so a
 /// batch of many events on many topics costs one step per topic named.
-fn distinct(rings: &[Vec<Arc<log::TopicLog>>]) -> Vec<Arc<log::TopicLog>> {
+pub(super) fn distinct(rings: &[Vec<Arc<log::TopicLog>>]) -> Vec<Arc<log::TopicLog>> {
     let mut out: Vec<Arc<log::TopicLog>> = Vec::new();
     let mut seen: Option<HashSet<*const log::TopicLog>> = None;
     for t in rings.iter().flatten() {
@@ -158,6 +158,10 @@ impl Hub {
             );
         }
         let touched = distinct(&rings);
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.inner.cluster {
+            return self.publish_clustered(cluster, &events, &touched).await;
+        }
         let appended = if self.inner.durable {
             self.append_durably(&events, &rings, &touched, ids_guard)
                 .await?

@@ -152,6 +152,12 @@ impl Subscription {
                     resolve = true;
                     (committed, FirstRead::ReportGap)
                 }
+                // A cluster id this hub's reader has not brought in yet (see `next`).
+                #[cfg(feature = "cluster")]
+                None if super::relay::awaits(&hub, id) => {
+                    resolve = true;
+                    (committed, FirstRead::ReportGap)
+                }
                 None => {
                     opening.extend_from_slice(&unknown_id_gap(&hub, id));
                     (0, FirstRead::Quiet)
@@ -239,10 +245,10 @@ impl Subscription {
     pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
         if let Some(id) = self.resolve.then(|| self.last_event_id.clone()).flatten() {
             // Cleared only once answered: a cancelled call asks again.
-            let found = self.hub.store.find_id(&id).await;
+            let found = self.find_resume(&id).await;
             self.resolve = false;
             match found {
-                Ok(Some(seq)) if seq <= self.start => self.cursor = seq,
+                Ok(Some(seq)) => self.cursor = seq,
                 Ok(_) => {
                     let mut opening = self.opening.take().unwrap_or_default().to_vec();
                     opening.extend_from_slice(&unknown_id_gap(&self.hub, &id));
@@ -373,6 +379,17 @@ impl Subscription {
             return Err(End::Lagged);
         }
         Ok(())
+    }
+
+    /// Where a resume from an id the log did not hold starts: an event a cluster's reader
+    /// brings in shortly, or a publisher's id in the store from before this stream began.
+    async fn find_resume(&self, id: &str) -> Result<Option<u64>, crate::store::StoreError> {
+        #[cfg(feature = "cluster")]
+        if self.hub.cluster.is_some() {
+            return Ok(super::relay::relayed(&self.hub, id).await);
+        }
+        let found = self.hub.store.find_id(id).await?;
+        Ok(found.filter(|seq| *seq <= self.start))
     }
 
     /// Takes what is after the cursor into `out`; returns how many events that was.

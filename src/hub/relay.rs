@@ -1,0 +1,128 @@
+//! A hub in a cluster (feature `cluster`; see `docs/cluster.md`): its publishes go to Redis, and
+//! what the cluster's reader brings back, from every hub, is appended to its log in the
+//! cluster's order. The publishing hub has no faster path: its own events come back through
+//! the reader like everyone else's, so every hub delivers in the same order.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::log::TopicLog;
+use super::publish::distinct;
+use super::{Hub, HubBuilder, Inner, PublishError, Receipt};
+use crate::cluster::{Cluster, Place};
+use crate::event::{encoded_len_max, Event, EventError};
+
+impl HubBuilder {
+    /// Joins a cluster ([`Cluster::connect`]): publishes go to its Redis and are answered once
+    /// Redis accepted them (or refused within a second), and this hub delivers every event of
+    /// the cluster, from every hub, in the cluster's order (see `docs/cluster.md`). Build it
+    /// inside a tokio runtime: the reader runs there. Redis holds the history, so give no
+    /// [`store`](Self::store) with it.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cluster = ssehub::cluster::Cluster::connect("redis://127.0.0.1:6379", 16).await?;
+    /// let hub = ssehub::Hub::builder().history(100_000).cluster(cluster).build();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cluster(mut self, cluster: Cluster) -> HubBuilder {
+        self.cluster = Some(cluster);
+        self
+    }
+}
+
+/// Appends events the cluster's reader released, in that order. Never refused: what Redis
+/// accepted is delivered (ids were checked by the publishing hub).
+pub(crate) fn relay(hub: &Inner, events: Vec<Event>) {
+    let log = &hub.log;
+    let rings: Vec<Vec<Arc<TopicLog>>> = events
+        .iter()
+        .map(|e| e.topics().iter().map(|t| log.topic(t)).collect())
+        .collect();
+    let touched = distinct(&rings);
+    log.append_relayed(&hub.epoch, &events, &rings, &touched);
+}
+
+/// How long a resume waits for the reader to bring in the event it names.
+const WAIT_RELAYED: Duration = Duration::from_secs(5);
+
+/// `id` names a place of the cluster's history that this hub's reader has not passed yet: a
+/// client that comes from a hub a few milliseconds ahead of this one.
+pub(super) fn awaits(hub: &Inner, id: &str) -> bool {
+    hub.cluster.as_ref().is_some_and(|cluster| {
+        Place::parse(cluster.epoch().as_str(), id).is_some_and(|place| !cluster.read_past(place))
+    })
+}
+
+/// Waits until the reader brings in the event `id` names: its sequence number, or `None` once
+/// the reader has passed its place without it (it left memory, or never was), or after
+/// [`WAIT_RELAYED`].
+pub(super) async fn relayed(hub: &Inner, id: &str) -> Option<u64> {
+    let cluster = hub.cluster.as_ref()?;
+    let place = Place::parse(cluster.epoch().as_str(), id)?;
+    let deadline = Instant::now() + WAIT_RELAYED;
+    loop {
+        if let Some(seq) = hub.log.seq_of(id) {
+            return Some(seq);
+        }
+        if cluster.read_past(place) || Instant::now() > deadline {
+            // It may have come in between the two looks.
+            return hub.log.seq_of(id);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+impl Hub {
+    /// [`Hub::publish`] in a cluster: checked here, appended to Redis, answered with the ids
+    /// Redis' places make. `events` have their topics set; `touched` are their topics' logs.
+    pub(super) async fn publish_clustered(
+        &self,
+        cluster: &Cluster,
+        events: &[Event],
+        touched: &[Arc<TopicLog>],
+    ) -> Result<Receipt, PublishError> {
+        let epoch = cluster.epoch().as_str();
+        let mut seen: Vec<&str> = Vec::new();
+        for id in events.iter().filter_map(Event::id) {
+            if Place::parse(epoch, id).is_some() {
+                let why = "ids of the form EPOCH-MS-N-SHARD are the cluster's own";
+                return Err(EventError::BadId(id.to_string(), why).into());
+            }
+            // Only this hub's memory is checked for now (ids claimed in Redis come later).
+            if seen.contains(&id) || self.inner.log.seq_of(id).is_some() {
+                return Err(PublishError::DuplicateId(id.to_string()));
+            }
+            seen.push(id);
+        }
+        // Every hub's memory must be able to hold the batch (hubs share their settings).
+        let id_len = epoch.len() + "-18446744073709551615-18446744073709551615-65535".len();
+        let bytes = events.iter().fold(0u64, |sum, e| {
+            let len = encoded_len_max(e.id().map_or(id_len, str::len), e);
+            sum.saturating_add(len as u64)
+        });
+        let limit = self.inner.config.history_bytes;
+        if bytes > limit {
+            return Err(PublishError::TooLarge { bytes, limit });
+        }
+        let maxlen = (self.inner.config.history / usize::from(cluster.shards())).max(1);
+        let places = cluster.append(events, maxlen).await?;
+        self.inner
+            .published
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let subscribers = touched
+            .iter()
+            .map(|t| t.subscribers.load(Ordering::Relaxed))
+            .sum();
+        Ok(Receipt {
+            ids: events
+                .iter()
+                .zip(&places)
+                .map(|(e, place)| cluster.id_of(e, place))
+                .collect(),
+            subscribers,
+        })
+    }
+}
