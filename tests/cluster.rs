@@ -1,0 +1,330 @@
+//! Cluster mode (`--redis`): several real hubs sharing one real `redis-server` on loopback.
+//! Every event reaches every hub in one order with one id; a client resumes on another hub
+//! with no gap and no duplicate; Redis going away gives 503 (never a false 200) while streams
+//! stay open, and once it is back nothing acknowledged is lost or doubled.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client, EventStream, HubProcess, WAIT};
+use ssehub::parse::{Frame, ParsedEvent};
+
+/// A `redis-server` on its own port, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// On a free port; with `dir`, persisted there (every write fsynced before it is answered).
+    fn start(dir: Option<&Path>) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Redis::start_on(port, dir)
+    }
+
+    fn start_on(port: u16, dir: Option<&Path>) -> Redis {
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ]);
+        match dir {
+            Some(dir) => cmd.args(["--dir", dir.to_str().unwrap()]).args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]),
+            None => cmd.args(["--appendonly", "no"]),
+        };
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (the Debian package redis-server; scripts/test installs it)");
+        let redis = Redis { child, port };
+        let deadline = Instant::now() + WAIT;
+        while !redis.pong() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    fn pong(&self) -> bool {
+        let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        socket.write_all(b"PING\r\n").is_ok()
+            && socket.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn hub(redis: &Redis) -> HubProcess {
+    HubProcess::start(&["--redis", &redis.url(), "--heartbeat", "1"])
+}
+
+/// POSTs a JSON body to a hub's publish listener; status and body.
+async fn post(url: &str, body: String) -> (u16, String) {
+    let resp = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("publish");
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn ids_of(answer: &str) -> Vec<String> {
+    let json: serde_json::Value = serde_json::from_str(answer).expect("a JSON answer");
+    match json["ids"].as_array() {
+        Some(ids) => ids.iter().map(|id| id.as_str().unwrap().into()).collect(),
+        // One event (not an array) is answered with its id alone.
+        None => vec![json["id"].as_str().expect("an id").to_string()],
+    }
+}
+
+fn pairs(events: &[ParsedEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| (e.id.clone(), e.data.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_hub_delivers_every_event_in_one_order() {
+    let redis = Redis::start(None);
+    let hubs: Vec<HubProcess> = (0..3).map(|_| hub(&redis)).collect();
+    let mut streams = Vec::new();
+    for h in &hubs {
+        streams.push(h.subscribe("?topic=news&topic=sports").await.opened().await);
+    }
+    // Every hub publishes at once: 10 requests of 2 events each (news first: one shard, so
+    // each publisher's order is kept too).
+    let mut publishers = Vec::new();
+    for (i, h) in hubs.iter().enumerate() {
+        let url = h.publish_url("/publish");
+        publishers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for j in 0..10 {
+                let body = serde_json::json!([
+                    {"topic": "news", "data": format!("h{i}-{j}-a")},
+                    {"topic": ["sports", "news"], "data": format!("h{i}-{j}-b")},
+                ]);
+                let (status, answer) = post(&url, body.to_string()).await;
+                assert_eq!(status, 200, "{answer}");
+                ids.extend(ids_of(&answer));
+            }
+            ids
+        }));
+    }
+    let mut acked = Vec::new();
+    for p in publishers {
+        acked.push(p.await.unwrap());
+    }
+    let mut seen = Vec::new();
+    for s in &mut streams {
+        seen.push(pairs(&s.events(60).await));
+    }
+    assert_eq!(seen[0], seen[1], "hubs 0 and 1 delivered differently");
+    assert_eq!(seen[0], seen[2], "hubs 0 and 2 delivered differently");
+    for (i, ids) in acked.iter().enumerate() {
+        let mine: Vec<&(String, String)> = seen[0]
+            .iter()
+            .filter(|(_, data)| data.starts_with(&format!("h{i}-")))
+            .collect();
+        let expected: Vec<(String, String)> = (0..10)
+            .flat_map(|j| [format!("h{i}-{j}-a"), format!("h{i}-{j}-b")])
+            .zip(ids)
+            .map(|(data, id)| (id.clone(), data))
+            .collect();
+        assert_eq!(
+            mine.into_iter().cloned().collect::<Vec<_>>(),
+            expected,
+            "hub {i}'s events, in its publish order, with the ids it answered"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_hub_with_no_gap_and_no_duplicate() {
+    let redis = Redis::start(None);
+    let (a, b, c) = (hub(&redis), hub(&redis), hub(&redis));
+    let mut on_b = b.subscribe("?topic=r").await.opened().await;
+    let url = a.publish_url("/publish");
+    let publisher = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..150 {
+            let body = serde_json::json!({"topic": "r", "data": i.to_string()});
+            let (status, answer) = post(&url, body.to_string()).await;
+            assert_eq!(status, 200, "{answer}");
+            ids.extend(ids_of(&answer));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ids
+    });
+    let first = on_b.events(40).await;
+    drop(on_b);
+    let last_id = first.last().unwrap().id.clone();
+    // At once: hub C may not have read that event from Redis yet; it waits for it.
+    let mut on_c = EventStream::open(
+        &c.url("/events?topic=r"),
+        &[("last-event-id", last_id.as_str())],
+    )
+    .await;
+    let rest = on_c.events(110).await;
+    let ids = publisher.await.unwrap();
+    let got: Vec<(String, String)> = pairs(&first).into_iter().chain(pairs(&rest)).collect();
+    let expected: Vec<(String, String)> = ids
+        .into_iter()
+        .zip(0..)
+        .map(|(id, i)| (id, i.to_string()))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(
+        on_c.try_next_event(Duration::from_millis(300))
+            .await
+            .is_err(),
+        "nothing more"
+    );
+}
+
+#[tokio::test]
+async fn redis_down_gives_503_and_back_loses_nothing() {
+    let dir = std::env::temp_dir().join(format!("ssehub-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = Redis::start(Some(&dir));
+    let (a, b) = (hub(&redis), hub(&redis));
+    let mut on_b = b.subscribe("?topic=k").await.opened().await;
+    let publish = |data: String| {
+        let url = a.publish_url("/publish");
+        async move {
+            post(
+                &url,
+                serde_json::json!({"topic": "k", "data": data}).to_string(),
+            )
+            .await
+        }
+    };
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let (status, answer) = publish(format!("before-{i}")).await;
+        assert_eq!(status, 200, "{answer}");
+        acked.extend(ids_of(&answer));
+    }
+    let before = on_b.events(5).await;
+    assert_eq!(
+        before.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        acked
+    );
+
+    redis.kill();
+    let started = Instant::now();
+    let (status, answer) = publish("refused".into()).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(answer.contains("Redis"), "a reason: {answer}");
+    // The stream stays open: heartbeats (every second) keep coming.
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    let mut heartbeats = 0;
+    while Instant::now() < deadline {
+        match on_b.next_frame(Duration::from_millis(200)).await {
+            Ok(Frame::Comment(_)) => heartbeats += 1,
+            Ok(other) => panic!("unexpected {other:?} while Redis is down"),
+            Err(common::Stop::Timeout) => {}
+            Err(common::Stop::Closed) => panic!("the stream closed while Redis is down"),
+        }
+    }
+    assert!(heartbeats >= 1, "no heartbeat while Redis was down");
+
+    let _redis = Redis::start_on(redis.port, Some(&dir));
+    let mut after = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while after.len() < 5 {
+        let (status, answer) = publish(format!("after-{}", after.len())).await;
+        match status {
+            200 => after.extend(ids_of(&answer)),
+            _ => assert!(Instant::now() < deadline, "Redis is back, yet: {answer}"),
+        }
+    }
+    let delivered = on_b.events(5).await;
+    assert_eq!(
+        delivered.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        after
+    );
+    assert_eq!(
+        delivered.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        (0..5).map(|i| format!("after-{i}")).collect::<Vec<_>>()
+    );
+    // Hub A caught up too: a resume there from the first event gets everything else, once.
+    let url = a.url("/events?topic=k");
+    let mut resumed = EventStream::open(&url, &[("last-event-id", acked[0].as_str())]).await;
+    let all: Vec<String> = acked[1..].iter().chain(&after).cloned().collect();
+    let got = resumed.events(all.len()).await;
+    assert_eq!(got.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), all);
+    assert!(resumed
+        .try_next_event(Duration::from_millis(300))
+        .await
+        .is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_hub_that_disagrees_with_the_cluster_refuses_to_start() {
+    let redis = Redis::start(None);
+    let _first = hub(&redis);
+    let refused = |args: &[&str]| {
+        let mut cmd = common::bare_command();
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--redis", &redis.url()]);
+        let out = cmd.args(args).output().expect("run ssehub");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let shards = refused(&["--redis-shards", "8"]);
+    assert!(
+        shards.contains("--redis-shards 8") && shards.contains("16 shards"),
+        "{shards}"
+    );
+    let dir = refused(&["--data-dir", "/nonexistent/ssehub"]);
+    assert!(dir.contains("--redis and --data-dir"), "{dir}");
+}
