@@ -189,6 +189,30 @@ fn deferred_events_are_evicted_once_readable() {
     assert_eq!(log.retained_bytes(), 2 * len);
 }
 
+#[cfg(feature = "cluster")]
+#[test]
+fn relayed_events_are_never_refused_and_their_ids_indexed() {
+    // "id: x\ndata: again\n\n" is 19 bytes: one fits, two do not.
+    let log = Log::new(100, 1).with_max_bytes(25);
+    let e = Epoch::random();
+    let rings = vec![log.topic(&topic("a"))];
+    let relay = |data: &str, id: &str| {
+        let event = Event::new(data).with_id(id).unwrap();
+        log.append_relayed(&e, &[event], std::slice::from_ref(&rings), &rings);
+    };
+    // Larger than the bytes bound: taken (and evicted at once), not refused.
+    relay("more than twenty-five bytes", "x");
+    relay("again", "x");
+    assert_eq!(read_all(&log, &["a"], 0, 10).0, ["again"]);
+    // The same id again (two hubs took it): delivered, and the id now names the newer event,
+    // even once the older one leaves.
+    relay("again", "x");
+    assert_eq!(log.seq_of("x"), Some(3));
+    // Until the newer one leaves too.
+    relay("third", "y");
+    assert_eq!((log.seq_of("x"), log.seq_of("y")), (None, Some(4)));
+}
+
 #[test]
 fn idle_topics_are_dropped_and_their_losses_remembered() {
     let log = Log::new(10, 1);
