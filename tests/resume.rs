@@ -35,7 +35,7 @@ async fn resume_while_publishing(use_header: bool) {
         seen.push(e.data.parse().unwrap());
         let last_id = e.id;
         // Drop the connection every 200 events, mid-publishing, and come back.
-        if seen.len() % 200 == 0 {
+        if seen.len().is_multiple_of(200) {
             drop(stream);
             reconnects += 1;
             stream = if use_header {

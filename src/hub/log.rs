@@ -14,6 +14,7 @@
 //! them; the bookkeeping around them (about 100 bytes per event and topic) is bounded by the
 //! event count instead.
 
+mod every;
 mod reads;
 
 use std::collections::{HashMap, VecDeque};
@@ -104,46 +105,6 @@ struct Retained {
 }
 
 impl Order {
-    /// Starts keeping the ring of every event: fills it with the retained events (from their
-    /// first topic's ring, which holds each of them), in sequence order.
-    fn fill_all(&mut self) {
-        let mut all = write!(self.all.ring);
-        all.entries.clear();
-        for r in &self.retained {
-            let Some(first) = r.placement.rings().first() else {
-                continue;
-            };
-            let ring = read!(first.ring);
-            let Some(e) = ring
-                .after(r.seq)
-                .checked_sub(1)
-                .and_then(|i| ring.entries.get(i))
-            else {
-                continue;
-            };
-            let meta = e.meta.clone().unwrap_or_else(|| {
-                let topics = r.placement.rings().iter().map(|t| t.name.clone()).collect();
-                Arc::new(Meta {
-                    topics,
-                    private: e.private,
-                })
-            });
-            let end = all.appended() + e.bytes.len() as u64;
-            all.entries.push_back(Entry {
-                seq: e.seq,
-                bytes: e.bytes.clone(),
-                end,
-                private: e.private,
-                meta: Some(meta),
-            });
-        }
-        // Everything before the oldest retained event is gone (for this ring's readers too).
-        let oldest = self.retained.front().map_or(self.next_seq, |r| r.seq);
-        all.evicted_up_to = all.evicted_up_to.max(oldest.saturating_sub(1));
-        drop(all);
-        self.keeps_all = true;
-    }
-
     /// Drops the oldest retained event from every ring it is in.
     fn evict_oldest(&mut self) {
         let Some(old) = self.retained.pop_front() else {

@@ -64,6 +64,7 @@ mod received;
 #[cfg(feature = "cluster")]
 mod relay;
 mod request;
+mod resume;
 mod ring;
 mod slots;
 mod subscription;

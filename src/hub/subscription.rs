@@ -15,6 +15,7 @@ use super::access::Access;
 use super::log::{TopicLog, Waiter};
 use super::received::Decoder;
 use super::request::SubscribeRequest;
+use super::resume::{id_line, resume_point, unknown_id_gap, Expiry};
 use super::slots::SlotGuard;
 use super::Inner;
 use crate::event::{encode_without_id, stream_prologue, Topic, HEARTBEAT};
@@ -495,70 +496,6 @@ impl Subscription {
         }
         Ok(out.len() - before)
     }
-}
-
-/// The id an event's bytes carry (their first line, `id: ...`).
-fn id_line(bytes: &[u8]) -> Option<String> {
-    let rest = bytes.strip_prefix(b"id: ")?;
-    let end = memchr::memchr(b'\n', rest)?;
-    std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
-}
-
-/// A stream's end (its token's `exp`) and the task that wakes it then; dropping it (the stream
-/// ended first) stops the task.
-struct Expiry {
-    at: Instant,
-    timer: Option<tokio::task::AbortHandle>,
-}
-
-impl Expiry {
-    fn new(at: std::time::Instant, notify: &Arc<Notify>) -> Box<Expiry> {
-        let at = Instant::from_std(at);
-        // Without a runtime at hand (a library caller outside tokio) the end is seen at the
-        // stream's next wake-up instead.
-        let timer = tokio::runtime::Handle::try_current().ok().map(|runtime| {
-            let notify = notify.clone();
-            runtime
-                .spawn(async move {
-                    tokio::time::sleep_until(at).await;
-                    notify.notify_one();
-                })
-                .abort_handle()
-        });
-        Box::new(Expiry { at, timer })
-    }
-}
-
-impl Drop for Expiry {
-    fn drop(&mut self) {
-        if let Some(timer) = &self.timer {
-            timer.abort();
-        }
-    }
-}
-
-/// Where a resume from `id` starts: a hub id of this history, or a retained publisher's id.
-fn resume_point(hub: &Inner, id: &str, committed: u64) -> Option<u64> {
-    let seq = match hub.epoch.parse(id) {
-        IdMatch::Current(seq) => Some(seq),
-        _ => hub.log.seq_of(id),
-    };
-    seq.filter(|seq| *seq <= committed)
-}
-
-/// The `gap` notice for a resume id this history does not hold.
-fn unknown_id_gap(hub: &Inner, id: &str) -> Bytes {
-    // A publisher's id may look like another history's (`order-42`); only our own shape counts.
-    let reason = match hub.epoch.parse(id) {
-        IdMatch::OtherHistory if crate::event::check_id(id).is_err() => "other-history",
-        _ => "unknown-id",
-    };
-    let data = serde_json::json!({
-        "reason": reason,
-        "lastEventId": id,
-        "message": "this id is not from this hub's current history; replaying every retained event",
-    });
-    encode_without_id("gap", &data.to_string())
 }
 
 impl Drop for Subscription {

@@ -392,7 +392,7 @@ mod read_properties {
                     prop_assert!(e.seq > cursor && e.seq <= r.cursor);
                     let i = e.seq as usize - 1;
                     prop_assert_eq!(&e.topics, &names(events[i].0));
-                    prop_assert_eq!(e.private, i % 3 == 0);
+                    prop_assert_eq!(e.private, i.is_multiple_of(3));
                     prop_assert_eq!(e.bytes.len(), events[i].1);
                     got.push(e.seq);
                 }
