@@ -172,7 +172,7 @@ async fn listen_resumes_across_a_hub_restart_printing_every_event_once() {
     for i in 0..50 {
         hub.publish_ok("?topic=t", &i.to_string()).await;
     }
-    assert_eq!(listen.wait_lines(20, WAIT).len() >= 20, true);
+    assert!(listen.wait_lines(20, WAIT).len() >= 20);
     drop(hub); // killed, mid-stream
     let hub = durable_hub(&dir, &addr, &[]);
     // Published before the listener is back: it gets them by its Last-Event-ID.

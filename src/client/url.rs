@@ -1,12 +1,5 @@
 //! Hub URLs as the clients take them: `http://HOST[:PORT][/PATH][?QUERY]`. A bare base URL
 //! (no path) means the client's default path (`/events`, `/publish`).
-//!
-//! ```
-//! use ssehub::client::HubUrl;
-//! let url: HubUrl = "http://hub:8080".parse().unwrap();
-//! let url = url.or_path("/events").with_query("topic", "a b");
-//! assert_eq!(url.to_string(), "http://hub:8080/events?topic=a%20b");
-//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,7 +13,14 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A plain-HTTP URL of a hub (example in the [module documentation](self)).
+/// A plain-HTTP URL of a hub.
+///
+/// ```
+/// use ssehub::client::HubUrl;
+/// let url: HubUrl = "http://hub:8080".parse().unwrap();
+/// let url = url.or_path("/events").with_query("topic", "a b");
+/// assert_eq!(url.to_string(), "http://hub:8080/events?topic=a%20b");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HubUrl {
     /// `host:port` as written (the `Host` header).
@@ -80,7 +80,7 @@ impl FromStr for HubUrl {
 
 impl HubUrl {
     /// The same URL with `path` if it has none, or only `/` (example in the
-    /// [module documentation](self)).
+    /// [type's documentation](HubUrl)).
     #[must_use]
     pub fn or_path(mut self, path: &str) -> HubUrl {
         if self.path.is_empty() || self.path == "/" {
@@ -90,7 +90,7 @@ impl HubUrl {
     }
 
     /// The same URL with `key=value` added to its query, the value escaped (example in the
-    /// [module documentation](self)).
+    /// [type's documentation](HubUrl)).
     #[must_use]
     pub fn with_query(mut self, key: &str, value: &str) -> HubUrl {
         if !self.query.is_empty() {
