@@ -51,6 +51,8 @@ struct Client {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The pipes' readers: joined once the process exited, so that all it wrote is in.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Client {
@@ -63,6 +65,7 @@ impl Client {
         let mut child = cmd.spawn().expect("start the client");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for (pipe, into) in [
             (
                 Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -70,16 +73,17 @@ impl Client {
             ),
             (Box::new(child.stderr.take().unwrap()), stderr.clone()),
         ] {
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     into.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         Client {
             child,
             lines,
             stderr,
+            readers,
         }
     }
 
@@ -101,6 +105,9 @@ impl Client {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             if Instant::now() > deadline {
@@ -332,5 +339,70 @@ async fn a_bad_token_is_a_one_line_refusal_and_a_bad_url_names_itself() {
         bad.stderr_text().contains("'hub:8080' for '<URL>'"),
         "{}",
         bad.stderr_text()
+    );
+}
+
+/// A stream server of the test's own, to make what a hub does not: a `503`, a stall, a replay
+/// of the last id. Answers each connection with the next script; returns the requests' heads.
+async fn scripted_server(
+    scripts: Vec<&'static str>,
+) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let mut heads = Vec::new();
+        let mut open = Vec::new();
+        for script in scripts {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            heads.push(read_head(&mut socket).await.to_ascii_lowercase());
+            socket.write_all(script.as_bytes()).await.unwrap();
+            // Kept open (a stall) until the client goes away by itself.
+            open.push(socket);
+        }
+        heads
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_waits_as_told_reconnects_a_stalled_stream_and_skips_a_replayed_last_event() {
+    let (addr, server) = scripted_server(vec![
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-length: 5\r\n\r\nfull\n",
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nretry: 100\nid: x\ndata: a\n\n",
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nid: x\ndata: a\n\nid: y\ndata: b\n\n",
+    ])
+    .await;
+    let started = Instant::now();
+    let listen = Client::start(
+        &[
+            "listen",
+            &format!("http://{addr}/stream"),
+            "--idle-timeout",
+            "1",
+        ],
+        false,
+    );
+    assert_eq!(
+        listen.wait_lines(2, WAIT),
+        ["a", "b"],
+        "{}",
+        listen.stderr_text()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Retry-After and the idle timeout"
+    );
+    let heads = server.await.unwrap();
+    assert!(
+        heads[0].starts_with("get /stream http/1.1")
+            && heads[0].contains("accept: text/event-stream")
+    );
+    assert!(!heads[1].contains("last-event-id"), "{}", heads[1]);
+    assert!(heads[2].contains("last-event-id: x"), "{}", heads[2]);
+    let err = listen.stderr_text();
+    assert!(
+        err.contains("503") && err.contains("nothing came for 1.0s"),
+        "{err}"
     );
 }

@@ -35,6 +35,11 @@ pub struct ListenArgs {
     /// Start after this event id (as `Last-Event-ID`), as if it had been the last one seen.
     #[arg(long, value_name = "ID")]
     pub last_event_id: Option<String>,
+
+    /// Reconnect when nothing, not even a heartbeat, came for this many seconds (a connection
+    /// that died without closing); 0: never. The hub's heartbeat is every 15 s by default.
+    #[arg(long, value_name = "SECS", default_value_t = 45)]
+    pub idle_timeout: u64,
 }
 
 impl ListenArgs {

@@ -47,10 +47,11 @@ pub async fn listen(args: &ListenArgs) -> Result<(), ClientError> {
     let stop = stop_signal();
     tokio::pin!(stop);
     let mut backoff = Backoff::new(DEFAULT_RETRY, MAX_BACKOFF);
+    let idle = (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout));
     loop {
         let outcome = tokio::select! {
             () = &mut stop => return Ok(()),
-            outcome = one_stream(&url, args.token.as_ref(), &mut state) => outcome?,
+            outcome = one_stream(&url, args.token.as_ref(), idle, &mut state) => outcome?,
         };
         // Errors back off from the stream's own reconnection time.
         backoff.base = state.retry.max(Duration::from_millis(100));
@@ -92,6 +93,7 @@ struct State {
 async fn one_stream(
     url: &HubUrl,
     token: Option<&HeaderValue>,
+    idle: Option<Duration>,
     state: &mut State,
 ) -> Result<Outcome, ClientError> {
     let mut conn = match Conn::open(url).await {
@@ -145,17 +147,30 @@ async fn one_stream(
     let mut parser = Parser::new();
     state.resumed = true;
     let mut frames = Vec::new();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     loop {
-        let bytes = match body.frame().await {
-            Some(Ok(frame)) => match frame.into_data() {
+        let next = match idle {
+            Some(idle) => tokio::time::timeout(idle, body.frame()).await,
+            None => Ok(body.frame().await),
+        };
+        let bytes = match next {
+            Ok(Some(Ok(frame))) => match frame.into_data() {
                 Ok(bytes) => bytes,
                 Err(_) => continue,
             },
             // A cut stream ends like a closed one: resume from the last id.
-            Some(Err(_)) | None => return Ok(Outcome::Ended),
+            Ok(Some(Err(_)) | None) => return Ok(Outcome::Ended),
+            Err(_) => {
+                let why = format!(
+                    "{}: nothing came for {}",
+                    url.authority(),
+                    secs(idle.unwrap_or_default())
+                );
+                return Ok(Outcome::Failed(why));
+            }
         };
         parser.feed(&bytes, &mut |f| frames.push(f));
+        // Locked per chunk, never across an await (the future stays `Send`).
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for frame in frames.drain(..) {
             match frame {
                 Frame::Event(event) => {
