@@ -406,3 +406,71 @@ async fn listen_waits_as_told_reconnects_a_stalled_stream_and_skips_a_replayed_l
         "{err}"
     );
 }
+
+/// A proxy to `upstream` that loses the answer to the first request (the request goes through;
+/// the connection closes before the answer comes back), then passes everything.
+async fn answer_losing_proxy(upstream: String) -> String {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let (mut client, _) = listener.accept().await.unwrap();
+            let mut hub = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            if !first {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut hub).await;
+                });
+                continue;
+            }
+            first = false;
+            let (mut from_client, to_client) = client.into_split();
+            let (mut from_hub, mut to_hub) = hub.into_split();
+            let forward =
+                tokio::spawn(async move { tokio::io::copy(&mut from_client, &mut to_hub).await });
+            // The hub answers once it published: then both sides go, the answer unread.
+            let mut byte = [0u8; 1];
+            let _ = from_hub.read(&mut byte).await;
+            forward.abort();
+            drop((to_client, from_hub));
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_answer_was_lost_is_not_published_twice() {
+    let hub = HubProcess::start(&[]);
+    let mut stream = hub.subscribe("?topic=app").await.opened().await;
+    let proxy = answer_losing_proxy(hub.publish_addr.clone().unwrap()).await;
+    let mut publish = Client::start(
+        &[
+            "publish",
+            "--stdin",
+            &format!("http://{proxy}"),
+            "--topic",
+            "app",
+        ],
+        true,
+    );
+    let mut stdin = publish.child.stdin.take().unwrap();
+    stdin.write_all(b"one\ntwo\nthree\n").unwrap();
+    drop(stdin);
+    assert_eq!(
+        publish.exit_code(WAIT),
+        Some(0),
+        "{}",
+        publish.stderr_text()
+    );
+    assert!(
+        publish.stderr_text().contains("409 on a retry"),
+        "{}",
+        publish.stderr_text()
+    );
+    assert_eq!(data(&stream.events(3).await), ["one", "two", "three"]);
+    assert!(stream
+        .try_next_event(Duration::from_millis(300))
+        .await
+        .is_err());
+}
