@@ -43,6 +43,10 @@ pub enum Command {
     /// Load-test an SSE server (this one or any other) and report what it delivered.
     #[cfg(feature = "bench")]
     Bench(crate::bench::BenchArgs),
+    /// Print the events of a stream as they come, reconnecting by itself.
+    Listen(crate::client::ListenArgs),
+    /// Publish one event, or every line read on standard input.
+    Publish(crate::client::PublishArgs),
 }
 
 /// `ssehub serve`.
@@ -419,10 +423,7 @@ where
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let matches = Cli::command().try_get_matches_from(&args)?;
     let cli = Cli::from_arg_matches(&matches)?;
-    // Without the `bench` feature, `serve` is the only subcommand.
-    #[cfg_attr(not(feature = "bench"), allow(irrefutable_let_patterns))]
-    let Command::Serve(serve) = &cli.command
-    else {
+    let Command::Serve(serve) = &cli.command else {
         return Ok(cli);
     };
     let (Some(path), Some(sub)) = (&serve.config, matches.subcommand_matches("serve")) else {

@@ -38,7 +38,8 @@
 //! # Features
 //!
 //! - `durable` (default): [`store::Disk`], the history in a redb file.
-//! - `cli` (default): the binary's flags, environment and config file (`ssehub::config`).
+//! - `cli` (default): the binary's flags, environment and config file (`ssehub::config`), and
+//!   the command-line clients `ssehub listen` and `ssehub publish` (`ssehub::client`).
 //! - `bench` (default): the load generator `ssehub bench` (`ssehub::bench`).
 //! - `cluster` (default): several hubs sharing one history in Redis (`ssehub::cluster`,
 //!   `--redis`; see `docs/cluster.md`). It brings the Redis client.
@@ -58,6 +59,8 @@
 
 #[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "cli")]
+pub mod client;
 #[cfg(feature = "cluster")]
 pub mod cluster;
 #[cfg(feature = "cli")]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use ssehub::config::{self, Command, ServeArgs};
-use ssehub::{feed, http, Hub};
+use ssehub::{client, feed, http, Hub};
 
 fn main() -> ExitCode {
     let cli = match config::load(std::env::args_os()) {
@@ -18,6 +18,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => bench(&args),
+        Command::Listen(args) => client::block_on(client::listen(&args)).map_err(Into::into),
+        Command::Publish(args) => client::block_on(client::publish(&args)).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
