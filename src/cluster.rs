@@ -16,7 +16,8 @@ mod reader;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::Duration;
 
 pub use order::{Merge, Place};
 
@@ -43,7 +44,14 @@ pub struct Cluster {
 /// What a hub's writer and reader share.
 pub(crate) struct Link {
     client: redis::Client,
-    epoch: Epoch,
+    /// The history's name; another one once Redis lost its data (see [`Link::adopt`]).
+    epoch: RwLock<Epoch>,
+    /// How many times the epoch changed: a stream opened before a change ends at it.
+    generation: AtomicU64,
+    /// The hub's log sequence number at which the current history begins.
+    history_start: AtomicU64,
+    /// The histories this hub saw lost, oldest first.
+    lost: Mutex<Vec<Epoch>>,
     shards: u16,
     writer: writer::Writer,
     caught_up: tokio::sync::watch::Sender<bool>,
@@ -54,7 +62,7 @@ pub(crate) struct Link {
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
-            .field("epoch", &self.link.epoch)
+            .field("epoch", &self.link.epoch())
             .field("shards", &self.link.shards)
             .finish_non_exhaustive()
     }
@@ -86,7 +94,10 @@ impl Cluster {
             link: Arc::new(Link {
                 writer: writer::Writer::new(client.clone(), conn, shards),
                 client,
-                epoch,
+                epoch: RwLock::new(epoch),
+                generation: AtomicU64::new(0),
+                history_start: AtomicU64::new(0),
+                lost: Mutex::new(Vec::new()),
                 shards,
                 caught_up: tokio::sync::watch::channel(false).0,
                 delivered_below: AtomicU64::new(0),
@@ -95,9 +106,9 @@ impl Cluster {
     }
 
     /// The cluster's epoch: the name of its history, in every id it makes (example at
-    /// [`Cluster`]).
-    pub fn epoch(&self) -> &Epoch {
-        &self.link.epoch
+    /// [`Cluster`]). It changes when Redis lost the history (restarted without its data).
+    pub fn epoch(&self) -> Epoch {
+        self.link.epoch()
     }
 
     /// How many shards (Redis streams) the log is split into (example at [`Cluster`]).
@@ -125,14 +136,38 @@ impl Cluster {
         }
     }
 
-    /// Appends a publish (events with their topics set) to Redis: each event's place, once
-    /// Redis accepted the whole batch. Fails within a second otherwise.
+    /// Appends a publish (events with their topics set) to Redis, in history `epoch`, its
+    /// publisher ids claimed for `claim_for`: each event's place, once Redis accepted the
+    /// whole batch. Fails within a second otherwise.
     pub(crate) async fn append(
         &self,
         events: &[Event],
         maxlen: usize,
-    ) -> Result<Vec<Place>, StoreError> {
-        self.link.writer.append(events, maxlen).await
+        claim_for: Duration,
+        epoch: &Epoch,
+    ) -> Result<Vec<Place>, AppendError> {
+        self.link
+            .writer
+            .append(events, maxlen, claim_for, epoch)
+            .await
+    }
+
+    /// How many times the cluster's history changed since this hub joined.
+    pub(crate) fn generation(&self) -> u64 {
+        self.link.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether `epoch` names a history this hub saw lost, and if so where the current one
+    /// begins in the hub's log: a client resuming from the lost one replays from there. (An
+    /// epoch it does not know may be a newer one its reader has not taken up yet.)
+    pub(crate) fn lost(&self, epoch: &Epoch) -> Option<u64> {
+        let lost = self
+            .link
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        lost.contains(epoch)
+            .then(|| self.link.history_start.load(Ordering::Acquire))
     }
 
     /// The reader has delivered everything up to and including `place`.
@@ -141,7 +176,70 @@ impl Cluster {
     }
 
     /// The id subscribers see for `event`, placed at `place`.
-    pub(crate) fn id_of(&self, event: &Event, place: &Place) -> String {
-        writer::id_of(event, place, &self.link.epoch)
+    pub(crate) fn id_of(&self, event: &Event, place: &Place, epoch: &Epoch) -> String {
+        writer::id_of(event, place, epoch)
+    }
+}
+
+/// Why Redis did not take a publish.
+#[derive(Debug)]
+pub(crate) enum AppendError {
+    /// Redis failed, or was not reached in time.
+    Redis(StoreError),
+    /// A publisher id is claimed already (by any hub).
+    DuplicateId(String),
+    /// Redis holds another history than this hub's (it lost its data); the hub adopts it soon.
+    OtherHistory,
+}
+
+impl Link {
+    pub(crate) fn epoch(&self) -> Epoch {
+        self.epoch
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes `epoch` as the cluster's history from now on, which begins after the hub's log
+    /// sequence number `start`; streams opened before see the new generation and end.
+    pub(crate) fn adopt(&self, epoch: Epoch, start: u64) {
+        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        self.history_start.store(start, Ordering::Release);
+        let old = std::mem::replace(
+            &mut *self.epoch.write().unwrap_or_else(PoisonError::into_inner),
+            epoch,
+        );
+        lost.push(old);
+        drop(lost);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// An id of the shape the cluster gives (`<epoch>-<ms>-<n>-<shard>`), of any history.
+pub(crate) fn cluster_shaped(id: &str) -> Option<Epoch> {
+    let (prefix, _) = id.split_once('-')?;
+    let epoch = Epoch::from_text(prefix)?;
+    Place::parse(prefix, id).map(|_| epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_are_known_by_shape_in_any_epoch() {
+        let place = Place {
+            ms: 1_700_000_000_123,
+            shard: 5,
+            n: 2,
+        };
+        let epoch = cluster_shaped(&place.id("3f2a9c01b2c4"));
+        assert_eq!(
+            epoch.map(|e| e.as_str().to_string()).as_deref(),
+            Some("3f2a9c01b2c4")
+        );
+        assert_eq!(cluster_shaped("3f2a9c01b2c4-17"), None, "a single hub's id");
+        assert_eq!(cluster_shaped("order-1-2-3"), None);
+        assert_eq!(cluster_shaped("x"), None);
     }
 }

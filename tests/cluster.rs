@@ -328,3 +328,95 @@ async fn a_hub_that_disagrees_with_the_cluster_refuses_to_start() {
     let dir = refused(&["--data-dir", "/nonexistent/ssehub"]);
     assert!(dir.contains("--redis and --data-dir"), "{dir}");
 }
+
+/// Publishes `data` on topic `h` through `url` until Redis takes it (it may be coming back).
+async fn publish_until_taken(url: &str, data: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let body = serde_json::json!({"topic": "h", "data": data}).to_string();
+        let (status, answer) = post(url, body).await;
+        if status == 200 {
+            return ids_of(&answer).remove(0);
+        }
+        assert!(Instant::now() < deadline, "Redis is back, yet: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_back_empty_ends_streams_and_a_resume_gets_a_gap() {
+    let mut redis = Redis::start(None);
+    let (a, b) = (hub(&redis), hub(&redis));
+    let mut on_b = b.subscribe("?topic=h").await.opened().await;
+    let url = a.publish_url("/publish");
+    let old = publish_until_taken(&url, "old").await;
+    assert_eq!(on_b.next_event().await.id, old);
+
+    redis.kill();
+    let _redis = Redis::start_on(redis.port, None);
+    let new = [
+        publish_until_taken(&url, "new-0").await,
+        publish_until_taken(&url, "new-1").await,
+    ];
+    assert_ne!(
+        new[0].split('-').next(),
+        old.split('-').next(),
+        "a new epoch"
+    );
+    // B's stream ends, with nothing of the new history on it.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match on_b.next_frame(Duration::from_millis(200)).await {
+            Ok(Frame::Comment(_)) | Err(common::Stop::Timeout) => {}
+            Ok(other) => panic!("unexpected {other:?} on the old stream"),
+            Err(common::Stop::Closed) => break,
+        }
+        assert!(Instant::now() < deadline, "B's stream did not end");
+    }
+    let url = b.url("/events?topic=h");
+    let mut resumed = EventStream::open(&url, &[("last-event-id", old.as_str())]).await;
+    let got = resumed.events(3).await;
+    assert_eq!(got[0].event, "gap", "{got:?}");
+    let gap: serde_json::Value = serde_json::from_str(&got[0].data).unwrap();
+    assert_eq!(gap["reason"], "other-history", "{gap}");
+    assert_eq!(
+        pairs(&got[1..]),
+        vec![
+            (new[0].clone(), "new-0".to_string()),
+            (new[1].clone(), "new-1".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_publisher_id_is_claimed_for_every_hub() {
+    let redis = Redis::start(None);
+    // Memory holds one event: B cannot know of `x` but from Redis' claim.
+    let (a, b) = (
+        HubProcess::start(&["--redis", &redis.url(), "--history", "1"]),
+        HubProcess::start(&["--redis", &redis.url(), "--history", "1"]),
+    );
+    let one = |id: &str| serde_json::json!({"topic": "c", "id": id, "data": id}).to_string();
+    let (status, answer) = post(&a.publish_url("/publish"), one("x")).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = post(&a.publish_url("/publish"), one("filler")).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = post(&b.publish_url("/publish"), one("x")).await;
+    assert_eq!(status, 409, "{answer}");
+    let batch = serde_json::json!([
+        {"topic": "c", "id": "y", "data": "y"},
+        {"topic": "c", "id": "z", "data": "z"},
+    ]);
+    let (status, answer) = post(&b.publish_url("/publish"), batch.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(ids_of(&answer), ["y", "z"]);
+    // A refused batch claims nothing: `w` goes through afterwards.
+    let refused = serde_json::json!([
+        {"topic": "c", "id": "w", "data": "w"},
+        {"topic": "c", "id": "y", "data": "again"},
+    ]);
+    let (status, answer) = post(&a.publish_url("/publish"), refused.to_string()).await;
+    assert_eq!(status, 409, "{answer}");
+    let (status, answer) = post(&a.publish_url("/publish"), one("w")).await;
+    assert_eq!(status, 200, "{answer}");
+}

@@ -11,16 +11,17 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use redis::RedisResult;
 
 use super::writer::{key, parse_id};
-use super::{entry, Link, Merge, Place};
+use super::{entry, meta, Link, Merge, Place};
 use crate::event::Event;
 use crate::hub::Inner;
+use crate::store::StoreError;
 
 /// Entries read per shard and round, at most.
 const COUNT: usize = 1000;
@@ -29,6 +30,9 @@ const BLOCK: Duration = Duration::from_secs(1);
 /// The wait before the first retry when Redis fails, doubled up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How often the reader checks that Redis still holds this hub's history (`ssehub:meta`), on
+/// top of each new connection (a restarted Redis breaks them).
+const META_EVERY: Duration = Duration::from_secs(1);
 
 /// Where the reader stands: per shard, the last id read, and what waits for its turn.
 struct State {
@@ -142,10 +146,11 @@ fn config() -> redis::AsyncConnectionConfig {
 pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
     let mut state = State::new(link.shards);
     let mut conn: Option<MultiplexedConnection> = None;
+    let mut checked: Option<Instant> = None;
     let mut backoff = BACKOFF_MIN;
     let mut down = false;
     while hub.strong_count() > 0 {
-        match step(&link, &mut conn, &mut state, &hub).await {
+        match step(&link, &mut conn, &mut state, &mut checked, &hub).await {
             Ok(()) => {
                 if down {
                     tracing::info!("redis: reachable again; caught up from where this hub was");
@@ -155,10 +160,11 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
             }
             Err(e) => {
                 if !down {
-                    tracing::warn!("redis: {e}; retrying (streams stay open, publishes get 503)");
+                    tracing::warn!("{e}; retrying (streams stay open, publishes get 503)");
                     down = true;
                 }
                 conn = None;
+                checked = None;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -166,22 +172,61 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
     }
 }
 
+fn failed(e: redis::RedisError) -> StoreError {
+    StoreError(format!("redis: {e}"))
+}
+
+/// Checks that Redis holds this hub's history. One that lost it (restarted without its data)
+/// holds none, or the new one another hub made: the hub takes up that one (`SET NX` then read,
+/// so every hub takes the same), reads it from its start, and ends its streams, whose clients
+/// come back with ids of the lost history and get a `gap`.
+async fn check_history(
+    link: &Link,
+    conn: &mut MultiplexedConnection,
+    state: &mut State,
+    hub: &Weak<Inner>,
+) -> Result<(), StoreError> {
+    let held = meta::agree(conn, link.shards).await?;
+    let ours = link.epoch();
+    if held == ours {
+        return Ok(());
+    }
+    tracing::warn!(
+        "redis: the cluster's history {} is gone (Redis lost its data?); taking up {}, ending every stream (clients resume with a gap)",
+        ours.as_str(),
+        held.as_str()
+    );
+    *state = State::new(link.shards);
+    match hub.upgrade() {
+        Some(hub) => crate::hub::history_lost(&hub, |start| link.adopt(held, start)),
+        None => link.adopt(held, 0),
+    }
+    Ok(())
+}
+
 /// One round, its delivery, and a wait if there was nothing to do.
 async fn step(
     link: &Link,
     conn: &mut Option<MultiplexedConnection>,
     state: &mut State,
+    checked: &mut Option<Instant>,
     hub: &Weak<Inner>,
-) -> RedisResult<()> {
+) -> Result<(), StoreError> {
     let conn = match conn.take() {
         Some(open) => conn.insert(open),
         None => conn.insert(
             link.client
                 .get_multiplexed_async_connection_with_config(&config())
-                .await?,
+                .await
+                .map_err(failed)?,
         ),
     };
-    let round = state.round(conn, link.epoch.as_str()).await?;
+    if checked.is_none_or(|at| at.elapsed() >= META_EVERY) {
+        check_history(link, conn, state, hub).await?;
+        *checked = Some(Instant::now());
+    }
+    let epoch = link.epoch();
+    let round = state.round(conn, epoch.as_str()).await.map_err(failed)?;
     if !round.released.is_empty() {
         let Some(hub) = hub.upgrade() else {
             return Ok(());
@@ -199,7 +244,7 @@ async fn step(
     }
     if round.read == 0 {
         if state.merge.waiting() == 0 {
-            state.wait(conn).await?;
+            state.wait(conn).await.map_err(failed)?;
         } else {
             // Entries wait for the clock to pass their millisecond.
             tokio::time::sleep(Duration::from_millis(1)).await;

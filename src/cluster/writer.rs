@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use super::entry;
-use super::Place;
+use super::{entry, meta};
+use super::{AppendError, Place};
 use crate::event::Event;
 use crate::id::Epoch;
 use crate::store::StoreError;
@@ -68,30 +68,43 @@ impl Writer {
     }
 
     /// Appends a batch (each event with at least one topic) to its shard, trimming that shard
-    /// to about `maxlen` entries. Answers within [`ANSWER_WITHIN`] or fails; on failure nothing
-    /// may be taken as published (it may still be, if the answer alone was lost).
+    /// to about `maxlen` entries, after claiming its publisher ids for `claim_for`. Answers
+    /// within [`ANSWER_WITHIN`] or fails; on failure nothing may be taken as published (it may
+    /// still be, if the answer alone was lost). `epoch` is the history this hub is in: a fresh
+    /// connection first checks that Redis holds it.
     pub(crate) async fn append(
         &self,
         events: &[Event],
         maxlen: usize,
-    ) -> Result<Vec<Place>, StoreError> {
-        match tokio::time::timeout(ANSWER_WITHIN, self.try_append(events, maxlen)).await {
+        claim_for: Duration,
+        epoch: &Epoch,
+    ) -> Result<Vec<Place>, AppendError> {
+        let attempt = self.try_append(events, maxlen, claim_for, epoch);
+        match tokio::time::timeout(ANSWER_WITHIN, attempt).await {
             Ok(Ok(places)) => Ok(places),
             Ok(Err(e)) => {
-                self.forget();
+                if !matches!(e, AppendError::DuplicateId(_)) {
+                    self.forget();
+                }
                 Err(e)
             }
             Err(_) => {
                 self.forget();
-                Err(StoreError(format!(
+                Err(AppendError::Redis(StoreError(format!(
                     "Redis did not answer within {}s",
                     ANSWER_WITHIN.as_secs()
-                )))
+                ))))
             }
         }
     }
 
-    async fn try_append(&self, events: &[Event], maxlen: usize) -> Result<Vec<Place>, StoreError> {
+    async fn try_append(
+        &self,
+        events: &[Event],
+        maxlen: usize,
+        claim_for: Duration,
+        epoch: &Epoch,
+    ) -> Result<Vec<Place>, AppendError> {
         let Some(first) = events.first().and_then(|e| e.topics().first()) else {
             return Ok(Vec::new());
         };
@@ -110,30 +123,50 @@ impl Writer {
                 pipe.arg(field).arg(value);
             }
         }
-        let mut conn = self.connection().await?;
-        let ids: Vec<String> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| StoreError(format!("Redis: {e}")))?;
+        let mut conn = self.connection(epoch).await?;
+        let claimed = claim(&mut conn, events, claim_for).await?;
+        let ids: Vec<String> = match pipe.query_async(&mut conn).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                // So that a retry is not refused; if this fails too, the claims expire.
+                if !claimed.is_empty() {
+                    let _ = redis::cmd("DEL")
+                        .arg(&claimed)
+                        .query_async::<redis::Value>(&mut conn)
+                        .await;
+                }
+                return Err(redis_failed(e));
+            }
+        };
         let places: Option<Vec<Place>> = ids
             .iter()
             .map(|id| parse_id(id).map(|(ms, n)| Place { ms, shard, n }))
             .collect();
         match places {
             Some(places) if places.len() == events.len() => Ok(places),
-            _ => Err(StoreError(format!("Redis answered {ids:?} to XADD"))),
+            _ => Err(AppendError::Redis(StoreError(format!(
+                "Redis answered {ids:?} to XADD"
+            )))),
         }
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
+    /// The shared connection, or a new one once Redis is checked to hold `epoch`'s history.
+    async fn connection(&self, epoch: &Epoch) -> Result<MultiplexedConnection, AppendError> {
         if let Some(conn) = self.lock().clone() {
             return Ok(conn);
         }
-        let conn = self
+        let mut conn = self
             .client
             .get_multiplexed_async_connection_with_config(&Self::config())
             .await
-            .map_err(|e| StoreError(format!("cannot reach Redis: {e}")))?;
+            .map_err(|e| AppendError::Redis(StoreError(format!("cannot reach Redis: {e}"))))?;
+        // A Redis that restarted without its data holds no history, or another hub's new one.
+        let held = meta::agree(&mut conn, self.shards)
+            .await
+            .map_err(AppendError::Redis)?;
+        if held != *epoch {
+            return Err(AppendError::OtherHistory);
+        }
         *self.lock() = Some(conn.clone());
         Ok(conn)
     }
@@ -148,6 +181,55 @@ impl Writer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The key that claims publisher id `id` cluster-wide (its own slot on a Redis Cluster).
+pub(crate) fn id_key(id: &str) -> String {
+    format!("ssehub:id:{{{id}}}")
+}
+
+/// Claims the batch's publisher ids (`SET NX EX`, one round trip): the keys made, or
+/// `DuplicateId` for the first one some publish claimed before (the others made are deleted).
+async fn claim(
+    conn: &mut MultiplexedConnection,
+    events: &[Event],
+    claim_for: Duration,
+) -> Result<Vec<String>, AppendError> {
+    let ids: Vec<&str> = events.iter().filter_map(Event::id).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    for id in &ids {
+        pipe.cmd("SET")
+            .arg(id_key(id))
+            .arg("claimed")
+            .arg("NX")
+            .arg("EX")
+            .arg(claim_for.as_secs().max(1));
+    }
+    let answers: Vec<Option<String>> = pipe.query_async(conn).await.map_err(redis_failed)?;
+    let made: Vec<String> = ids
+        .iter()
+        .zip(&answers)
+        .filter(|(_, answer)| answer.is_some())
+        .map(|(id, _)| id_key(id))
+        .collect();
+    let Some((taken, _)) = ids.iter().zip(&answers).find(|(_, a)| a.is_none()) else {
+        return Ok(made);
+    };
+    if !made.is_empty() {
+        redis::cmd("DEL")
+            .arg(&made)
+            .query_async::<redis::Value>(conn)
+            .await
+            .map_err(redis_failed)?;
+    }
+    Err(AppendError::DuplicateId((*taken).to_string()))
+}
+
+fn redis_failed(e: redis::RedisError) -> AppendError {
+    AppendError::Redis(StoreError(format!("Redis: {e}")))
 }
 
 /// The id a subscriber sees for an event the writer placed: the publisher's, or the place's.
@@ -169,6 +251,7 @@ mod tests {
         assert_eq!(shard_of("foo", 16384), 12182);
         assert!((0..100).all(|i| shard_of(&format!("t{i}"), 16) < 16));
         assert_eq!(key(5), "ssehub:{s5}:log");
+        assert_eq!(id_key("order-42"), "ssehub:id:{order-42}");
     }
 
     #[test]

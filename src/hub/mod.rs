@@ -86,7 +86,7 @@ use log::Log;
 use slots::Slots;
 
 #[cfg(feature = "cluster")]
-pub(crate) use relay::relay;
+pub(crate) use relay::{history_lost, relay};
 
 /// Events handed to a store and not yet durable, at most (more publishers wait their turn).
 const MAX_IN_FLIGHT: usize = 1 << 16;

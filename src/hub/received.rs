@@ -140,8 +140,9 @@ impl Subscription {
     /// The subscription ended: [`End::Lagged`] (it fell too far behind: subscribe again with
     /// [`SubscribeRequest::resume_after`](super::SubscribeRequest::resume_after) the last id received), [`End::Shutdown`] (after every
     /// event published before [`Hub::close`](super::Hub::close) was received), or
-    /// [`End::History`] (the durable store could not be read for a replay), or [`End::Expired`]
-    /// (its token's `exp` passed: subscribe again with a fresh token). Later calls may
+    /// [`End::History`] (the durable store could not be read for a replay), [`End::Expired`]
+    /// (its token's `exp` passed: subscribe again with a fresh token), or [`End::HistoryLost`]
+    /// (a cluster's Redis lost its data: subscribe again after the last id, and get a gap). Later calls may
     /// return the same error again; stop at the first.
     ///
     /// # Cancel safety
@@ -264,7 +265,8 @@ impl Subscription {
 /// [`Subscription::into_stream`](super::Subscription::into_stream) returns.
 ///
 /// It yields `Ok` items until the subscription ends, then one `Err` saying why
-/// ([`End::Lagged`], [`End::Shutdown`], [`End::History`], [`End::Expired`]), then `None`. Dropping it frees the
+/// ([`End::Lagged`], [`End::Shutdown`], [`End::History`], [`End::Expired`],
+/// [`End::HistoryLost`]), then `None`. Dropping it frees the
 /// client slot.
 pub struct Events {
     inner: Pin<Box<dyn Stream<Item = Result<Received, End>> + Send>>,

@@ -7,11 +7,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
 use super::log::TopicLog;
 use super::publish::distinct;
 use super::{Hub, HubBuilder, Inner, PublishError, Receipt};
-use crate::cluster::{Cluster, Place};
-use crate::event::{encoded_len_max, Event, EventError};
+use crate::cluster::{cluster_shaped, AppendError, Cluster, Place};
+use crate::event::{encode_without_id, encoded_len_max, Event, EventError};
+use crate::store::StoreError;
+
+/// How long a publisher id stays claimed without `--history-age`.
+const CLAIM_DEFAULT: Duration = Duration::from_secs(24 * 3600);
 
 impl HubBuilder {
     /// Joins a cluster ([`Cluster::connect`]): publishes go to its Redis and are answered once
@@ -43,6 +49,34 @@ pub(crate) fn relay(hub: &Inner, events: Vec<Event>) {
         .collect();
     let touched = distinct(&rings);
     log.append_relayed(&hub.epoch, &events, &rings, &touched);
+}
+
+/// Redis lost the cluster's history: `adopt` takes up the new one (given where it begins in
+/// this hub's log), then every stream is woken to see that and end.
+pub(crate) fn history_lost(hub: &Inner, adopt: impl FnOnce(u64)) {
+    adopt(hub.log.committed());
+    for t in hub.log.all_topics() {
+        t.wake();
+    }
+}
+
+/// How many times the cluster's history changed (0 outside a cluster): a stream opened under
+/// one generation ends at the next.
+pub(super) fn generation(hub: &Inner) -> u64 {
+    hub.cluster.as_ref().map_or(0, Cluster::generation)
+}
+
+/// A resume from `id`, a cluster id of a history Redis lost: the `gap` (`other-history`) and
+/// where the replay starts (the current history's first event in this hub's log).
+pub(super) fn lost_history(hub: &Inner, id: &str) -> Option<(Bytes, u64)> {
+    let cluster = hub.cluster.as_ref()?;
+    let start = cluster.lost(&cluster_shaped(id)?)?;
+    let data = serde_json::json!({
+        "reason": "other-history",
+        "lastEventId": id,
+        "message": "this id is from a history the cluster lost (Redis restarted without its data); replaying the current one",
+    });
+    Some((encode_without_id("gap", &data.to_string()), start))
 }
 
 /// How long a resume waits for the reader to bring in the event it names.
@@ -84,21 +118,23 @@ impl Hub {
         events: &[Event],
         touched: &[Arc<TopicLog>],
     ) -> Result<Receipt, PublishError> {
-        let epoch = cluster.epoch().as_str();
+        let epoch = cluster.epoch();
         let mut seen: Vec<&str> = Vec::new();
         for id in events.iter().filter_map(Event::id) {
-            if Place::parse(epoch, id).is_some() {
+            // Of any epoch: a resume from one of a lost history is told so (`other-history`).
+            if cluster_shaped(id).is_some() {
                 let why = "ids of the form EPOCH-MS-N-SHARD are the cluster's own";
                 return Err(EventError::BadId(id.to_string(), why).into());
             }
-            // Only this hub's memory is checked for now (ids claimed in Redis come later).
+            // Redis' claims (at append) see every hub's ids; memory answers sooner.
             if seen.contains(&id) || self.inner.log.seq_of(id).is_some() {
                 return Err(PublishError::DuplicateId(id.to_string()));
             }
             seen.push(id);
         }
         // Every hub's memory must be able to hold the batch (hubs share their settings).
-        let id_len = epoch.len() + "-18446744073709551615-18446744073709551615-65535".len();
+        let id_len =
+            epoch.as_str().len() + "-18446744073709551615-18446744073709551615-65535".len();
         let bytes = events.iter().fold(0u64, |sum, e| {
             let len = encoded_len_max(e.id().map_or(id_len, str::len), e);
             sum.saturating_add(len as u64)
@@ -108,7 +144,17 @@ impl Hub {
             return Err(PublishError::TooLarge { bytes, limit });
         }
         let maxlen = (self.inner.config.history / usize::from(cluster.shards())).max(1);
-        let places = cluster.append(events, maxlen).await?;
+        let claim_for = self.inner.config.history_age.unwrap_or(CLAIM_DEFAULT);
+        let places = match cluster.append(events, maxlen, claim_for, &epoch).await {
+            Ok(places) => places,
+            Err(AppendError::Redis(e)) => return Err(e.into()),
+            Err(AppendError::DuplicateId(id)) => return Err(PublishError::DuplicateId(id)),
+            Err(AppendError::OtherHistory) => {
+                let why =
+                    "Redis lost the cluster's history; this hub is taking up the new one: retry";
+                return Err(StoreError(why.into()).into());
+            }
+        };
         self.inner
             .published
             .fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -120,7 +166,7 @@ impl Hub {
             ids: events
                 .iter()
                 .zip(&places)
-                .map(|(e, place)| cluster.id_of(e, place))
+                .map(|(e, place)| cluster.id_of(e, place, &epoch))
                 .collect(),
             subscribers,
         })

@@ -42,6 +42,18 @@ pub enum End {
     /// The subscriber's token expired ([`SubscribeRequest::expires_at`]).
     #[error("the subscriber's token expired")]
     Expired,
+    /// The cluster's history was lost (Redis restarted without its data); a resume with the
+    /// last id gets a `gap` (`other-history`), then the new history.
+    #[error("the cluster's history was lost")]
+    HistoryLost,
+}
+
+#[cfg(feature = "cluster")]
+use super::relay::generation;
+/// Outside a cluster the history never changes under a stream.
+#[cfg(not(feature = "cluster"))]
+fn generation(_: &Inner) -> u64 {
+    0
 }
 
 /// How the first read treats events that already left the history.
@@ -91,6 +103,8 @@ pub struct Subscription {
     last_event_id: Option<String>,
     /// When this stream last handed out bytes.
     last_sent: Instant,
+    /// The cluster's history generation it opened in: it ends at the next.
+    generation: u64,
     /// The hub's heartbeat tick this subscription last looked at.
     seen_tick: u64,
     /// Under load, the next read waits until here so that events gather into one write.
@@ -117,6 +131,8 @@ impl Subscription {
     pub(super) fn new(hub: Arc<Inner>, request: SubscribeRequest, slot: SlotGuard) -> Subscription {
         let notify = Arc::new(Notify::new());
         let reads_all = request.selectors.is_some();
+        // Before the resume id is read against the history, so a change after is seen.
+        let generation = generation(&hub);
         let topics: Vec<_> = if reads_all {
             vec![hub.log.all()]
         } else {
@@ -146,6 +162,13 @@ impl Subscription {
             // A live start reports a loss too: a burst bigger than the history could evict
             // events published after it opened before its first read.
             None => (committed, FirstRead::ReportGap),
+            // An id of a history the cluster lost: still in memory, perhaps, but not owed.
+            #[cfg(feature = "cluster")]
+            Some(id) if super::relay::lost_history(&hub, id).is_some() => {
+                let (gap, start) = super::relay::lost_history(&hub, id).unwrap_or_default();
+                opening.extend_from_slice(&gap);
+                (start, FirstRead::Quiet)
+            }
             Some(id) => match resume_point(&hub, id, committed) {
                 Some(seq) => (seq, FirstRead::ReportGap),
                 // Perhaps a publisher's id that left memory: the store knows (see `next`).
@@ -185,6 +208,7 @@ impl Subscription {
             opening: Some(opening.into()),
             first_read,
             last_sent: Instant::now(),
+            generation,
             seen_tick,
             read_at: None,
             more: false,
@@ -285,6 +309,7 @@ impl Subscription {
                 continue;
             }
             let events = self.read(out)?;
+            self.check_history(out)?;
             if self.from_store.is_some() {
                 continue;
             }
@@ -303,6 +328,7 @@ impl Subscription {
             }
             // Read again now that a publish would wake us: nothing falls between the two.
             let events = self.read(out)?;
+            self.check_history(out)?;
             if self.from_store.is_some() {
                 continue;
             }
@@ -324,6 +350,16 @@ impl Subscription {
             // Woken by a publish, shutdown, the hub's heartbeat tick, or the token's expiry.
             self.notify.notified().await;
         }
+    }
+
+    /// Ends the stream, dropping what it just read, once the cluster's history changed: its
+    /// client resumes with its last id and is told of the loss with a `gap`.
+    fn check_history(&self, out: &mut Vec<Bytes>) -> Result<(), End> {
+        if generation(&self.hub) == self.generation {
+            return Ok(());
+        }
+        out.clear();
+        Err(End::HistoryLost)
     }
 
     /// Bytes are going out: note when. If more than one event was waiting, events arrive
