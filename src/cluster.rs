@@ -15,7 +15,7 @@ mod order;
 mod reader;
 mod writer;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -57,6 +57,11 @@ pub(crate) struct Link {
     caught_up: tokio::sync::watch::Sender<bool>,
     /// Every event placed below this millisecond is in the hub's log (or left it).
     delivered_below: AtomicU64,
+    /// The reader's last round with Redis succeeded.
+    reader_up: AtomicBool,
+    /// Entries read below what was already delivered (a master's clock stepped back): delivered
+    /// late, out of order, never dropped.
+    late: AtomicU64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -101,8 +106,27 @@ impl Cluster {
                 shards,
                 caught_up: tokio::sync::watch::channel(false).0,
                 delivered_below: AtomicU64::new(0),
+                reader_up: AtomicBool::new(true),
+                late: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Whether this hub's reader reaches Redis (its last round succeeded), and how many events
+    /// it delivered late because a master's clock stepped back.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ssehub::store::StoreError> {
+    /// let cluster = ssehub::cluster::Cluster::connect("redis://127.0.0.1:6379", 16).await?;
+    /// let (up, late) = cluster.health();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn health(&self) -> (bool, u64) {
+        (
+            self.link.reader_up.load(Ordering::Relaxed),
+            self.link.late.load(Ordering::Relaxed),
+        )
     }
 
     /// The cluster's epoch: the name of its history, in every id it makes (example at

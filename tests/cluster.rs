@@ -275,6 +275,8 @@ async fn redis_down_gives_503_and_back_loses_nothing() {
         }
     }
     assert!(heartbeats >= 1, "no heartbeat while Redis was down");
+    // Operators see it: the reader's state in /metrics.
+    assert_eq!(b.wait_metric("ssehub_redis_up", |v| v == 0).await, 0);
 
     let _redis = Redis::start_on(redis.port, Some(&dir));
     let mut after = Vec::new();
@@ -291,6 +293,8 @@ async fn redis_down_gives_503_and_back_loses_nothing() {
         delivered.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
         after
     );
+    assert_eq!(b.wait_metric("ssehub_redis_up", |v| v == 1).await, 1);
+    assert_eq!(b.metric("ssehub_redis_late_events_total").await, 0);
     assert_eq!(
         delivered.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
         (0..5).map(|i| format!("after-{i}")).collect::<Vec<_>>()

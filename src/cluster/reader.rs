@@ -152,6 +152,7 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
     while hub.strong_count() > 0 {
         match step(&link, &mut conn, &mut state, &mut checked, &hub).await {
             Ok(()) => {
+                link.reader_up.store(true, Ordering::Relaxed);
                 if down {
                     tracing::info!("redis: reachable again; caught up from where this hub was");
                     down = false;
@@ -159,6 +160,7 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
                 backoff = BACKOFF_MIN;
             }
             Err(e) => {
+                link.reader_up.store(false, Ordering::Relaxed);
                 if !down {
                     tracing::warn!("{e}; retrying (streams stay open, publishes get 503)");
                     down = true;
@@ -227,6 +229,7 @@ async fn step(
     }
     let epoch = link.epoch();
     let round = state.round(conn, epoch.as_str()).await.map_err(failed)?;
+    link.late.store(state.merge.late(), Ordering::Relaxed);
     if !round.released.is_empty() {
         let Some(hub) = hub.upgrade() else {
             return Ok(());

@@ -320,6 +320,14 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> R
         s.history_bytes,
         u8::from(s.store_failed),
     );
+    let body = match s.redis {
+        Some((up, late)) => format!(
+            "{body}# HELP ssehub_redis_up 1 while this hub's reader reaches Redis (cluster mode).\n# TYPE ssehub_redis_up gauge\nssehub_redis_up {}\n\
+             # HELP ssehub_redis_late_events_total Events delivered late, out of order, because a Redis master's clock stepped back.\n# TYPE ssehub_redis_late_events_total counter\nssehub_redis_late_events_total {late}\n",
+            u8::from(up)
+        ),
+        None => body,
+    };
     (
         [(
             header::CONTENT_TYPE,

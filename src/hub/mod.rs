@@ -282,6 +282,9 @@ pub struct Stats {
     pub history_bytes: u64,
     /// A write to the history store failed; publishes are refused until a restart.
     pub store_failed: bool,
+    /// In cluster mode: whether this hub's reader reaches Redis, and the events it delivered
+    /// late (see [`Cluster::health`](crate::cluster::Cluster::health)). `None` otherwise.
+    pub redis: Option<(bool, u64)>,
 }
 
 impl Hub {
@@ -488,7 +491,23 @@ impl Hub {
             history_events: i.log.retained(),
             history_bytes: i.log.retained_bytes(),
             store_failed: i.store_failed.load(Ordering::Acquire),
+            redis: self.redis_health(),
         }
+    }
+}
+
+impl Hub {
+    #[cfg(feature = "cluster")]
+    fn redis_health(&self) -> Option<(bool, u64)> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(crate::cluster::Cluster::health)
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    fn redis_health(&self) -> Option<(bool, u64)> {
+        None
     }
 }
 
