@@ -9,8 +9,8 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::{Bytes, BytesMut};
@@ -278,39 +278,18 @@ pub(crate) fn per_address(app: &AppState, ip: IpAddr) -> Result<IpGuard, ApiErro
     })
 }
 
-/// `GET /events` on the axum side.
-pub(crate) async fn events(
+/// `GET /events`, `GET /event` and `GET /.well-known/mercure` on the axum side: the route is
+/// the path's (as the fast path finds it).
+pub(crate) async fn stream(
     State(app): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    RawQuery(query): RawQuery,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let query = query.as_deref().unwrap_or("");
-    let ask = StreamAsk::from_headers(StreamRoute::Events, query, &headers);
-    serve(&app, peer, &ask)
-}
-
-/// `GET /event` on the axum side.
-pub(crate) async fn event(
-    State(app): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let query = query.as_deref().unwrap_or("");
-    let ask = StreamAsk::from_headers(StreamRoute::Event, query, &headers);
-    serve(&app, peer, &ask)
-}
-
-/// `GET /.well-known/mercure` on the axum side.
-pub(crate) async fn mercure(
-    State(app): State<AppState>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let query = query.as_deref().unwrap_or("");
-    let ask = StreamAsk::from_headers(StreamRoute::Mercure, query, &headers);
+    let Some(route) = StreamRoute::at(uri.path()) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "not a stream route").into_response();
+    };
+    let ask = StreamAsk::from_headers(route, uri.query().unwrap_or(""), &headers);
     serve(&app, peer, &ask)
 }
 

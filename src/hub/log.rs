@@ -268,28 +268,9 @@ impl Log {
         t
     }
 
-    /// The ring of every event, for `*` and URI-template subscriptions. The first call starts
-    /// keeping it: it is filled with the events retained so far (once, under the publish lock;
-    /// about a millisecond per 10,000 events), and every publish from then on adds to it.
-    pub(crate) fn all(&self) -> Arc<TopicLog> {
-        let mut order = lock!(self.order);
-        if !order.keeps_all {
-            order.fill_all();
-        }
-        self.all.clone()
-    }
-
     /// The sequence number of the retained event whose publisher chose `id`.
     pub(crate) fn seq_of(&self, id: &str) -> Option<u64> {
         lock!(self.order).ids.get(id).copied()
-    }
-
-    /// The topics and privacy of a retained event, if the ring of every event is kept.
-    pub(crate) fn meta_of(&self, seq: u64) -> Option<Arc<Meta>> {
-        let ring = read!(self.all.ring);
-        let i = ring.after(seq);
-        let e = ring.entries.get(i.checked_sub(1)?)?;
-        (e.seq == seq).then(|| e.meta.clone()).flatten()
     }
 
     /// Wakes the readers of `touched`, and of every event. Always the latter: skipping it when

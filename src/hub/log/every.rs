@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use super::{Entry, Meta, Order};
+use super::{Entry, Log, Meta, Order, TopicLog};
+use crate::hub::locks::lock;
 use crate::hub::locks::{read, write};
 
 impl Order {
@@ -45,5 +46,26 @@ impl Order {
         all.evicted_up_to = all.evicted_up_to.max(oldest.saturating_sub(1));
         drop(all);
         self.keeps_all = true;
+    }
+}
+
+impl Log {
+    /// The ring of every event, for `*` and URI-template subscriptions. The first call starts
+    /// keeping it: it is filled with the events retained so far (once, under the publish lock;
+    /// about a millisecond per 10,000 events), and every publish from then on adds to it.
+    pub(crate) fn all(&self) -> Arc<TopicLog> {
+        let mut order = lock!(self.order);
+        if !order.keeps_all {
+            order.fill_all();
+        }
+        self.all.clone()
+    }
+
+    /// The topics and privacy of a retained event, if the ring of every event is kept.
+    pub(crate) fn meta_of(&self, seq: u64) -> Option<Arc<Meta>> {
+        let ring = read!(self.all.ring);
+        let i = ring.after(seq);
+        let e = ring.entries.get(i.checked_sub(1)?)?;
+        (e.seq == seq).then(|| e.meta.clone()).flatten()
     }
 }

@@ -8,6 +8,15 @@ use super::format::{decode_entry, BY_TOPIC, EVENTS, IDS, META, PRUNED};
 use crate::event::Topic;
 use crate::store::{ReadLimit, Replay, StoredEvent};
 
+/// A replay of nothing, its cursor at `upto` (or `after`, for an empty range).
+fn nothing_yet(after: u64, upto: u64) -> Replay {
+    Replay {
+        events: Vec::new(),
+        cursor: upto.max(after),
+        lost: false,
+    }
+}
+
 /// The events on `topics` in `after+1 ..= upto`, oldest first, within `limit`.
 pub(super) fn read_range(
     db: &Database,
@@ -17,11 +26,7 @@ pub(super) fn read_range(
     limit: ReadLimit,
 ) -> Result<Replay, redb::Error> {
     let max_events = limit.events.max(1);
-    let mut replay = Replay {
-        events: Vec::new(),
-        cursor: upto.max(after),
-        lost: false,
-    };
+    let mut replay = nothing_yet(after, upto);
     if upto <= after {
         return Ok(replay);
     }
@@ -95,11 +100,7 @@ pub(super) fn read_all(
     limit: ReadLimit,
 ) -> Result<Replay, redb::Error> {
     let max_events = limit.events.max(1);
-    let mut replay = Replay {
-        events: Vec::new(),
-        cursor: upto.max(after),
-        lost: false,
-    };
+    let mut replay = nothing_yet(after, upto);
     if upto <= after {
         return Ok(replay);
     }
