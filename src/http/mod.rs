@@ -174,7 +174,7 @@ impl AppState {
 /// page), `GET` and `POST /.well-known/mercure`
 /// (Mercure's subscribe and publish), `GET /.well-known/mercure/subscriptions[/..]` (with
 /// [`HttpConfig::mercure_subscriptions`]), `POST /publish`, `GET /`, `GET /healthz`,
-/// `GET /metrics`.
+/// `GET /readyz`, `GET /metrics`.
 ///
 /// ```no_run
 /// use ssehub::http::{router, HttpConfig};
@@ -208,6 +208,7 @@ pub(crate) fn routes(state: AppState) -> Router {
             get(active_subscriptions::api),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             cors::Gate::new(&state.config.cors_origins),
@@ -293,6 +294,16 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// `GET /readyz`: `200 ok` while the hub takes publishes, else `503` with the reason (see
+/// [`Hub::readiness`]), for load balancers; `/healthz` only says the process answers.
+async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    match app.hub.readiness() {
+        Ok(()) => "ok\n".into_response(),
+        Err(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
+            .into_response(),
     }
 }
 

@@ -60,6 +60,7 @@ mod config;
 mod locks;
 pub(crate) mod log;
 mod publish;
+mod ready;
 mod received;
 #[cfg(feature = "cluster")]
 mod relay;
@@ -77,6 +78,7 @@ use std::time::Duration;
 pub use crate::id::{Epoch, IdMatch};
 pub use config::HubConfig;
 pub use publish::{PublishError, Receipt};
+pub use ready::NotReady;
 pub use received::{Events, Gap, Received, ReceivedEvent};
 pub use request::SubscribeRequest;
 pub use stats::Stats;
