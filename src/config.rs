@@ -19,11 +19,20 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::event::{check_name, Topic};
 
+/// `ssehub --version`: the package version and the git commit it was built from (`unknown`
+/// when built outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SSEHUB_GIT_COMMIT"),
+    ")"
+);
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "ssehub",
-    version,
+    version = VERSION,
     about = "A Server-Sent Events hub: publish over HTTP, every listener gets every event.",
     propagate_version = true
 )]
@@ -47,6 +56,8 @@ pub enum Command {
     Listen(crate::client::ListenArgs),
     /// Publish one event, or every line read on standard input.
     Publish(crate::client::PublishArgs),
+    /// Check a config file as `serve --config FILE` reads it: prints "ok" (exit 0) or the reason (exit 1).
+    CheckConfig(ops::CheckConfigArgs),
 }
 
 /// `ssehub serve`.
@@ -344,6 +355,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_LOG_LEVEL", value_name = "LEVEL", default_value = "info",
           value_parser = ["error", "warn", "info", "debug", "trace"], help_heading = "Logs")]
     pub log_level: String,
+
+    /// Operations: log format, stream lifetime (src/config/ops.rs).
+    #[command(flatten)]
+    pub ops: ops::OpsArgs,
 }
 
 /// A duration: a whole number with an optional unit (s, m, h, d); bare numbers are seconds.
@@ -479,6 +494,7 @@ where
     Ok(Cli::from_arg_matches(&matches)?)
 }
 
+pub mod ops;
 mod settings;
 
 #[cfg(test)]

@@ -20,6 +20,13 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(&args),
         Command::Listen(args) => client::block_on(client::listen(&args)).map_err(Into::into),
         Command::Publish(args) => client::block_on(client::publish(&args)).map_err(Into::into),
+        Command::CheckConfig(args) => match config::ops::check_config(&args.file) {
+            Ok(()) => {
+                println!("ok");
+                Ok(())
+            }
+            Err(reason) => Err(anyhow::anyhow!("{}: {reason}", args.file.display())),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,19 +50,9 @@ fn bench(args: &ssehub::bench::BenchArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     http::raise_open_file_limit();
-    let level: tracing::Level = args.log_level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .init();
-
-    let http_config = args.http_config().map_err(anyhow::Error::msg)?;
+    args.init_logging().map_err(anyhow::Error::msg)?;
+    let http_config = args.check().map_err(anyhow::Error::msg)?;
     ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
-    if args.redis.is_some() && args.data_dir.is_some() {
-        anyhow::bail!(
-            "--redis and --data-dir cannot be used together: with --redis, Redis holds the history (docs/cluster.md)"
-        );
-    }
     let store = args.history_store()?;
     let builder = Hub::builder().config(args.hub_config()).store(store);
     let (builder, cluster) = join_cluster(builder, &args).await?;
@@ -92,6 +89,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {}
     }
+    args.log_start(
+        main.local_addr()?,
+        publish.as_ref().and_then(|l| l.local_addr().ok()),
+    );
     eprintln!("ssehub: listening on http://{}", main.local_addr()?);
 
     if args.stdin {

@@ -153,3 +153,97 @@ mod redis {
             && &answer == b"+PONG\r\n"
     }
 }
+
+/// Waits until the hub's stderr has a line for which `found` holds; returns it.
+async fn log_line(hub: &HubProcess, found: impl Fn(&str) -> bool) -> Option<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let line = hub
+            .stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| found(l))
+            .cloned();
+        if line.is_some() || Instant::now() > deadline {
+            return line;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn json_logs_with_a_start_line_and_nothing_per_event_at_info() {
+    let hub = HubProcess::start(&["--log-format", "json", "--max-clients", "1"]);
+    let _one = hub.subscribe("?topic=a").await.opened().await;
+    for i in 0..5 {
+        hub.publish_ok("?topic=a", &format!("e{i}")).await;
+    }
+    let refused = client()
+        .get(hub.url("/events?topic=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lines = hub.stderr.lock().unwrap().clone();
+    let mut started = None;
+    for line in &lines {
+        // The plain lines tools read ("ssehub: listening on http://...") stay as they were.
+        if line.starts_with("ssehub: ") {
+            continue;
+        }
+        let json: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(json["level"].is_string(), "{line}");
+        assert!(json["message"].is_string(), "{line}");
+        if json["message"] == "ssehub started" {
+            started = Some(json);
+        }
+    }
+    let started = started.unwrap_or_else(|| panic!("no start line in {lines:#?}"));
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["listen"], hub.addr.as_str());
+    assert_eq!(started["store"], "memory");
+    assert_eq!(started["max_clients"], 1);
+    assert!(started["protocols"].is_string(), "{started}");
+    assert!(
+        lines.len() < 8,
+        "a line per event or refusal at info: {lines:#?}"
+    );
+}
+
+#[tokio::test]
+async fn with_rust_log_debug_a_refusal_is_logged_with_its_reason() {
+    let mut cmd = HubProcess::command(&["--max-clients", "1", "--listen", "127.0.0.1:0"]);
+    cmd.env("RUST_LOG", "ssehub=debug");
+    let hub = HubProcess::spawn(cmd);
+    let _one = hub.subscribe("?topic=a").await.opened().await;
+    let refused = client()
+        .get(hub.url("/events?topic=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    let line = log_line(&hub, |l| l.contains("refused")).await;
+    let line = line.unwrap_or_else(|| panic!("no refusal logged: {}", hub.stderr_text()));
+    assert!(line.contains("DEBUG"), "{line}");
+    assert!(line.contains("status=503"), "{line}");
+    assert!(line.contains("the hub is full"), "{line}");
+    // Streams opening are there too, at debug.
+    assert!(log_line(&hub, |l| l.contains("stream opened"))
+        .await
+        .is_some());
+}
+
+#[test]
+fn a_bad_rust_log_is_refused_naming_it() {
+    let out = bare_command()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "ssehub=loud")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("RUST_LOG"), "{stderr}");
+}

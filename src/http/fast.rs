@@ -282,6 +282,7 @@ async fn write_all(
 /// A refusal's response head and body: its status, a one-line reason as `text/plain`, and
 /// `connection: close`.
 pub(crate) fn refusal_response(error: &ApiError, cors: Option<&str>) -> (String, String) {
+    error.log();
     let body = format!("{}\n", error.reason);
     let mut head = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n",

@@ -278,10 +278,17 @@ impl ApiError {
     pub(crate) fn bad_request(reason: impl ToString) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, reason.to_string())
     }
+
+    /// Every refusal is logged at debug as it is answered (axum's path and the fast path): at
+    /// info a flood of them would drown the log.
+    pub(crate) fn log(&self) {
+        tracing::debug!(status = self.status.as_u16(), reason = %self.reason, "refused");
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.log();
         let mut response = (self.status, format!("{}\n", self.reason)).into_response();
         if let Some(secs) = self.retry_after {
             response

@@ -368,6 +368,11 @@ impl Hub {
                 max: self.inner.slots.max(),
             });
         };
+        tracing::debug!(
+            topics = request.topics.len(),
+            clients = self.inner.slots.used(),
+            "stream opened"
+        );
         Ok(Subscription::new(self.inner.clone(), request, slot))
     }
 

@@ -267,6 +267,14 @@ impl Subscription {
     /// # }
     /// ```
     pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
+        let next = self.next_batch(out).await;
+        if let Err(end) = &next {
+            tracing::debug!(reason = %end, cursor = self.cursor, "stream ends");
+        }
+        next
+    }
+
+    async fn next_batch(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
         if let Some(id) = self.resolve.then(|| self.last_event_id.clone()).flatten() {
             // Cleared only once answered: a cancelled call asks again.
             let found = self.find_resume(&id).await;
@@ -463,6 +471,7 @@ mod losses;
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        tracing::debug!(cursor = self.cursor, "stream closed");
         for t in &self.topics {
             t.subscribers.fetch_sub(1, Ordering::Relaxed);
         }
