@@ -23,6 +23,24 @@ pub struct OpsArgs {
     #[arg(long, env = "SSEHUB_LOG_FORMAT", value_name = "text|json", default_value = "text",
           value_parser = ["text", "json"], help_heading = "Logs")]
     pub log_format: String,
+
+    /// End each stream after 80 to 100% of this (drawn per stream), cleanly: its client
+    /// resumes with Last-Event-ID and loses nothing, so after a deploy clients spread over the
+    /// new hubs (90s, 15m, 12h; a bare number is seconds). 0 or off: streams last.
+    #[arg(long, env = "SSEHUB_MAX_STREAM_AGE", value_name = "DURATION|off", default_value = "off",
+          value_parser = parse_stream_age, help_heading = "Streams")]
+    pub max_stream_age: StreamAge,
+}
+
+/// `--max-stream-age`: a duration, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamAge(pub Option<std::time::Duration>);
+
+fn parse_stream_age(s: &str) -> Result<StreamAge, String> {
+    match s.trim() {
+        "0" | "0s" | "0m" | "0h" | "0d" | "off" => Ok(StreamAge(None)),
+        _ => super::parse_duration(s).map(|age| StreamAge(Some(age))),
+    }
 }
 
 /// `ssehub check-config FILE`.
@@ -87,6 +105,7 @@ impl ServeArgs {
             history_bytes = self.history_bytes,
             max_body = self.max_body,
             heartbeat_secs = self.heartbeat,
+            max_stream_age_secs = self.ops.max_stream_age.0.map_or(0, |a| a.as_secs()),
             version = crate::config::VERSION,
             "ssehub started"
         );

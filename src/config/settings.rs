@@ -24,6 +24,7 @@ impl ServeArgs {
             max_topics_per_client: self.max_topics_per_client as usize,
             max_topics_per_event: self.max_topics_per_event as usize,
             batch_window: Duration::from_millis(self.batch_window),
+            max_stream_age: self.ops.max_stream_age.0,
         }
     }
 

@@ -116,6 +116,7 @@ const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
 ///     .max_topics_per_client(16)
 ///     .max_topics_per_event(8)
 ///     .batch_window(Duration::from_millis(10))
+///     .max_stream_age(Some(Duration::from_secs(3600)))
 ///     .build();
 /// assert_eq!(hub.config().max_clients, 500);
 /// // Or all at once, from a config:

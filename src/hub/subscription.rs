@@ -45,6 +45,10 @@ pub enum End {
     /// last id gets a `gap` (`other-history`), then the new history.
     #[error("the cluster's history was lost")]
     HistoryLost,
+    /// The stream reached its maximum age ([`HubConfig::max_stream_age`](super::HubConfig::max_stream_age)):
+    /// it resumes with its last event id, perhaps on another hub.
+    #[error("the stream reached its maximum age")]
+    MaxAge,
 }
 
 #[cfg(feature = "cluster")]
@@ -80,8 +84,8 @@ pub struct Subscription {
     pub(super) access: Access,
     /// It reads every event (a `*` or URI-template selector).
     reads_all: bool,
-    /// When the stream ends (its token's `exp`), and the timer that wakes it then. Boxed: most
-    /// streams have none, and every idle stream's size counts.
+    /// When the stream ends (its token's `exp`, or its maximum age), and the timer that wakes it
+    /// then. Boxed: most streams have none, and every idle stream's size counts.
     expiry: Option<Box<Expiry>>,
     /// `last_event_id` may be a publisher's id that left memory: look it up in the store
     /// before the first read.
@@ -188,7 +192,7 @@ impl Subscription {
             },
         };
         let seen_tick = hub.heartbeat_tick.load(Ordering::Acquire);
-        let expiry = request.expires_at.map(|at| Expiry::new(at, &notify));
+        let expiry = Expiry::first(request.expires_at, hub.config.max_stream_age, &notify);
         Subscription {
             last_event_id: request.last_event_id,
             hub,
@@ -304,8 +308,8 @@ impl Subscription {
             }
         }
         loop {
-            if self.expiry.as_ref().is_some_and(|e| e.at <= Instant::now()) {
-                return Err(End::Expired);
+            if let Some(end) = self.expiry.as_ref().and_then(|e| e.due()) {
+                return Err(end);
             }
             if let Some(upto) = self.from_store.take() {
                 let events = self.read_store(upto, out).await?;
@@ -354,7 +358,7 @@ impl Subscription {
                 self.last_sent = Instant::now();
                 return Ok(());
             }
-            // Woken by a publish, shutdown, the hub's heartbeat tick, or the token's expiry.
+            // Woken by a publish, shutdown, the hub's heartbeat tick, or the stream's end time.
             self.notify.notified().await;
         }
     }
