@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                 println!("ok");
                 Ok(())
             }
-            Err(reason) => Err(anyhow::anyhow!("{}: {reason}", args.file.display())),
+            Err(reason) => Err(anyhow::Error::msg(reason)),
         },
     };
     match result {

@@ -247,3 +247,97 @@ fn a_bad_rust_log_is_refused_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("RUST_LOG"), "{stderr}");
 }
+
+#[test]
+fn version_names_the_git_commit() {
+    let out = bare_command().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let commit = head.unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        text.trim(),
+        format!("ssehub {} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// `ssehub check-config` on a file with this text: exit code, stdout, stderr.
+fn check_config(text: &str) -> (Option<i32>, String, String) {
+    let file = std::env::temp_dir().join(format!(
+        "ssehub-check-{}-{}.toml",
+        std::process::id(),
+        text.len()
+    ));
+    std::fs::write(&file, text).unwrap();
+    let out = bare_command()
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_says_ok_or_the_reason() {
+    let (code, out, _) =
+        check_config("max-clients = 500\nlog-format = \"json\"\nmax-stream-age = \"30m\"\n");
+    assert_eq!((code, out.as_str()), (Some(0), "ok\n"));
+    for (text, named) in [
+        ("max-clientz = 5\n", "max-clientz"),
+        ("max-clients = 0\n", "max-clients"),
+        ("max-clients = \"many\"\n", "max-clients"),
+        ("log-format = \"xml\"\n", "log-format"),
+        ("max-stream-age = \"soon\"\n", "max-stream-age"),
+        ("[serve]\nmax-clients = 5\n", "serve"),
+        ("max-clients = 5\nmax-clients = 6\n", "max-clients"),
+        (
+            "redis = \"redis://127.0.0.1:6379\"\ndata-dir = \"/tmp/x\"\n",
+            "--redis and --data-dir",
+        ),
+        (
+            "subscribers-need-token = true\n",
+            "--subscribers-need-token",
+        ),
+    ] {
+        let (code, out, err) = check_config(text);
+        assert_eq!(code, Some(1), "{text:?}: {out} {err}");
+        assert!(out.is_empty(), "{text:?}: {out}");
+        assert!(err.contains(named), "{text:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+    let missing = bare_command()
+        .args(["check-config", "/nonexistent/ssehub.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+/// The file the Debian package installs as /etc/ssehub/ssehub.toml.
+#[test]
+fn the_packaged_config_file_checks() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/ssehub.toml");
+    let out = bare_command()
+        .args(["check-config", file])
+        .output()
+        .unwrap();
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(0), "ok\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

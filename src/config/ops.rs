@@ -136,7 +136,7 @@ fn log_filter(level: &str, rust_log: Option<&str>) -> Result<EnvFilter, String> 
 ///
 /// # Errors
 ///
-/// The first problem, on one line.
+/// The first problem, on one line, naming the file.
 pub fn check_config(file: &std::path::Path) -> Result<(), String> {
     let args = [
         "ssehub".into(),
@@ -144,14 +144,18 @@ pub fn check_config(file: &std::path::Path) -> Result<(), String> {
         "--config".into(),
         file.as_os_str().to_owned(),
     ];
+    let in_file = |reason: String| format!("{}: {reason}", file.display());
     let cli = load(args).map_err(|e| match e {
-        ConfigError::Cli(e) => first_line(&e.render().to_string()),
-        e => first_line(&e.to_string()),
+        ConfigError::Cli(e) => in_file(first_line(&e.render().to_string())),
+        // These name the file already, as `--config FILE: ...`.
+        e => first_line(&e.to_string())
+            .trim_start_matches("--config ")
+            .to_string(),
     })?;
     let Command::Serve(serve) = cli.command else {
-        return Err("not a serve configuration".into());
+        return Err(in_file("not a serve configuration".into()));
     };
-    serve.check().map(|_| ())
+    serve.check().map(|_| ()).map_err(in_file)
 }
 
 /// clap's message without its usage and hints.
