@@ -520,4 +520,9 @@ async fn a_full_disk_refuses_publishes_and_shows_nothing_unacknowledged() {
     let health = client().get(hub.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(hub.metric("ssehub_history_store_failed").await, 1);
+    // Load balancers are told too: alive, but no longer ready for publishes.
+    let ready = client().get(hub.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.text().await.unwrap();
+    assert!(reason.contains("history store failed"), "{reason}");
 }
