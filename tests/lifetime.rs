@@ -1,5 +1,6 @@
-//! `--max-stream-age`: streams end cleanly after 80 to 100% of it, and a client that resumes
-//! with `Last-Event-ID` while events keep coming gets every event exactly once.
+//! `--max-stream-age`: streams end cleanly after 80 to 100% of it (plus scheduling slack on a
+//! busy machine), and a client that resumes with `Last-Event-ID` while events keep coming gets
+//! every event exactly once.
 
 mod common;
 
@@ -27,7 +28,7 @@ async fn streams_end_cleanly_between_80_and_100_percent_of_the_age() {
     let ends = futures_util::future::join_all((0..8).map(|_| lifetime(&hub))).await;
     for (lasted, body) in &ends {
         assert!(
-            *lasted >= Duration::from_millis(800) && *lasted <= Duration::from_millis(1500),
+            *lasted >= Duration::from_millis(800) && *lasted <= Duration::from_millis(1750),
             "a stream lasted {lasted:?}"
         );
         // The chunked body's last chunk: an end, not a cut connection.
