@@ -31,7 +31,14 @@ fn main() -> ExitCode {
 }
 
 fn bench(args: &ssehub::bench::BenchArgs) -> anyhow::Result<()> {
+    if let Some(ssehub::bench::BenchMode::Compare(compare)) = &args.mode {
+        print!("{}", ssehub::bench::compare::run(compare)?);
+        return Ok(());
+    }
     let report = ssehub::bench::run(args)?;
+    if let Some(path) = &args.plot {
+        ssehub::bench::plot::write_report(&report, path)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

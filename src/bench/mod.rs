@@ -18,11 +18,14 @@
 //! ```
 
 mod args;
+pub mod compare;
 pub mod http1;
 mod mercure;
+pub mod plot;
 mod publishers;
 mod report;
 mod subscribers;
+mod timeline;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -35,10 +38,12 @@ use tokio::sync::Semaphore;
 
 pub use args::BenchArgs;
 use args::Targets;
+pub use compare::{BenchMode, CompareArgs};
 use mercure::{plan, Plan};
 use publishers::{publisher, PublishJob};
-pub use report::Report;
+pub use report::{Percentiles, Report};
 use subscribers::subscriber;
+pub use timeline::Timeline;
 
 /// The bench could not run.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +175,7 @@ async fn bench(args: BenchArgs, plan: Plan, extra_headers: String) -> Result<Rep
         publish_denied: Mutex::new(None),
         stop_publishing: AtomicBool::new(false),
     });
+    let timeline = timeline::Recorder::start(shared.clone());
     let progress = args.progress || std::io::stderr().is_terminal();
     let hub_before = args.pid.map(report::ProcessSample::of);
     let bench_cpu_before = report::self_cpu_seconds();
@@ -273,6 +279,7 @@ async fn bench(args: BenchArgs, plan: Plan, extra_headers: String) -> Result<Rep
         publish_end,
         hub: (hub_before, hub_connected, hub_after),
         bench_cpu: report::self_cpu_seconds() - bench_cpu_before,
+        timeline: timeline.finish(),
     }))
 }
 
