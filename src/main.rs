@@ -31,8 +31,8 @@ fn main() -> ExitCode {
 }
 
 fn bench(args: &ssehub::bench::BenchArgs) -> anyhow::Result<()> {
-    if let Some(ssehub::bench::BenchMode::Compare(compare)) = &args.mode {
-        print!("{}", ssehub::bench::compare::run(compare)?);
+    if let Some(mode) = &args.mode {
+        print!("{}", mode.run()?);
         return Ok(());
     }
     let report = ssehub::bench::run(args)?;

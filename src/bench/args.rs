@@ -247,7 +247,8 @@ pub struct BenchArgs {
     )]
     pub label: Option<String>,
 
-    /// `ssehub bench compare A.json B.json ...`: compare recorded runs instead of running one.
+    /// `ssehub bench compare A.json B.json ...` or `ssehub bench plot RUN.json FILE.svg`: recorded
+    /// runs instead of a new one.
     #[command(subcommand)]
     pub mode: Option<super::BenchMode>,
 }

@@ -23,6 +23,35 @@ pub enum BenchMode {
     /// Compare recorded runs (`ssehub bench --json > FILE`): prints each one's ratios to the
     /// first, and with --plot draws them side by side.
     Compare(CompareArgs),
+    /// Draw one recorded run's chart (latency distribution and timeline), as --plot draws the
+    /// run just made.
+    Plot(PlotArgs),
+}
+
+/// `ssehub bench plot` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    /// A report written by `ssehub bench --json`.
+    #[arg(value_name = "RUN.json")]
+    pub file: PathBuf,
+
+    /// Where to write the chart.
+    #[arg(value_name = "FILE.svg")]
+    pub svg: PathBuf,
+}
+
+impl BenchMode {
+    /// Runs the mode: what to print on success.
+    pub fn run(&self) -> Result<String, CompareError> {
+        match self {
+            BenchMode::Compare(args) => run(args),
+            BenchMode::Plot(args) => {
+                let svg = plot::run_svg(&Run::load(&args.file)?)?;
+                plot::write(&args.svg, &svg)?;
+                Ok(String::new())
+            }
+        }
+    }
 }
 
 /// `ssehub bench compare` flags.

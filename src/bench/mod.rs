@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 
 pub use args::BenchArgs;
 use args::Targets;
-pub use compare::{BenchMode, CompareArgs};
+pub use compare::{BenchMode, CompareArgs, PlotArgs};
 use mercure::{plan, Plan};
 use publishers::{publisher, PublishJob};
 pub use report::{Percentiles, Report};
