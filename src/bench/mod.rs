@@ -8,6 +8,9 @@
 //! by our chunked decoder and our event-stream parser without allocating per event, so the bench
 //! stays lighter than what it measures.
 //!
+//! The report also keeps the latency distributions and a timeline (counters read every 100 ms),
+//! which [`plot`] draws as SVG (`--plot`); [`compare`] sets recorded reports side by side.
+//!
 //! ```no_run
 //! use clap::Parser;
 //! #[derive(Parser)]

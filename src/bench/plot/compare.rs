@@ -12,6 +12,37 @@ use crate::bench::compare::Run;
 const WIDTH: u32 = 1200;
 const BARS_HEIGHT: u32 = 420;
 const CDF_HEIGHT: u32 = 440;
+const LEGEND_HEIGHT: u32 = 28;
+
+/// One line under the title: each run's colour and name, in order (the first is the baseline).
+fn run_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    names: &[&str],
+) -> Result<(), ChartError> {
+    let mut x = 20;
+    for (i, name) in names.iter().enumerate() {
+        area.draw(&Rectangle::new([(x, 8), (x + 14, 22)], color(i).filled()))?;
+        let text = if i == 0 {
+            format!("{name} (baseline)")
+        } else {
+            name.to_string()
+        };
+        x += 20;
+        area.draw(&Text::new(text.clone(), (x, 8), (FONT, LABEL)))?;
+        // The naive font's width estimate: about 0.55 em per character.
+        x += (text.chars().count() as f64 * LABEL as f64 * 0.55) as i32 + 24;
+    }
+    Ok(())
+}
+
+/// `name`, cut with an ellipsis to about `chars` characters.
+fn fit(name: &str, chars: usize) -> String {
+    if name.chars().count() <= chars {
+        return name.to_string();
+    }
+    let cut: String = name.chars().take(chars.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
 
 /// One bar chart: its title, the y axis, and each run's value (None: not measured).
 struct Bars {
@@ -62,6 +93,7 @@ pub fn compare_svg(runs: &[Run]) -> Result<String, ChartError> {
     .collect();
 
     let height = 60
+        + LEGEND_HEIGHT
         + if bars.is_empty() { 0 } else { BARS_HEIGHT }
         + if cdfs.is_empty() { 0 } else { CDF_HEIGHT };
     let mut svg = String::new();
@@ -69,14 +101,21 @@ pub fn compare_svg(runs: &[Run]) -> Result<String, ChartError> {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let names: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+        let joined = names.join(" vs ");
         let title = match names.first() {
-            Some(base) => format!(
-                "ssehub bench compare: {} (ratios to {base})",
-                names.join(" vs ")
-            ),
+            // Many or long names would run off the page: they are in the legend below anyway.
+            Some(base) if joined.len() > 70 => {
+                format!(
+                    "ssehub bench compare: {} runs (ratios to {base})",
+                    names.len()
+                )
+            }
+            Some(base) => format!("ssehub bench compare: {joined} (ratios to {base})"),
             None => "ssehub bench compare".into(),
         };
         let root = root.titled(&title, (FONT, TITLE + 2))?;
+        let (legend, root) = root.split_vertically(LEGEND_HEIGHT);
+        run_legend(&legend, &names)?;
         let (bar_area, cdf_area) = if bars.is_empty() {
             root.split_vertically(0)
         } else {
@@ -116,6 +155,9 @@ fn bar_panel<DB: DrawingBackend>(
     names: &[&str],
 ) -> Result<(), ChartError> {
     let n = bars.values.len();
+    // Each bar's name under it, cut to its slot (the legend above has them whole).
+    let slot = (area.dim_in_pixel().0.saturating_sub(100)) as f64 / n.max(1) as f64;
+    let chars = (slot / ((LABEL - 1) as f64 * 0.55)) as usize;
     let top = bars.values.iter().flatten().copied().fold(1.0, f64::max) * 1.25;
     let base = bars.values.first().copied().flatten();
     let mut chart = ChartBuilder::on(area)
@@ -131,7 +173,7 @@ fn bar_panel<DB: DrawingBackend>(
         .y_desc(bars.y_desc)
         .y_label_formatter(&|v| human(*v))
         .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => names.get(*i).map_or(String::new(), |s| s.to_string()),
+            SegmentValue::CenterOf(i) => names.get(*i).map_or(String::new(), |s| fit(s, chars)),
             _ => String::new(),
         })
         .label_style((FONT, LABEL - 1))

@@ -60,21 +60,35 @@ fn timeline_panels<DB: DrawingBackend>(
         empty_panel(rates, "Throughput per 100 ms", "no timeline in this report")?;
         return empty_panel(streams, "Open streams", "no timeline in this report");
     }
-    let secs: Vec<f64> = t.t_ms.iter().map(|&ms| ms as f64 / 1000.0).collect();
+    // Samples as (end ms, deliveries, publishes); the last one (taken when the run ended) is
+    // folded into the one before if it is short, so a few ms do not show as a spike.
+    let mut samples: Vec<(u64, u64, u64)> = Vec::with_capacity(t.t_ms.len());
+    for (i, &end) in t.t_ms.iter().enumerate() {
+        let (d, p) = (
+            t.deliveries.get(i).copied().unwrap_or(0),
+            t.published.get(i).copied().unwrap_or(0),
+        );
+        match samples.last_mut() {
+            Some(last)
+                if i + 1 == t.t_ms.len() && end.saturating_sub(last.0) < t.interval_ms / 2 =>
+            {
+                *last = (end, last.1 + d, last.2 + p);
+            }
+            _ => samples.push((end, d, p)),
+        }
+    }
     // Each sample counts since the previous one: divide by the time that really passed.
-    let per_second = |counts: &[u64]| -> Vec<f64> {
-        (0..counts.len())
-            .map(|i| {
-                let dt_ms = match i {
-                    0 => t.interval_ms.max(1),
-                    _ => t.t_ms[i].saturating_sub(t.t_ms[i - 1]).max(1),
-                };
-                counts.get(i).copied().unwrap_or(0) as f64 * 1000.0 / dt_ms as f64
-            })
-            .collect()
-    };
-    let deliveries = per_second(&t.deliveries);
-    let published = per_second(&t.published);
+    let mut start = samples
+        .first()
+        .map_or(0, |s| s.0.saturating_sub(t.interval_ms));
+    let (mut secs, mut deliveries, mut published) = (Vec::new(), Vec::new(), Vec::new());
+    for &(end, d, p) in &samples {
+        let dt_s = end.saturating_sub(start).max(1) as f64 / 1000.0;
+        secs.push(end as f64 / 1000.0);
+        deliveries.push(d as f64 / dt_s);
+        published.push(p as f64 / dt_s);
+        start = end;
+    }
     let x_end = secs.last().copied().unwrap_or(1.0).max(0.1);
     let top = |v: &[f64]| v.iter().copied().fold(1.0, f64::max) * 1.1;
 
