@@ -242,3 +242,33 @@ fn compare_refuses_files_that_are_not_bench_reports() {
     let mixed = ssehub(&["bench", "--subscribers", "3", "compare", "a.json"]);
     assert_eq!(mixed.status.code(), Some(2));
 }
+
+#[test]
+fn a_report_recorded_before_the_charts_still_compares_and_plots() {
+    // Recorded in the repo by an older bench: percentiles only, no timeline or distributions.
+    let old = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/bench/results/issue12/native-exact-1.json"
+    );
+    let dir = scratch("old");
+    let svg = dir.join("old.svg");
+    let out = ssehub(&["bench", "plot", old, svg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let texts = svg_texts(&svg);
+    assert_has(
+        &texts,
+        &[
+            "ssehub bench: native-exact-1 (1000 streams, 2000 events published, 0 lost)",
+            "delivery latency CDF",
+            "no timeline in this report",
+        ],
+    );
+    let out = ssehub(&["bench", "compare", old, old]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(stdout.matches("1.00x").count(), 6, "{stdout}");
+}
