@@ -237,6 +237,14 @@ fn compare_refuses_files_that_are_not_bench_reports() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr.contains("missing.json: cannot read it"), "{stderr}");
+    // A chart that could not be written is refused before the run.
+    let out = ssehub(&["bench", "--plot", "/nonexistent-dir/run.svg"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--plot /nonexistent-dir/run.svg: no directory"),
+        "{stderr}"
+    );
     // No file at all is a usage error, and bench flags do not mix with compare.
     assert_eq!(ssehub(&["bench", "compare"]).status.code(), Some(2));
     let mixed = ssehub(&["bench", "--subscribers", "3", "compare", "a.json"]);

@@ -134,6 +134,10 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
             )));
         }
     }
+    if let Some(path) = &args.plot {
+        // Found out now, not after a long run.
+        plot::check_writable(path).map_err(BenchError::Flag)?;
+    }
     let mut extra_headers = plan.auth_header.clone();
     for h in &args.headers {
         if !h.contains(':') || h.contains(['\r', '\n']) {

@@ -44,6 +44,23 @@ pub fn write(path: &Path, svg: &str) -> Result<(), ChartError> {
     std::fs::write(path, svg).map_err(|e| ChartError::Write(path.into(), e))
 }
 
+/// Whether a chart could be written at `path`: its directory exists (the reason if not).
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(format!(
+            "--plot {}: no directory {} to write it in",
+            path.display(),
+            dir.display()
+        ))
+    }
+}
+
 /// Draws the chart of a run just measured into `path` (`ssehub bench --plot`).
 pub fn write_report(report: &Report, path: &Path) -> Result<(), ChartError> {
     write(path, &run_svg(&Run::from_report(report))?)
