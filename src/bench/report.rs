@@ -440,3 +440,29 @@ impl Report {
         t
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cdf_rises_to_the_largest_sample() {
+        let mut h = super::super::histogram();
+        for us in 1..=10_000 {
+            h.record(us).unwrap();
+        }
+        let points = cdf(&h);
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[0][0] < w[1][0] && w[0][1] < w[1][1]),
+            "{points:?}"
+        );
+        assert_eq!(points.last().unwrap()[1], 1.0);
+        assert_eq!(points.last().unwrap()[0], h.max() as f64 / 1000.0);
+        // The median is where half the samples are: 5 ms, to the histogram's precision.
+        let median = points.iter().find(|p| p[1] >= 0.5).unwrap()[0];
+        assert!((median - 5.0).abs() < 0.01, "{median}");
+        assert!(cdf(&super::super::histogram()).is_empty());
+    }
+}
