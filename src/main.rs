@@ -38,7 +38,14 @@ fn main() -> ExitCode {
 }
 
 fn bench(args: &ssehub::bench::BenchArgs) -> anyhow::Result<()> {
+    if let Some(mode) = &args.mode {
+        print!("{}", mode.run()?);
+        return Ok(());
+    }
     let report = ssehub::bench::run(args)?;
+    if let Some(path) = &args.plot {
+        ssehub::bench::plot::write_report(&report, path)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
