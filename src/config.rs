@@ -344,6 +344,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_LOG_LEVEL", value_name = "LEVEL", default_value = "info",
           value_parser = ["error", "warn", "info", "debug", "trace"], help_heading = "Logs")]
     pub log_level: String,
+
+    /// The upstream relay (`--upstream`).
+    #[command(flatten)]
+    pub upstream: upstream::UpstreamArgs,
 }
 
 /// A duration: a whole number with an optional unit (s, m, h, d); bare numbers are seconds.
@@ -480,6 +484,8 @@ where
 }
 
 mod settings;
+mod upstream;
+pub use upstream::UpstreamArgs;
 
 #[cfg(test)]
 mod tests;

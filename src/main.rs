@@ -49,7 +49,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
 
-    let http_config = args.http_config().map_err(anyhow::Error::msg)?;
+    let mut http_config = args.http_config().map_err(anyhow::Error::msg)?;
     ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
     if args.redis.is_some() && args.data_dir.is_some() {
         anyhow::bail!(
@@ -102,6 +102,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let reader = tokio::io::BufReader::new(tokio::io::stdin());
         tokio::spawn(feed::lines(reader, hub.clone(), template));
     }
+
+    let relays = ssehub::upstream::spawn(&hub, &args.upstream.upstream, args.upstream.options());
+    http_config
+        .extra_metrics
+        .add(move |out| relays.render_metrics(out));
 
     let listeners = http::Listeners { main, publish };
     http::serve(listeners, hub, http_config, shutdown_signal()).await?;
