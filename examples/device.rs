@@ -162,10 +162,10 @@ async fn fan_out(device: Arc<Device>, mut frames: mpsc::Receiver<Bytes>) {
         }
         if dropped > 0 {
             let in_use = table.iter().flatten().count();
-            eprintln!(
-                "device: stream dropped ({in_use} of {} slots in use)",
+            log(format_args!(
+                "stream dropped ({in_use} of {} slots in use)",
                 table.len()
-            );
+            ));
             dropped = 0;
         }
     }
@@ -207,10 +207,10 @@ async fn open_stream(device: &Device, mut socket: TcpStream) {
     .await;
     if matches!(opened, Ok(Ok(()))) {
         table[free] = Some(socket);
-        eprintln!(
-            "device: stream opened ({clients} of {} slots in use)",
+        log(format_args!(
+            "stream opened ({clients} of {} slots in use)",
             table.len()
-        );
+        ));
     }
 }
 
@@ -244,4 +244,10 @@ async fn respond(mut socket: TcpStream, status: &str, content_type: &str, body: 
         socket.shutdown().await
     })
     .await;
+}
+
+/// A line on stderr; one nobody reads any more is left out (`eprintln!` would panic).
+fn log(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "device: {line}");
 }
