@@ -126,7 +126,10 @@ pub struct HttpConfig {
 /// config.extra_metrics.add(|out| out.push_str("my_gauge 1\n"));
 /// ```
 #[derive(Clone, Default)]
-pub struct ExtraMetrics(Vec<Arc<dyn Fn(&mut String) + Send + Sync>>);
+pub struct ExtraMetrics(Vec<MetricsSource>);
+
+/// One source of [`ExtraMetrics`].
+type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 impl ExtraMetrics {
     /// Adds a source.
