@@ -18,6 +18,9 @@ use crate::parse::{Frame, Parser};
 /// The reconnection time until a stream says `retry:` (what browsers use).
 pub(crate) const DEFAULT_RETRY: Duration = Duration::from_secs(3);
 
+/// The shortest wait between two connections.
+const MIN_WAIT: Duration = Duration::from_millis(100);
+
 /// How one connection ended, or why it did not open.
 #[derive(Debug)]
 pub(crate) enum Outcome {
@@ -182,11 +185,12 @@ impl Reconnect {
     /// How long to wait after `outcome`; `None` for an outcome not to come back after.
     pub(crate) fn wait(&mut self, outcome: &Outcome) -> Option<Duration> {
         // Errors back off from the stream's own reconnection time.
-        self.backoff.base = self.retry.max(Duration::from_millis(100));
+        self.backoff.base = self.retry.max(MIN_WAIT);
         match outcome {
             Outcome::Ended => {
                 self.backoff.reset();
-                Some(self.retry)
+                // Never at once: a server that says `retry: 0` and closes would be hammered.
+                Some(self.retry.max(MIN_WAIT))
             }
             Outcome::Failed(_) => Some(self.backoff.next()),
             Outcome::Busy(_, after) => Some(after.unwrap_or_else(|| self.backoff.next())),
@@ -223,5 +227,7 @@ mod tests {
         let backoff = r.wait(&Outcome::Failed(String::new())).unwrap();
         assert!(backoff >= Duration::from_millis(750) && backoff <= Duration::from_millis(1500));
         assert_eq!(r.wait(&Outcome::Refused(String::new())), None);
+        r.retry = Duration::ZERO;
+        assert_eq!(r.wait(&Outcome::Ended), Some(MIN_WAIT));
     }
 }

@@ -18,7 +18,8 @@ use crate::upstream::{Upstream, UpstreamOptions};
 pub struct UpstreamArgs {
     /// Relay a remote event stream into a topic: TOPIC=URL (plain http://; for a device,
     /// http://DEVICE/event). Repeat for more; the env twin takes a comma-separated list and the
-    /// config file an array. The hub gives relayed events ids of its own.
+    /// config file an array (a comma in a URL is written %2C). The hub gives relayed events
+    /// ids of its own.
     #[arg(
         long,
         env = "SSEHUB_UPSTREAM",
