@@ -359,6 +359,10 @@ pub struct ServeArgs {
     /// Operations: log format, stream lifetime (src/config/ops.rs).
     #[command(flatten)]
     pub ops: ops::OpsArgs,
+
+    /// The upstream relay (`--upstream`).
+    #[command(flatten)]
+    pub upstream: upstream::UpstreamArgs,
 }
 
 /// A duration: a whole number with an optional unit (s, m, h, d); bare numbers are seconds.
@@ -496,6 +500,8 @@ where
 
 pub mod ops;
 mod settings;
+mod upstream;
+pub use upstream::UpstreamArgs;
 
 #[cfg(test)]
 mod tests;

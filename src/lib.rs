@@ -74,6 +74,8 @@ mod id;
 pub mod parse;
 pub mod selector;
 pub mod store;
+#[cfg(feature = "cli")]
+pub mod upstream;
 
 pub use event::EventError;
 pub use event::{Event, Topic};

@@ -58,7 +58,7 @@ fn bench(args: &ssehub::bench::BenchArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     http::raise_open_file_limit();
     args.init_logging().map_err(anyhow::Error::msg)?;
-    let http_config = args.check().map_err(anyhow::Error::msg)?;
+    let mut http_config = args.check().map_err(anyhow::Error::msg)?;
     ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
     let store = args.history_store()?;
     let builder = Hub::builder().config(args.hub_config()).store(store);
@@ -110,6 +110,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let reader = tokio::io::BufReader::new(tokio::io::stdin());
         tokio::spawn(feed::lines(reader, hub.clone(), template));
     }
+
+    let relays = ssehub::upstream::spawn(&hub, &args.upstream.upstream, args.upstream.options());
+    http_config
+        .extra_metrics
+        .add(move |out| relays.render_metrics(out));
 
     let listeners = http::Listeners { main, publish };
     http::serve(listeners, hub, http_config, shutdown_signal()).await?;

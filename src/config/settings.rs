@@ -90,6 +90,7 @@ impl ServeArgs {
             max_pending_connections: self.max_pending_connections as usize,
             max_pending_per_ip: self.max_pending_per_ip as usize,
             event_topic: self.event_topic.clone(),
+            extra_metrics: crate::http::ExtraMetrics::default(),
         })
     }
 }

@@ -114,6 +114,34 @@ pub struct HttpConfig {
     /// # Ok::<(), ssehub::EventError>(())
     /// ```
     pub event_topic: Topic,
+    /// More lines for `GET /metrics`, from what runs beside the hub (the upstream relay).
+    pub extra_metrics: ExtraMetrics,
+}
+
+/// Sources of more `GET /metrics` lines: each appends Prometheus text when the page is built.
+/// The upstream relay adds its state this way; the HTTP layer knows nothing of it.
+///
+/// ```
+/// let mut config = ssehub::http::HttpConfig::default();
+/// config.extra_metrics.add(|out| out.push_str("my_gauge 1\n"));
+/// ```
+#[derive(Clone, Default)]
+pub struct ExtraMetrics(Vec<MetricsSource>);
+
+/// One source of [`ExtraMetrics`].
+type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+impl ExtraMetrics {
+    /// Adds a source.
+    pub fn add(&mut self, source: impl Fn(&mut String) + Send + Sync + 'static) {
+        self.0.push(Arc::new(source));
+    }
+}
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExtraMetrics({} sources)", self.0.len())
+    }
 }
 
 impl Default for HttpConfig {
@@ -132,6 +160,7 @@ impl Default for HttpConfig {
             max_pending_connections: 4096,
             max_pending_per_ip: 1024,
             event_topic: Topic::default_topic(),
+            extra_metrics: ExtraMetrics::default(),
         }
     }
 }
@@ -346,6 +375,10 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> R
         ),
         None => body,
     };
+    let mut body = body;
+    for source in &app.config.extra_metrics.0 {
+        source(&mut body);
+    }
     (
         [(
             header::CONTENT_TYPE,

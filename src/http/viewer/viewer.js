@@ -8,7 +8,7 @@ const params = new URLSearchParams(location.search);
 const topics = params.getAll("topic").filter((t) => t !== "");
 if (topics.length === 0) topics.push("default");
 // EventSource has no wildcard: named events beyond these need ?event=NAME on the page's URL.
-const names = ["status", ...params.getAll("event").filter((n) => n && n !== "message" && n !== "gap" && n !== "status")];
+const names = ["status", "upstream", ...params.getAll("event").filter((n) => n && n !== "message" && n !== "gap" && n !== "status" && n !== "upstream")];
 // The newest events shown on open, like `tail -n` (?tail=N on the page; 100 by default).
 const tailParam = Number.parseInt(params.get("tail") ?? "", 10);
 const tail = Number.isFinite(tailParam) && tailParam >= 0 ? tailParam : 100;
@@ -121,6 +121,7 @@ function receive(topic, name, e) {
   const record = { time: new Date(), topics: [topic], name, id: e.lastEventId, data: e.data, kind: name === "status" ? "status" : "event" };
   if (record.id) seen.set(record.id, record);
   if (name === "status") showStatus(e.data, record.time);
+  if (name === "upstream") showUpstream(topic, e.data);
   enqueue(record);
 }
 
@@ -372,3 +373,18 @@ $("js-listen").textContent =
   "source.addEventListener(\"status\", (e) => console.log(\"status\", e.data));";
 
 for (const t of topics) connect(t);
+
+// ---- the relay's state (`--upstream`): its `upstream` events, one line per topic ----
+
+const upstreams = new Map(); // topic -> text
+function showUpstream(topic, data) {
+  let text = data;
+  try {
+    const u = JSON.parse(data);
+    text = u.url + (u.connected ? " connected" : " down" + (u.error ? " (" + u.error + ")" : "")) +
+      ", " + u.reconnects + " reconnects, " + u.events + " events relayed";
+  } catch (_) { /* not JSON: as it is */ }
+  upstreams.set(topic, topic + ": " + text);
+  $("upstream").textContent = [...upstreams.values()].join("; ");
+  $("upstream-line").hidden = false;
+}
