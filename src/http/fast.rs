@@ -197,6 +197,7 @@ async fn stream_events(
         {
             return;
         }
+        subscription.delivered(batch.iter().map(Bytes::len).sum());
         batch.clear();
         // A burst can leave a big vector behind; idle streams should hold nothing.
         if batch.capacity() > 64 {

@@ -21,6 +21,7 @@ mod cors;
 mod fast;
 mod jwt;
 mod message_end;
+mod metrics;
 mod one_request;
 mod pages;
 mod pending;
@@ -40,6 +41,9 @@ use axum::Router;
 
 pub use cors::check_origin;
 pub use jwt::{JwtAlg, JwtKey};
+pub use metrics::ExtraMetrics;
+/// The metrics crate `/metrics` is rendered with, for [`ExtraMetrics::add_collector`].
+pub use prometheus_client;
 pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
 
 use crate::event::Topic;
@@ -118,32 +122,6 @@ pub struct HttpConfig {
     pub extra_metrics: ExtraMetrics,
 }
 
-/// Sources of more `GET /metrics` lines: each appends Prometheus text when the page is built.
-/// The upstream relay adds its state this way; the HTTP layer knows nothing of it.
-///
-/// ```
-/// let mut config = ssehub::http::HttpConfig::default();
-/// config.extra_metrics.add(|out| out.push_str("my_gauge 1\n"));
-/// ```
-#[derive(Clone, Default)]
-pub struct ExtraMetrics(Vec<MetricsSource>);
-
-/// One source of [`ExtraMetrics`].
-type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
-
-impl ExtraMetrics {
-    /// Adds a source.
-    pub fn add(&mut self, source: impl Fn(&mut String) + Send + Sync + 'static) {
-        self.0.push(Arc::new(source));
-    }
-}
-
-impl std::fmt::Debug for ExtraMetrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ExtraMetrics({} sources)", self.0.len())
-    }
-}
-
 impl Default for HttpConfig {
     fn default() -> HttpConfig {
         HttpConfig {
@@ -181,17 +159,23 @@ pub(crate) struct AppState {
     pub(crate) publish_listener: Option<std::net::SocketAddr>,
     /// Mercure's active subscriptions (used with `--mercure-subscriptions`).
     pub(crate) subscriptions: Arc<active_subscriptions::Registry>,
+    /// The `/metrics` page's registry, and the publish latencies.
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     pub(crate) fn new(hub: Hub, config: HttpConfig) -> AppState {
+        let pending =
+            pending::Pending::new(config.max_pending_connections, config.max_pending_per_ip);
         AppState {
+            metrics: Arc::new(metrics::Metrics::new(
+                hub.clone(),
+                pending.clone(),
+                &config.extra_metrics,
+            )),
             hub,
             per_ip: per_ip::PerIp::new(config.max_clients_per_ip),
-            pending: pending::Pending::new(
-                config.max_pending_connections,
-                config.max_pending_per_ip,
-            ),
+            pending,
             publish_listener: None,
             subscriptions: Arc::new(active_subscriptions::Registry::new()),
             config: Arc::new(config),
@@ -238,7 +222,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::handler))
         .layer(axum::middleware::from_fn_with_state(
             cors::Gate::new(&state.config.cors_origins),
             cors::gate,
@@ -311,6 +295,7 @@ impl ApiError {
     /// Every refusal is logged at debug as it is answered (axum's path and the fast path): at
     /// info a flood of them would drown the log.
     pub(crate) fn log(&self) {
+        metrics::count_refusal(self);
         tracing::debug!(status = self.status.as_u16(), reason = %self.reason, "refused");
     }
 }
@@ -341,50 +326,4 @@ async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Res
         Err(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
             .into_response(),
     }
-}
-
-async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
-    let s = app.hub.stats();
-    let body = format!(
-        "# HELP ssehub_clients Open event streams.\n# TYPE ssehub_clients gauge\nssehub_clients {}\n\
-         # HELP ssehub_max_clients The limit on open event streams.\n# TYPE ssehub_max_clients gauge\nssehub_max_clients {}\n\
-         # HELP ssehub_published_total Events published.\n# TYPE ssehub_published_total counter\nssehub_published_total {}\n\
-         # HELP ssehub_rejected_total Subscriptions refused because the hub was full.\n# TYPE ssehub_rejected_total counter\nssehub_rejected_total {}\n\
-         # HELP ssehub_slow_disconnects_total Streams ended for falling too far behind.\n# TYPE ssehub_slow_disconnects_total counter\nssehub_slow_disconnects_total {}\n\
-         # HELP ssehub_topics Topics known.\n# TYPE ssehub_topics gauge\nssehub_topics {}\n\
-         # HELP ssehub_history_events Events retained for replay in memory.\n# TYPE ssehub_history_events gauge\nssehub_history_events {}\n\
-         # HELP ssehub_pending_connections Connections waiting for a request head (new, or kept alive between requests).\n# TYPE ssehub_pending_connections gauge\nssehub_pending_connections {}\n\
-         # HELP ssehub_history_bytes Encoded bytes of the events retained for replay in memory (each event once).\n# TYPE ssehub_history_bytes gauge\nssehub_history_bytes {}\n\
-         # HELP ssehub_history_store_failed 1 once a write to the history store failed (publishes are refused).\n# TYPE ssehub_history_store_failed gauge\nssehub_history_store_failed {}\n",
-        s.clients,
-        s.max_clients,
-        s.published_total,
-        s.rejected_total,
-        s.slow_disconnects_total,
-        s.topics,
-        s.history_events,
-        app.pending.live(),
-        s.history_bytes,
-        u8::from(s.store_failed),
-    );
-    let body = match s.redis {
-        Some((up, late)) => format!(
-            "{body}# HELP ssehub_redis_up 1 while this hub's reader reaches Redis (cluster mode).\n# TYPE ssehub_redis_up gauge\nssehub_redis_up {}\n\
-             # HELP ssehub_redis_late_events_total Events delivered late, out of order, because a Redis master's clock stepped back.\n# TYPE ssehub_redis_late_events_total counter\nssehub_redis_late_events_total {late}\n",
-            u8::from(up)
-        ),
-        None => body,
-    };
-    let mut body = body;
-    for source in &app.config.extra_metrics.0 {
-        source(&mut body);
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
 }

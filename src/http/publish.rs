@@ -18,6 +18,7 @@ use axum::Extension;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use json::parse_json;
 
+use super::metrics::PublishApi;
 use super::query::parse_query;
 use super::{ApiError, AppState, PublishListener};
 use crate::event::{check_name, Event, Topic};
@@ -82,6 +83,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let anonymous_ok = app.config.publish_open || on_publish_listener;
     let grant = authorize(&app.config, anonymous_ok, headers, query)?;
     if front == Front::Mercure && !form::is_form(headers) {
@@ -90,14 +92,21 @@ async fn handle(
     }
     let body = read_body(body, headers, app.config.max_body).await?;
     let max_topics = app.hub.config().max_topics_per_event;
+    let json = is_json(headers);
     let (events, batch) = match front {
-        Front::Native => request_events(query, is_json(headers), &body, max_topics)?,
+        Front::Native => request_events(query, json, &body, max_topics)?,
         Front::Mercure => (vec![form::form_event(&body, max_topics)?], false),
     };
     if let Some(grant) = grant {
         check_grant(&grant, &events)?;
     }
     let receipt = app.hub.publish(events).await.map_err(publish_error)?;
+    let api = match front {
+        Front::Mercure => PublishApi::Form,
+        Front::Native if json => PublishApi::Json,
+        Front::Native => PublishApi::Raw,
+    };
+    app.metrics.publish.observe(api, started.elapsed());
     Ok(answer(front, batch, receipt))
 }
 

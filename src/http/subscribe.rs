@@ -346,7 +346,10 @@ fn stream_response(
     let stream = futures_util::stream::unfold((subscription, held), |(mut sub, held)| async move {
         let mut out = Vec::new();
         sub.next(&mut out).await.ok()?;
-        Some((Ok::<_, Infallible>(concat(out)), (sub, held)))
+        let frame = concat(out);
+        // Handed to hyper, which writes it next: as near to the socket as this path sees.
+        sub.delivered(frame.len());
+        Some((Ok::<_, Infallible>(frame), (sub, held)))
     });
     with_stream_headers(Body::from_stream(stream))
 }

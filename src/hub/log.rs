@@ -38,6 +38,8 @@ pub(crate) struct Log {
     all: Arc<TopicLog>,
     /// Every event with a sequence number up to this one is in its rings.
     committed: AtomicU64,
+    /// When sampled events became readable, for the delivery lag.
+    pub(crate) probe: super::meters::Probe,
     topics: RwLock<Topics>,
     history: usize,
     /// Encoded bytes retained, at most (see the module documentation).
@@ -207,6 +209,7 @@ impl Log {
             }),
             all,
             committed: AtomicU64::new(next_seq.max(1) - 1),
+            probe: Default::default(),
             topics: RwLock::new(Topics {
                 map: HashMap::new(),
                 sweep_at: MIN_SWEEP,
@@ -355,6 +358,7 @@ impl Log {
     /// Everything up to `upto` is now readable; wakes the waiters of `touched` (each topic of
     /// the batch, once).
     pub(crate) fn make_readable(&self, upto: u64, touched: &[Arc<TopicLog>]) {
+        self.probe.stamp(self.committed(), upto);
         let committed = self.committed.fetch_max(upto, Ordering::AcqRel).max(upto);
         // What waited for the store could not be evicted until now: bring memory back within
         // its bounds at once rather than at the next publish. Only if the lock is free: a
@@ -474,6 +478,7 @@ impl Log {
             Some(submit) => submit(&out),
             None => {
                 if let Some((last, _)) = out.last() {
+                    self.probe.stamp(first - 1, *last);
                     self.committed.store(*last, Ordering::Release);
                 }
             }

@@ -59,6 +59,7 @@ mod access;
 mod config;
 mod locks;
 pub(crate) mod log;
+mod meters;
 mod publish;
 mod ready;
 mod received;
@@ -77,6 +78,8 @@ use std::time::Duration;
 
 pub use crate::id::{Epoch, IdMatch};
 pub use config::HubConfig;
+pub(crate) use meters::Histogram;
+pub use meters::{HistogramSnapshot, BUCKETS};
 pub use publish::{PublishError, Receipt};
 pub use ready::NotReady;
 pub use received::{Events, Gap, Received, ReceivedEvent};
@@ -165,6 +168,7 @@ impl HubBuilder {
                 published: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 slow_disconnects: AtomicU64::new(0),
+                meters: meters::Meters::default(),
                 #[cfg(feature = "cluster")]
                 cluster: self.cluster,
             }),
@@ -233,6 +237,8 @@ pub(crate) struct Inner {
     published: AtomicU64,
     rejected: AtomicU64,
     pub(crate) slow_disconnects: AtomicU64,
+    /// Bytes out, delivery lag, replays (see `meters.rs`).
+    pub(crate) meters: meters::Meters,
     /// The cluster this hub belongs to: publishes go through it, delivery comes from its reader.
     #[cfg(feature = "cluster")]
     pub(crate) cluster: Option<crate::cluster::Cluster>,

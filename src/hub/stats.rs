@@ -28,6 +28,14 @@ pub struct Stats {
     /// In cluster mode: whether this hub's reader reaches Redis, and the events it delivered
     /// late (see [`Cluster::health`](crate::cluster::Cluster::health)). `None` otherwise.
     pub redis: Option<(bool, u64)>,
+    /// Event-stream bytes written to streams (as their writers report them with
+    /// [`Subscription::delivered`](super::Subscription::delivered)).
+    pub bytes_out: u64,
+    /// Subscriptions that resumed from an id found in memory.
+    pub replays_memory: u64,
+    /// Subscriptions that resumed from an id memory no longer held, found by the store (or, in
+    /// a cluster, brought in by the reader).
+    pub replays_store: u64,
 }
 
 impl Hub {
@@ -55,6 +63,9 @@ impl Hub {
             history_bytes: i.log.retained_bytes(),
             store_failed: i.store_failed.load(Ordering::Acquire),
             redis: self.redis_health(),
+            bytes_out: i.meters.bytes_out.sum(),
+            replays_memory: i.meters.replays_memory.load(Ordering::Relaxed),
+            replays_store: i.meters.replays_store.load(Ordering::Relaxed),
         }
     }
 

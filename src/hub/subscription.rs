@@ -98,6 +98,8 @@ pub struct Subscription {
     notify: Arc<Notify>,
     /// The last sequence number handed out (or skipped as not on these topics).
     cursor: u64,
+    /// The cursor before the last batch: the batch is `(batch_from, cursor]` (`delivered.rs`).
+    batch_from: u64,
     /// `committed` when the subscription began: backlog counts from here, so a long replay is
     /// not mistaken for falling behind.
     start: u64,
@@ -173,7 +175,10 @@ impl Subscription {
                 (start, FirstRead::Quiet)
             }
             Some(id) => match resume_point(&hub, id, committed) {
-                Some(seq) => (seq, FirstRead::ReportGap),
+                Some(seq) => {
+                    hub.meters.replays_memory.fetch_add(1, Ordering::Relaxed);
+                    (seq, FirstRead::ReportGap)
+                }
                 // Perhaps a publisher's id that left memory: the store knows (see `next`).
                 None if hub.durable && !matches!(hub.epoch.parse(id), IdMatch::Current(_)) => {
                     resolve = true;
@@ -207,6 +212,7 @@ impl Subscription {
             waiters,
             notify,
             cursor,
+            batch_from: cursor,
             start: committed,
             opening: Some(opening.into()),
             first_read,
@@ -284,7 +290,13 @@ impl Subscription {
             let found = self.find_resume(&id).await;
             self.resolve = false;
             match found {
-                Ok(Some(seq)) => self.cursor = seq,
+                Ok(Some(seq)) => {
+                    self.hub
+                        .meters
+                        .replays_store
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.cursor = seq;
+                }
                 Ok(_) => {
                     let mut opening = self.opening.take().unwrap_or_default().to_vec();
                     opening.extend_from_slice(&unknown_id_gap(&self.hub, &id));
@@ -462,6 +474,7 @@ impl Subscription {
             self.report_loss(out, before)?;
         }
         if read.cursor > self.cursor {
+            self.batch_from = self.cursor;
             self.first_read = FirstRead::Done;
             self.cursor = read.cursor;
         }
@@ -471,6 +484,7 @@ impl Subscription {
     }
 }
 
+mod delivered;
 mod losses;
 
 impl Drop for Subscription {
