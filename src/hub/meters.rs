@@ -6,7 +6,11 @@ use std::time::{Duration, Instant};
 
 use super::Hub;
 
-/// The upper bounds of [`Histogram`]'s buckets, in seconds: 100 µs to 10 s.
+/// The upper bounds of the latency histograms' buckets, in seconds: 100 µs to 10 s.
+///
+/// ```
+/// assert_eq!(ssehub::hub::BUCKETS.last(), Some(&10.0));
+/// ```
 pub const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
 ];
@@ -21,6 +25,11 @@ pub(crate) struct Histogram {
 }
 
 /// What a histogram holds at one moment, as Prometheus shows it.
+///
+/// ```
+/// let lag = ssehub::Hub::builder().build().delivery_lag();
+/// assert_eq!((lag.count, lag.buckets.len()), (0, ssehub::hub::BUCKETS.len()));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramSnapshot {
     /// `(upper bound in seconds, observations in this bucket alone)`, not cumulative, the
