@@ -243,5 +243,53 @@ fn json_publish(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encoding, parsing, log, json_publish);
+/// What a stream's writer adds per write for `/metrics` (`Subscription::delivered`: bytes out and
+/// the sampled delivery lag), against the event's path it rides on: publish one, read it.
+fn delivery_report(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hub = Hub::builder()
+        .batch_window(std::time::Duration::ZERO)
+        .build();
+    let mut sub = hub
+        .subscribe(SubscribeRequest::topics(["a"]).unwrap())
+        .unwrap();
+    let mut out = Vec::new();
+    runtime.block_on(sub.next(&mut out)).unwrap();
+    let mut g = c.benchmark_group("one event to one stream");
+    for report in [false, true] {
+        let name = if report {
+            "publish, read, delivered()"
+        } else {
+            "publish, read"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                runtime.block_on(async {
+                    hub.publish_one(Event::new("x").with_topic("a").unwrap())
+                        .await
+                        .unwrap();
+                    out.clear();
+                    sub.next(&mut out).await.unwrap();
+                    if report {
+                        sub.delivered(out.iter().map(|b| b.len()).sum());
+                    }
+                })
+            })
+        });
+    }
+    g.bench_function("delivered() alone", |b| b.iter(|| sub.delivered(100)));
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    encoding,
+    parsing,
+    log,
+    json_publish,
+    delivery_report
+);
 criterion_main!(benches);
