@@ -177,6 +177,40 @@ async fn metrics_count_publishes_deliveries_refusals_and_replays() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_from_events_memory_let_go_counts_as_a_store_replay() {
+    let dir = std::env::temp_dir().join(format!("ssehub-metrics-{}", std::process::id()));
+    let data_dir = dir.to_str().unwrap();
+    let hub = HubProcess::start(&[
+        "--data-dir",
+        data_dir,
+        "--memory-history",
+        "5",
+        "--publish-open",
+    ]);
+    let ids: Vec<String> = (0..20)
+        .map(|i| format!(r#"{{"topic":"a","data":"{i}"}}"#))
+        .collect();
+    let (status, answer) = hub.publish_json(&format!("[{}]", ids.join(","))).await;
+    assert_eq!(status, 200, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    let early = answer["ids"][2].as_str().unwrap();
+    let mut resumed =
+        common::EventStream::open(&hub.url("/events?topic=a"), &[("last-event-id", early)]).await;
+    assert_eq!(resumed.events(17).await.len(), 17);
+    let samples = parse(&scrape(&hub).await);
+    assert_eq!(
+        value(&samples, "ssehub_replays_total", "source=\"store\""),
+        1.0
+    );
+    assert_eq!(
+        value(&samples, "ssehub_replays_total", "source=\"memory\""),
+        0.0
+    );
+    drop((resumed, hub));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Every metric a panel of docs/grafana-dashboard.json queries.
 fn dashboard_metrics() -> BTreeSet<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana-dashboard.json");

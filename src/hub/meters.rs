@@ -159,9 +159,9 @@ pub(crate) struct Meters {
     pub(crate) bytes_out: Spread,
     /// Sampled: from an event becoming readable to a stream's write of it completing.
     pub(crate) delivery_lag: Histogram,
-    /// Subscriptions that resumed from an id found in memory.
+    /// Resumed subscriptions whose first events came from memory.
     pub(crate) replays_memory: AtomicU64,
-    /// Subscriptions that resumed from an id the store (or, in a cluster, the reader) resolved.
+    /// Resumed subscriptions whose first events came from the store.
     pub(crate) replays_store: AtomicU64,
 }
 

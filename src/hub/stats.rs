@@ -31,10 +31,10 @@ pub struct Stats {
     /// Event-stream bytes written to streams (as their writers report them with
     /// [`Subscription::delivered`](super::Subscription::delivered)).
     pub bytes_out: u64,
-    /// Subscriptions that resumed from an id found in memory.
+    /// Subscriptions that resumed from an id, whose first events came from memory.
     pub replays_memory: u64,
-    /// Subscriptions that resumed from an id memory no longer held, found by the store (or, in
-    /// a cluster, brought in by the reader).
+    /// Subscriptions that resumed from an id, whose first events came from the store (memory
+    /// had let them go).
     pub replays_store: u64,
 }
 

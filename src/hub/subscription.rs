@@ -90,6 +90,8 @@ pub struct Subscription {
     /// `last_event_id` may be a publisher's id that left memory: look it up in the store
     /// before the first read.
     resolve: bool,
+    /// Resumed from an id, not yet counted: its first read says from where (`delivered.rs`).
+    replay: bool,
     /// Asked to start from the earliest retained event.
     earliest: bool,
     /// Events after the cursor up to here left memory: read them from the store next.
@@ -175,10 +177,7 @@ impl Subscription {
                 (start, FirstRead::Quiet)
             }
             Some(id) => match resume_point(&hub, id, committed) {
-                Some(seq) => {
-                    hub.meters.replays_memory.fetch_add(1, Ordering::Relaxed);
-                    (seq, FirstRead::ReportGap)
-                }
+                Some(seq) => (seq, FirstRead::ReportGap),
                 // Perhaps a publisher's id that left memory: the store knows (see `next`).
                 None if hub.durable && !matches!(hub.epoch.parse(id), IdMatch::Current(_)) => {
                     resolve = true;
@@ -196,6 +195,8 @@ impl Subscription {
                 }
             },
         };
+        // Resumed from an id this history knows (an unknown one starts with a gap instead).
+        let replay = request.last_event_id.is_some() && first_read == FirstRead::ReportGap;
         let seen_tick = hub.heartbeat_tick.load(Ordering::Acquire);
         let expiry = Expiry::first(request.expires_at, hub.config.max_stream_age, &notify);
         Subscription {
@@ -207,6 +208,7 @@ impl Subscription {
             reads_all,
             expiry,
             resolve,
+            replay,
             earliest: request.earliest,
             from_store: None,
             waiters,
@@ -290,14 +292,9 @@ impl Subscription {
             let found = self.find_resume(&id).await;
             self.resolve = false;
             match found {
-                Ok(Some(seq)) => {
-                    self.hub
-                        .meters
-                        .replays_store
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.cursor = seq;
-                }
+                Ok(Some(seq)) => self.cursor = seq,
                 Ok(_) => {
+                    self.replay = false;
                     let mut opening = self.opening.take().unwrap_or_default().to_vec();
                     opening.extend_from_slice(&unknown_id_gap(&self.hub, &id));
                     self.opening = Some(opening.into());
@@ -467,6 +464,7 @@ impl Subscription {
         if read.evicted && self.hub.durable {
             // The store still has what memory let go: read that first, then come back here.
             out.truncate(before);
+            self.replayed(true);
             self.from_store = Some(read.evicted_up_to.min(self.hub.log.committed()));
             return Ok(0);
         }
@@ -474,6 +472,7 @@ impl Subscription {
             self.report_loss(out, before)?;
         }
         if read.cursor > self.cursor {
+            self.replayed(false);
             self.batch_from = self.cursor;
             self.first_read = FirstRead::Done;
             self.cursor = read.cursor;

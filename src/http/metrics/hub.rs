@@ -134,7 +134,7 @@ impl Collector for HubCollector {
             e,
             (
                 "ssehub_replays",
-                "Subscriptions that resumed from an id, by where the id was found.",
+                "Subscriptions that resumed from an id, by where their first events came from.",
                 "source",
             ),
             &[("memory", s.replays_memory), ("store", s.replays_store)],

@@ -1,6 +1,7 @@
 //! What a stream's writer reports after a write: the bytes it wrote and, for a sampled event,
 //! the delivery lag (see `meters.rs`).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::Subscription;
@@ -33,5 +34,18 @@ impl Subscription {
             meters.delivery_lag.observe(at.elapsed());
         }
         self.batch_from = self.cursor;
+    }
+
+    /// Counts a resumed subscription once, at its first read: from the store (memory had let
+    /// the events after its id go) or from memory.
+    pub(super) fn replayed(&mut self, from_store: bool) {
+        if std::mem::take(&mut self.replay) {
+            let meters = &self.hub.meters;
+            let counter = match from_store {
+                true => &meters.replays_store,
+                false => &meters.replays_memory,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
