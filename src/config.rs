@@ -155,24 +155,9 @@ pub struct ServeArgs {
     )]
     pub data_dir: Option<PathBuf>,
 
-    /// Cluster mode: share one history with every hub started with the same Redis
-    /// (redis://HOST:PORT[/DB]; see docs/cluster.md). Publishes are answered once Redis took
-    /// them (503 when it cannot, within a second); every hub delivers every event, in one
-    /// order, with ids any hub resumes from. Not with --data-dir: Redis holds the history.
-    #[arg(
-        long,
-        env = "SSEHUB_REDIS",
-        value_name = "URL",
-        hide_env_values = true,
-        help_heading = "History"
-    )]
-    pub redis: Option<String>,
-
-    /// With --redis: the Redis streams (shards) the log is split into, the same on every hub
-    /// (the first hub records it in Redis; a hub given another count refuses to start).
-    #[arg(long, env = "SSEHUB_REDIS_SHARDS", value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "History")]
-    pub redis_shards: u16,
+    /// Cluster mode: --redis, --redis-cluster, --redis-shards (src/config/cluster.rs).
+    #[command(flatten)]
+    pub cluster: cluster::ClusterArgs,
 
     /// Also drop events older than this from the history (90s, 15m, 12h, 7d; a bare number is
     /// seconds), in the background. Without it, only --history bounds the history.
@@ -479,7 +464,10 @@ where
     Ok(Cli::from_arg_matches(&matches)?)
 }
 
+mod cluster;
 mod settings;
+
+pub use cluster::ClusterArgs;
 
 #[cfg(test)]
 mod tests;

@@ -51,9 +51,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let http_config = args.http_config().map_err(anyhow::Error::msg)?;
     ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
-    if args.redis.is_some() && args.data_dir.is_some() {
+    if let (Some(flag), Some(_)) = (args.cluster.flag(), &args.data_dir) {
         anyhow::bail!(
-            "--redis and --data-dir cannot be used together: with --redis, Redis holds the history (docs/cluster.md)"
+            "{flag} and --data-dir cannot be used together: with {flag}, Redis holds the history (docs/cluster.md)"
         );
     }
     let store = args.history_store()?;
@@ -120,10 +120,15 @@ async fn join_cluster(
     ssehub::HubBuilder,
     Option<impl std::future::Future<Output = ()>>,
 )> {
-    let Some(url) = &args.redis else {
-        return Ok((builder, None));
+    let redis = &args.cluster;
+    let cluster = match (&redis.redis, redis.redis_cluster.is_empty()) {
+        (Some(url), _) => ssehub::cluster::Cluster::connect(url, redis.redis_shards).await?,
+        (None, false) => {
+            ssehub::cluster::Cluster::connect_cluster(&redis.redis_cluster, redis.redis_shards)
+                .await?
+        }
+        (None, true) => return Ok((builder, None)),
     };
-    let cluster = ssehub::cluster::Cluster::connect(url, args.redis_shards).await?;
     eprintln!(
         "ssehub: cluster mode: history in Redis (epoch {}, {} shards)",
         cluster.epoch().as_str(),
@@ -147,8 +152,8 @@ async fn join_cluster(
     builder: ssehub::HubBuilder,
     args: &ServeArgs,
 ) -> anyhow::Result<(ssehub::HubBuilder, Option<std::future::Ready<()>>)> {
-    match args.redis {
-        Some(_) => anyhow::bail!("--redis: this ssehub was built without the `cluster` feature"),
+    match args.cluster.flag() {
+        Some(flag) => anyhow::bail!("{flag}: this ssehub was built without the `cluster` feature"),
         None => Ok((builder, None)),
     }
 }

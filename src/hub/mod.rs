@@ -79,7 +79,7 @@ pub use config::HubConfig;
 pub use publish::{PublishError, Receipt};
 pub use received::{Events, Gap, Received, ReceivedEvent};
 pub use request::SubscribeRequest;
-pub use stats::Stats;
+pub use stats::{RedisHealth, Stats};
 pub use subscription::{End, Subscription};
 
 use crate::store::{Memory, Store};
@@ -88,7 +88,7 @@ use log::Log;
 use slots::Slots;
 
 #[cfg(feature = "cluster")]
-pub(crate) use relay::{history_lost, relay};
+pub(crate) use relay::{history_lost, history_trimmed, relay, trim_len};
 
 /// Events handed to a store and not yet durable, at most (more publishers wait their turn).
 const MAX_IN_FLIGHT: usize = 1 << 16;

@@ -60,21 +60,52 @@ pub(crate) fn history_lost(hub: &Inner, adopt: impl FnOnce(u64)) {
     }
 }
 
+/// Trimming in Redis passed this hub's reader (events it never read are gone): `mark` records
+/// where in the log (the newest sequence number so far), then every stream is woken to end.
+pub(crate) fn history_trimmed(hub: &Inner, mark: impl FnOnce(u64)) {
+    mark(hub.log.committed());
+    for t in hub.log.all_topics() {
+        t.wake();
+    }
+}
+
+/// How many entries each shard's stream is trimmed to: `--history` shared by the shards.
+pub(crate) fn trim_len(hub: &Inner, shards: u16) -> usize {
+    (hub.config.history / usize::from(shards.max(1))).max(1)
+}
+
 /// How many times the cluster's history changed (0 outside a cluster): a stream opened under
 /// one generation ends at the next.
 pub(super) fn generation(hub: &Inner) -> u64 {
     hub.cluster.as_ref().map_or(0, Cluster::generation)
 }
 
-/// A resume from `id`, a cluster id of a history Redis lost: the `gap` (`other-history`) and
-/// where the replay starts (the current history's first event in this hub's log).
+/// A resume from `id` that is owed events the cluster lost: the `gap` and where the replay
+/// starts. Either `id` is of a history Redis lost (`other-history`; the replay starts with the
+/// current history's first event in this hub's log), or trimming in Redis passed this hub's
+/// reader after `id` (`evicted`; the replay goes on from `id`, with what is left).
 pub(super) fn lost_history(hub: &Inner, id: &str) -> Option<(Bytes, u64)> {
     let cluster = hub.cluster.as_ref()?;
-    let start = cluster.lost(&cluster_shaped(id)?)?;
+    let lost = cluster_shaped(id).and_then(|epoch| cluster.lost(&epoch));
+    let (reason, start, message) = match lost {
+        Some(start) => (
+            "other-history",
+            start,
+            "this id is from a history the cluster lost (Redis restarted without its data); replaying the current one",
+        ),
+        None => {
+            let seq = hub.log.seq_of(id).filter(|seq| cluster.before_hole(*seq))?;
+            (
+                "evicted",
+                seq,
+                "events after lastEventId were trimmed from Redis before this hub read them; replaying what is left",
+            )
+        }
+    };
     let data = serde_json::json!({
-        "reason": "other-history",
+        "reason": reason,
         "lastEventId": id,
-        "message": "this id is from a history the cluster lost (Redis restarted without its data); replaying the current one",
+        "message": message,
     });
     Some((encode_without_id("gap", &data.to_string()), start))
 }
@@ -143,7 +174,7 @@ impl Hub {
         if bytes > limit {
             return Err(PublishError::TooLarge { bytes, limit });
         }
-        let maxlen = (self.inner.config.history / usize::from(cluster.shards())).max(1);
+        let maxlen = trim_len(&self.inner, cluster.shards());
         let claim_for = self.inner.config.history_age.unwrap_or(CLAIM_DEFAULT);
         let places = match cluster.append(events, maxlen, claim_for, &epoch).await {
             Ok(places) => places,

@@ -1,0 +1,269 @@
+//! Cluster mode on a Redis Cluster (`--redis-cluster`): three real `redis-server
+//! --cluster-enabled yes` on loopback, joined by `redis-cli --cluster create`, and three real
+//! hubs. An event published on one hub reaches the others' subscribers in one order; a client
+//! resumes on another hub with no gap and no duplicate while publishing goes on; the shards
+//! spread over the three masters.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{client, EventStream, HubProcess, WAIT};
+use ssehub::parse::ParsedEvent;
+
+/// Three masters, no replicas, killed (and their directory removed) when dropped.
+struct RedisCluster {
+    nodes: Vec<Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli (the Debian package redis-tools; scripts/test installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!("ssehub-rcluster-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                let conf = dir.join(format!("nodes-{port}.conf"));
+                Command::new("redis-server")
+                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                    .args(["--cluster-config-file", conf.to_str().unwrap()])
+                    .args([
+                        "--dir",
+                        dir.to_str().unwrap(),
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server (the Debian package redis-server)")
+            })
+            .collect();
+        let cluster = RedisCluster { nodes, ports, dir };
+        let deadline = Instant::now() + WAIT;
+        while !cluster
+            .ports
+            .iter()
+            .all(|p| cli(*p, &["ping"]).trim() == "PONG")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer PING"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let addrs: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(created.success(), "redis-cli --cluster create failed");
+        while !cluster
+            .ports
+            .iter()
+            .all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster did not become ok"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// Two of the three nodes: the hubs find the third themselves.
+    fn seeds(&self) -> String {
+        format!("127.0.0.1:{},127.0.0.1:{}", self.ports[0], self.ports[1])
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn publish(url: &str, topic: &str, data: &str) -> String {
+    let body = serde_json::json!({"topic": topic, "data": data}).to_string();
+    let resp = client()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("publish");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["id"].as_str().expect("an id").to_string()
+}
+
+fn pairs(events: &[ParsedEvent]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| (e.id.clone(), e.data.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn hubs_on_a_redis_cluster_deliver_resume_and_spread_the_shards() {
+    let redis = RedisCluster::start();
+    let seeds = redis.seeds();
+    let start = || HubProcess::start(&["--redis-cluster", &seeds, "--heartbeat", "1"]);
+    let (a, b, c) = (start(), start(), start());
+    let topics: Vec<String> = (0..24).map(|i| format!("c{i}")).collect();
+    let query: String = topics.iter().map(|t| format!("&topic={t}")).collect();
+    let query = format!("?{}", &query[1..]);
+    let mut on_b = b.subscribe(&query).await.opened().await;
+    let mut on_c = c.subscribe(&query).await.opened().await;
+
+    // Published on A, one topic after another (each topic in its shard), 3 rounds over them.
+    let url = a.publish_url("/publish");
+    let names = topics.clone();
+    let publisher = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for round in 0..3 {
+            for t in &names {
+                let data = format!("{t}-{round}");
+                acked.push((publish(&url, t, &data).await, data));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        acked
+    });
+    let total = 3 * topics.len();
+    // B's client takes 30 events, then reconnects to hub C with the last id it got from B,
+    // while A is still publishing: no gap, no duplicate.
+    let first = pairs(&on_b.events(30).await);
+    drop(on_b);
+    let last_id = first.last().unwrap().0.clone();
+    let mut resumed = EventStream::open(
+        &c.url(&format!("/events{query}")),
+        &[("last-event-id", last_id.as_str())],
+    )
+    .await;
+    assert!(
+        !publisher.is_finished(),
+        "the resume came while A was publishing"
+    );
+    let rest = pairs(&resumed.events(total - 30).await);
+    let acked = publisher.await.unwrap();
+    let on_c_events = pairs(&on_c.events(total).await);
+
+    // Everything reached C, in one order, with the ids A answered (a topic's events in their
+    // publish order).
+    let mut sorted_c = on_c_events.clone();
+    sorted_c.sort();
+    let mut sorted_acked = acked.clone();
+    sorted_acked.sort();
+    assert_eq!(
+        sorted_c, sorted_acked,
+        "C got every acknowledged event once"
+    );
+    for t in &topics {
+        let of = |events: &[(String, String)]| -> Vec<(String, String)> {
+            let prefix = format!("{t}-");
+            events
+                .iter()
+                .filter(|(_, d)| d.starts_with(&prefix))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(of(&on_c_events), of(&acked), "topic {t} in publish order");
+    }
+    // B's client: the same events in the same order, across the move between hubs.
+    let got: Vec<(String, String)> = first.into_iter().chain(rest).collect();
+    assert_eq!(got, on_c_events, "B then C delivered as C alone did");
+    assert!(
+        resumed
+            .try_next_event(Duration::from_millis(300))
+            .await
+            .is_err(),
+        "nothing more"
+    );
+
+    // The shards spread over the masters: each holds some of the streams written, each
+    // stream in its own slot.
+    let mut slots = Vec::new();
+    for port in &redis.ports {
+        let keys = cli(*port, &["--scan", "--pattern", "ssehub:{*}:log"]);
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        assert!(!keys.is_empty(), "master {port} holds no shard");
+        for key in keys {
+            let slot = cli(*port, &["cluster", "keyslot", key]);
+            slots.push(slot.trim().to_string());
+        }
+    }
+    let count = slots.len();
+    slots.sort();
+    slots.dedup();
+    assert_eq!(slots.len(), count, "one slot per shard");
+    drop(a);
+}
+
+#[test]
+fn redis_cluster_is_refused_with_data_dir_or_redis() {
+    let refused = |args: &[&str]| {
+        let out = common::bare_command()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--redis-cluster",
+                "127.0.0.1:1",
+            ])
+            .args(args)
+            .output()
+            .expect("run ssehub");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let dir = refused(&["--data-dir", "/nonexistent/ssehub"]);
+    assert!(dir.contains("--redis-cluster and --data-dir"), "{dir}");
+    let both = refused(&["--redis", "redis://127.0.0.1:1"]);
+    assert!(both.contains("--redis-cluster"), "{both}");
+    let unreachable = refused(&[]);
+    assert!(
+        unreachable.contains("--redis-cluster: cannot reach Redis"),
+        "{unreachable}"
+    );
+}
