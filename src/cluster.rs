@@ -16,6 +16,8 @@ mod keys;
 mod meta;
 mod order;
 mod reader;
+mod replay;
+mod trim;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 pub use order::{Merge, Place};
+pub(crate) use replay::Replay;
 
 use crate::event::Event;
 use crate::hub::{Inner, RedisHealth};
@@ -73,6 +76,9 @@ pub(crate) struct Link {
     trims: AtomicU64,
     /// A resume from an event below this log sequence number crosses a trimmed hole (0: none).
     hole_below: AtomicU64,
+    /// The hub's log sequence number of the newest event the reader put there, and its place:
+    /// where a replay from Redis hands over to memory.
+    relayed: Mutex<Option<(u64, Place)>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -145,6 +151,7 @@ impl Cluster {
                 lag_ms: AtomicU64::new(0),
                 trims: AtomicU64::new(0),
                 hole_below: AtomicU64::new(0),
+                relayed: Mutex::new(None),
             }),
         })
     }
@@ -219,13 +226,13 @@ impl Cluster {
     pub(crate) async fn append(
         &self,
         events: &[Event],
-        maxlen: usize,
+        bounds: Bounds,
         claim_for: Duration,
         epoch: &Epoch,
     ) -> Result<Vec<Place>, AppendError> {
         let link = &self.link;
         link.writer
-            .append(&link.backend, events, maxlen, claim_for, epoch)
+            .append(&link.backend, events, bounds, claim_for, epoch)
             .await
     }
 
@@ -253,6 +260,15 @@ impl Cluster {
         seq < self.link.hole_below.load(Ordering::Acquire)
     }
 
+    /// The newest event the reader put in the hub's log: its sequence number and place.
+    pub(crate) fn relayed(&self) -> Option<(u64, Place)> {
+        *self
+            .link
+            .relayed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The reader has delivered everything up to and including `place`.
     pub(crate) fn read_past(&self, place: Place) -> bool {
         self.link.delivered_below.load(Ordering::Acquire) > place.ms
@@ -261,6 +277,26 @@ impl Cluster {
     /// The id subscribers see for `event`, placed at `place`.
     pub(crate) fn id_of(&self, event: &Event, place: &Place, epoch: &Epoch) -> String {
         writer::id_of(event, place, epoch)
+    }
+}
+
+/// How far each shard's stream is trimmed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// About this many entries (`MAXLEN ~`, on each `XADD`).
+    pub(crate) maxlen: usize,
+    /// Entries older than this go (`XTRIM MINID ~`, with each publish and on a timer).
+    pub(crate) age: Option<Duration>,
+}
+
+impl Bounds {
+    /// The stream id below which entries are older than `age`, now (by this hub's clock).
+    pub(crate) fn min_id(&self) -> Option<String> {
+        let age = self.age?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!("{}-0", now.checked_sub(age)?.as_millis()))
     }
 }
 
@@ -294,11 +330,22 @@ impl Link {
         );
         lost.push(old);
         drop(lost);
+        // The new history's places start over.
+        *self.relayed.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 impl Link {
+    /// The reader put events in the hub's log up to sequence number `seq`, the newest placed
+    /// at `place` (a late one, placed lower, does not move the hand-over back).
+    pub(crate) fn note_relayed(&self, seq: u64, place: Place) {
+        let mut relayed = self.relayed.lock().unwrap_or_else(PoisonError::into_inner);
+        if relayed.is_none_or(|(_, newest)| newest < place) {
+            *relayed = Some((seq, place));
+        }
+    }
+
     /// Trimming passed the reader, whose log holds events up to sequence number `at`: streams
     /// end (see [`Link::adopt`]), and a resume from up to `at` gets a `gap`.
     pub(crate) fn trimmed(&self, at: u64) {

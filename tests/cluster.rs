@@ -4,94 +4,13 @@
 //! stay open, and once it is back nothing acknowledged is lost or doubled.
 
 mod common;
+mod redis_server;
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{client, EventStream, HubProcess, WAIT};
+use redis_server::Redis;
 use ssehub::parse::{Frame, ParsedEvent};
-
-/// A `redis-server` on its own port, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// On a free port; with `dir`, persisted there (every write fsynced before it is answered).
-    fn start(dir: Option<&Path>) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port, dir)
-    }
-
-    fn start_on(port: u16, dir: Option<&Path>) -> Redis {
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ]);
-        match dir {
-            Some(dir) => cmd.args(["--dir", dir.to_str().unwrap()]).args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ]),
-            None => cmd.args(["--appendonly", "no"]),
-        };
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (the Debian package redis-server; scripts/test installs it)");
-        let redis = Redis { child, port };
-        let deadline = Instant::now() + WAIT;
-        while !redis.pong() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn pong(&self) -> bool {
-        let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0u8; 7];
-        socket.write_all(b"PING\r\n").is_ok()
-            && socket.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn hub(redis: &Redis) -> HubProcess {
     HubProcess::start(&["--redis", &redis.url(), "--heartbeat", "1"])

@@ -19,7 +19,7 @@ use redis::{RedisResult, Value};
 
 use super::conn::Conn;
 use super::writer::parse_id;
-use super::{entry, keys, meta, Link, Merge, Place};
+use super::{entry, keys, meta, trim, Link, Merge, Place};
 use crate::event::Event;
 use crate::hub::Inner;
 use crate::store::StoreError;
@@ -69,6 +69,8 @@ struct Round {
     truncated: bool,
     /// Events that may be delivered now, in place order.
     released: Vec<Event>,
+    /// The newest place among them.
+    newest: Option<Place>,
     /// Shards in which entries this hub had not read were trimmed.
     trimmed: Vec<u16>,
     /// How long before this round the oldest event it released was added (ms).
@@ -210,15 +212,17 @@ impl State {
         }
         let mut trimmed = Vec::new();
         for (shard, from) in check {
-            if trimmed_after(conn, &self.keys[usize::from(shard)], &from).await? {
+            if trim::trimmed_after(conn, &self.keys[usize::from(shard)], &from).await? {
                 trimmed.push(shard);
             }
         }
-        let released = self.merge.release().into_iter().map(|(_, e)| e).collect();
+        let released = self.merge.release();
+        let newest = released.iter().map(|(place, _)| *place).max();
         Ok(Round {
             read,
             truncated,
-            released,
+            released: released.into_iter().map(|(_, e)| e).collect(),
+            newest,
             trimmed,
             lag,
         })
@@ -246,24 +250,6 @@ impl State {
     }
 }
 
-/// Whether Redis deleted (trimmed) an entry of `key` after `from`, the last id this hub read
-/// before its latest `XREAD` there: `max-deleted-entry-id` (Redis 7) past it. Asked after the
-/// read, so trimming between the two may report a loss that was not (only for a reader at the
-/// very edge of what is kept); never the other way round.
-async fn trimmed_after(conn: &mut Conn, key: &str, from: &str) -> RedisResult<bool> {
-    let info: HashMap<String, Value> = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(key)
-        .query_async(conn)
-        .await?;
-    let deleted = info.get("max-deleted-entry-id").and_then(|v| match v {
-        Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(parse_id),
-        Value::SimpleString(s) => parse_id(s),
-        _ => None,
-    });
-    Ok(deleted.is_some_and(|deleted| Some(deleted) > parse_id(from)))
-}
-
 /// How long a reader's answers may take: a whole `XREAD BLOCK`, and then some.
 const RESPONSE: Duration = Duration::from_secs(3);
 
@@ -274,12 +260,31 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
     let mut checked: Option<Instant> = None;
     let mut backoff = BACKOFF_MIN;
     let mut down = false;
-    // Each shard is trimmed to about this many entries (see `Hub::publish_clustered`).
-    let trim_len = hub
+    // How far each shard is trimmed (see `Hub::publish_clustered`).
+    let Some(bounds) = hub
         .upgrade()
-        .map_or(1, |hub| crate::hub::trim_len(&hub, link.shards));
+        .map(|hub| crate::hub::bounds(&hub, link.shards))
+    else {
+        return;
+    };
+    let mut trimmed_at = Instant::now();
     while hub.strong_count() > 0 {
-        match step(&link, &mut conn, &mut state, &mut checked, &hub, trim_len).await {
+        if bounds.age.is_some() && trimmed_at.elapsed() >= trim::EVERY {
+            if let Some(conn) = &conn {
+                trim::trim_by_age(conn, &link.keys, bounds).await;
+            }
+            trimmed_at = Instant::now();
+        }
+        match step(
+            &link,
+            &mut conn,
+            &mut state,
+            &mut checked,
+            &hub,
+            bounds.maxlen,
+        )
+        .await
+        {
             Ok(()) => {
                 link.reader_up.store(true, Ordering::Relaxed);
                 if down {
@@ -377,7 +382,10 @@ async fn step(
         crate::hub::history_trimmed(&hub, |at| link.trimmed(at));
     }
     if !round.released.is_empty() {
-        crate::hub::relay(&hub, round.released);
+        let seq = crate::hub::relay(&hub, round.released);
+        if let Some(place) = round.newest {
+            link.note_relayed(seq, place);
+        }
     }
     if let Some(horizon) = state.merge.horizon() {
         // Only now that the log holds what lies below it.

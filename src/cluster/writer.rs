@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::conn::{Backend, Conn};
 use super::keys::{id_key, shard_of};
 use super::{entry, meta};
-use super::{AppendError, Place};
+use super::{AppendError, Bounds, Place};
 use crate::event::Event;
 use crate::id::Epoch;
 use crate::store::StoreError;
@@ -38,7 +38,7 @@ impl Writer {
     }
 
     /// Appends a batch (each event with at least one topic) to its shard, trimming that shard
-    /// to about `maxlen` entries, after claiming its publisher ids for `claim_for`. Answers
+    /// to its `bounds`, after claiming its publisher ids for `claim_for`. Answers
     /// within [`ANSWER_WITHIN`] or fails; on failure nothing may be taken as published (it may
     /// still be, if the answer alone was lost). `epoch` is the history this hub is in: a fresh
     /// connection first checks that Redis holds it.
@@ -46,11 +46,11 @@ impl Writer {
         &self,
         backend: &Backend,
         events: &[Event],
-        maxlen: usize,
+        bounds: Bounds,
         claim_for: Duration,
         epoch: &Epoch,
     ) -> Result<Vec<Place>, AppendError> {
-        let attempt = self.try_append(backend, events, maxlen, claim_for, epoch);
+        let attempt = self.try_append(backend, events, bounds, claim_for, epoch);
         match tokio::time::timeout(ANSWER_WITHIN, attempt).await {
             Ok(Ok(places)) => Ok(places),
             Ok(Err(e)) => {
@@ -73,7 +73,7 @@ impl Writer {
         &self,
         backend: &Backend,
         events: &[Event],
-        maxlen: usize,
+        bounds: Bounds,
         claim_for: Duration,
         epoch: &Epoch,
     ) -> Result<Vec<Place>, AppendError> {
@@ -89,11 +89,20 @@ impl Writer {
                 .arg(key)
                 .arg("MAXLEN")
                 .arg("~")
-                .arg(maxlen)
+                .arg(bounds.maxlen)
                 .arg("*");
             for (field, value) in entry::fields(event) {
                 pipe.arg(field).arg(value);
             }
+        }
+        // `XADD` takes one trimming rule: the age goes by `XTRIM`, in the same transaction.
+        if let Some(min_id) = bounds.min_id() {
+            pipe.cmd("XTRIM")
+                .arg(key)
+                .arg("MINID")
+                .arg("~")
+                .arg(min_id)
+                .ignore();
         }
         let mut conn = self.connection(backend, epoch).await?;
         let claimed = claim(&conn, events, claim_for).await?;
@@ -118,7 +127,11 @@ impl Writer {
     }
 
     /// The shared connection, or a new one once Redis is checked to hold `epoch`'s history.
-    async fn connection(&self, backend: &Backend, epoch: &Epoch) -> Result<Conn, AppendError> {
+    pub(crate) async fn connection(
+        &self,
+        backend: &Backend,
+        epoch: &Epoch,
+    ) -> Result<Conn, AppendError> {
         if let Some(conn) = self.lock().clone() {
             return Ok(conn);
         }

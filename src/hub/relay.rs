@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::log::TopicLog;
 use super::publish::distinct;
 use super::{Hub, HubBuilder, Inner, PublishError, Receipt};
-use crate::cluster::{cluster_shaped, AppendError, Cluster, Place};
+use crate::cluster::{cluster_shaped, AppendError, Bounds, Cluster, Place};
 use crate::event::{encode_without_id, encoded_len_max, Event, EventError};
 use crate::store::StoreError;
 
@@ -40,8 +40,9 @@ impl HubBuilder {
 }
 
 /// Appends events the cluster's reader released, in that order. Never refused: what Redis
-/// accepted is delivered (ids were checked by the publishing hub).
-pub(crate) fn relay(hub: &Inner, events: Vec<Event>) {
+/// accepted is delivered (ids were checked by the publishing hub). Returns the sequence number
+/// of the last (only the reader appends in a cluster).
+pub(crate) fn relay(hub: &Inner, events: Vec<Event>) -> u64 {
     let log = &hub.log;
     let rings: Vec<Vec<Arc<TopicLog>>> = events
         .iter()
@@ -49,6 +50,7 @@ pub(crate) fn relay(hub: &Inner, events: Vec<Event>) {
         .collect();
     let touched = distinct(&rings);
     log.append_relayed(&hub.epoch, &events, &rings, &touched);
+    log.committed()
 }
 
 /// Redis lost the cluster's history: `adopt` takes up the new one (given where it begins in
@@ -69,9 +71,13 @@ pub(crate) fn history_trimmed(hub: &Inner, mark: impl FnOnce(u64)) {
     }
 }
 
-/// How many entries each shard's stream is trimmed to: `--history` shared by the shards.
-pub(crate) fn trim_len(hub: &Inner, shards: u16) -> usize {
-    (hub.config.history / usize::from(shards.max(1))).max(1)
+/// How far each shard's stream is trimmed: `--history` shared by the shards, and
+/// `--history-age`.
+pub(crate) fn bounds(hub: &Inner, shards: u16) -> Bounds {
+    Bounds {
+        maxlen: (hub.config.history / usize::from(shards.max(1))).max(1),
+        age: hub.config.history_age,
+    }
 }
 
 /// How many times the cluster's history changed (0 outside a cluster): a stream opened under
@@ -113,12 +119,13 @@ pub(super) fn lost_history(hub: &Inner, id: &str) -> Option<(Bytes, u64)> {
 /// How long a resume waits for the reader to bring in the event it names.
 const WAIT_RELAYED: Duration = Duration::from_secs(5);
 
-/// `id` names a place of the cluster's history that this hub's reader has not passed yet: a
-/// client that comes from a hub a few milliseconds ahead of this one.
+/// `id` names a place of the cluster's current history that is not in memory: one this hub's
+/// reader has not passed yet (a client that comes from a hub a few milliseconds ahead of this
+/// one: it waits), or one older than memory (Redis replays it).
 pub(super) fn awaits(hub: &Inner, id: &str) -> bool {
-    hub.cluster.as_ref().is_some_and(|cluster| {
-        Place::parse(cluster.epoch().as_str(), id).is_some_and(|place| !cluster.read_past(place))
-    })
+    hub.cluster
+        .as_ref()
+        .is_some_and(|cluster| Place::parse(cluster.epoch().as_str(), id).is_some())
 }
 
 /// Waits until the reader brings in the event `id` names: its sequence number, or `None` once
@@ -174,9 +181,9 @@ impl Hub {
         if bytes > limit {
             return Err(PublishError::TooLarge { bytes, limit });
         }
-        let maxlen = trim_len(&self.inner, cluster.shards());
+        let bounds = bounds(&self.inner, cluster.shards());
         let claim_for = self.inner.config.history_age.unwrap_or(CLAIM_DEFAULT);
-        let places = match cluster.append(events, maxlen, claim_for, &epoch).await {
+        let places = match cluster.append(events, bounds, claim_for, &epoch).await {
             Ok(places) => places,
             Err(AppendError::Redis(e)) => return Err(e.into()),
             Err(AppendError::DuplicateId(id)) => return Err(PublishError::DuplicateId(id)),

@@ -90,6 +90,9 @@ pub struct Subscription {
     earliest: bool,
     /// Events after the cursor up to here left memory: read them from the store next.
     from_store: Option<u64>,
+    /// In a cluster, a resume older than memory: read from Redis first.
+    #[cfg(feature = "cluster")]
+    from_redis: Option<Box<crate::cluster::Replay>>,
     waiters: Vec<Arc<Waiter>>,
     notify: Arc<Notify>,
     /// The last sequence number handed out (or skipped as not on these topics).
@@ -200,6 +203,8 @@ impl Subscription {
             resolve,
             earliest: request.earliest,
             from_store: None,
+            #[cfg(feature = "cluster")]
+            from_redis: None,
             waiters,
             notify,
             cursor,
@@ -273,6 +278,8 @@ impl Subscription {
             self.resolve = false;
             match found {
                 Ok(Some(seq)) => self.cursor = seq,
+                #[cfg(feature = "cluster")]
+                Ok(None) if self.replay_from_redis(&id) => {}
                 Ok(_) => {
                     let mut opening = self.opening.take().unwrap_or_default().to_vec();
                     opening.extend_from_slice(&unknown_id_gap(&self.hub, &id));
@@ -298,6 +305,15 @@ impl Subscription {
         loop {
             if self.expiry.as_ref().is_some_and(|e| e.at <= Instant::now()) {
                 return Err(End::Expired);
+            }
+            #[cfg(feature = "cluster")]
+            if self.from_redis.is_some() {
+                let events = self.read_redis(out).await?;
+                if !out.is_empty() {
+                    self.sent(events);
+                    return Ok(());
+                }
+                continue;
             }
             if let Some(upto) = self.from_store.take() {
                 let events = self.read_store(upto, out).await?;
@@ -460,6 +476,8 @@ impl Subscription {
 }
 
 mod losses;
+#[cfg(feature = "cluster")]
+mod redis;
 
 impl Drop for Subscription {
     fn drop(&mut self) {
