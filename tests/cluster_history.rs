@@ -17,7 +17,11 @@ fn redis() -> Redis {
 }
 
 async fn publish(url: &str, topic: &str, data: &str) -> String {
-    let body = serde_json::json!({"topic": topic, "data": data}).to_string();
+    publish_json(url, serde_json::json!({"topic": topic, "data": data})).await
+}
+
+async fn publish_json(url: &str, body: serde_json::Value) -> String {
+    let body = body.to_string();
     let resp = client()
         .post(url)
         .header("content-type", "application/json")
@@ -55,8 +59,14 @@ async fn a_resume_older_than_memory_is_read_from_redis() {
     for i in 0..300 {
         let topic = ["x", "news"][i % 2];
         let data = format!("{topic}-{i}");
-        acked.push((publish(&url, topic, &data).await, data));
+        // One with its publisher's id, resumed from below.
+        let body = match i {
+            50 => serde_json::json!({"topic": topic, "data": data, "id": "order-50"}),
+            _ => serde_json::json!({"topic": topic, "data": data}),
+        };
+        acked.push((publish_json(&url, body).await, data));
     }
+    assert_eq!(acked[50].0, "order-50");
     b.wait_metric("ssehub_history_events", |n| n == 20).await;
     // From the 30th event, far older than B's 20 in memory: all 270 after it, in order.
     let from = acked[29].0.clone();
@@ -88,6 +98,13 @@ async fn a_resume_older_than_memory_is_read_from_redis() {
     got.extend(pairs(&x.events(1).await));
     assert_eq!(got[..only_x.len()], only_x[..]);
     assert_eq!(got[only_x.len()].1, "after");
+    // From a publisher's id that left memory: Redis knows its place.
+    let mut by_id = EventStream::open(
+        &b.url("/events?topic=x&topic=news"),
+        &[("last-event-id", "order-50")],
+    )
+    .await;
+    assert_eq!(pairs(&by_id.events(249).await), acked[51..].to_vec());
 }
 
 #[tokio::test]

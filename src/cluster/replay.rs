@@ -57,10 +57,31 @@ fn end(j: u16, upto: Place) -> Option<String> {
 }
 
 impl Cluster {
-    /// A replay from Redis for a resume from `id`: a place of the current history that this
-    /// hub's reader has passed and that lies before the newest event it put in its log.
-    pub(crate) fn replay_from(&self, id: &str) -> Option<Replay> {
-        let after = Place::parse(self.epoch().as_str(), id)?;
+    /// Where the event a resume id names is in the current history: the id's own place, or
+    /// for a publisher's id, the place its claim in Redis records.
+    pub(crate) async fn place_of(&self, id: &str) -> Result<Option<Place>, StoreError> {
+        let epoch = self.epoch();
+        if let Some(place) = Place::parse(epoch.as_str(), id) {
+            return Ok(Some(place));
+        }
+        if super::cluster_shaped(id).is_some() {
+            // Another history's: nothing of it is here.
+            return Ok(None);
+        }
+        let link = &self.link;
+        let mut conn = link
+            .writer
+            .connection(&link.backend, &epoch)
+            .await
+            .map_err(|e| StoreError(format!("redis: resume: {e:?}")))?;
+        super::writer::claimed_place(&mut conn, id, &epoch)
+            .await
+            .map_err(|e| StoreError(format!("redis: resume: {e}")))
+    }
+
+    /// A replay from Redis for a resume after `after`: a place of the current history that
+    /// this hub's reader has passed and that lies before the newest event it put in its log.
+    pub(crate) fn replay_from(&self, after: Place) -> Option<Replay> {
         let (then, upto) = self.relayed()?;
         (self.read_past(after) && after < upto).then_some(Replay {
             after,

@@ -5,6 +5,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use redis::Value;
+
 use super::conn::{Backend, Conn};
 use super::keys::{id_key, shard_of};
 use super::{entry, meta};
@@ -119,7 +121,10 @@ impl Writer {
             .map(|id| parse_id(id).map(|(ms, n)| Place { ms, shard, n }))
             .collect();
         match places {
-            Some(places) if places.len() == events.len() => Ok(places),
+            Some(places) if places.len() == events.len() => {
+                place_claims(&conn, events, &places, epoch).await;
+                Ok(places)
+            }
             _ => Err(AppendError::Redis(StoreError(format!(
                 "Redis answered {ids:?} to XADD"
             )))),
@@ -204,6 +209,38 @@ async fn claim(
         (None, Some((id, _))) => Err(AppendError::DuplicateId((*id).to_string())),
         (None, None) => Ok(made),
     }
+}
+
+/// Writes each publisher id's place (the cluster id of its event) into its claim, so that any
+/// hub can resume from it once it left memory. Before the publish is answered; a failure only
+/// leaves the claim as it was (a resume from that id then gets an `unknown-id` gap).
+async fn place_claims(conn: &Conn, events: &[Event], places: &[Place], epoch: &Epoch) {
+    let sets = events.iter().zip(places).filter_map(|(event, place)| {
+        let mut conn = conn.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(id_key(event.id()?))
+            .arg(place.id(epoch.as_str()))
+            .arg("XX")
+            .arg("KEEPTTL");
+        Some(async move { set.query_async::<Value>(&mut conn).await })
+    });
+    for failed in futures_util::future::join_all(sets)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+    {
+        tracing::warn!("redis: recording a publisher id's place: {failed}");
+    }
+}
+
+/// Where the event whose publisher chose `id` is, in history `epoch`, if Redis knows.
+pub(crate) async fn claimed_place(
+    conn: &mut Conn,
+    id: &str,
+    epoch: &Epoch,
+) -> redis::RedisResult<Option<Place>> {
+    let held: Option<String> = redis::cmd("GET").arg(id_key(id)).query_async(conn).await?;
+    Ok(held.and_then(|held| Place::parse(epoch.as_str(), &held)))
 }
 
 /// Deletes claims (one `DEL` per key, for the same reason as in [`claim`]).

@@ -119,21 +119,19 @@ pub(super) fn lost_history(hub: &Inner, id: &str) -> Option<(Bytes, u64)> {
 /// How long a resume waits for the reader to bring in the event it names.
 const WAIT_RELAYED: Duration = Duration::from_secs(5);
 
-/// `id` names a place of the cluster's current history that is not in memory: one this hub's
-/// reader has not passed yet (a client that comes from a hub a few milliseconds ahead of this
-/// one: it waits), or one older than memory (Redis replays it).
+/// A resume id not in memory, in a cluster: Redis may know where it is (see
+/// [`relayed`]). Only ids of lost histories are known to be nowhere.
 pub(super) fn awaits(hub: &Inner, id: &str) -> bool {
     hub.cluster
         .as_ref()
-        .is_some_and(|cluster| Place::parse(cluster.epoch().as_str(), id).is_some())
+        .is_some_and(|cluster| cluster_shaped(id).is_none_or(|epoch| epoch == cluster.epoch()))
 }
 
-/// Waits until the reader brings in the event `id` names: its sequence number, or `None` once
-/// the reader has passed its place without it (it left memory, or never was), or after
-/// [`WAIT_RELAYED`].
-pub(super) async fn relayed(hub: &Inner, id: &str) -> Option<u64> {
+/// Waits until the reader brings in the event `id` names, at `place`: its sequence number, or
+/// `None` once the reader has passed that place without it (it left memory, or never was), or
+/// after [`WAIT_RELAYED`].
+pub(super) async fn relayed(hub: &Inner, id: &str, place: Place) -> Option<u64> {
     let cluster = hub.cluster.as_ref()?;
-    let place = Place::parse(cluster.epoch().as_str(), id)?;
     let deadline = Instant::now() + WAIT_RELAYED;
     loop {
         if let Some(seq) = hub.log.seq_of(id) {

@@ -278,8 +278,9 @@ impl Subscription {
             self.resolve = false;
             match found {
                 Ok(Some(seq)) => self.cursor = seq,
+                // Older than memory: replayed from Redis first.
                 #[cfg(feature = "cluster")]
-                Ok(None) if self.replay_from_redis(&id) => {}
+                Ok(None) if self.from_redis.is_some() => {}
                 Ok(_) => {
                     let mut opening = self.opening.take().unwrap_or_default().to_vec();
                     opening.extend_from_slice(&unknown_id_gap(&self.hub, &id));
@@ -434,11 +435,12 @@ impl Subscription {
     }
 
     /// Where a resume from an id the log did not hold starts: an event a cluster's reader
-    /// brings in shortly, or a publisher's id in the store from before this stream began.
-    async fn find_resume(&self, id: &str) -> Result<Option<u64>, crate::store::StoreError> {
+    /// brings in shortly (or Redis replays), or a publisher's id in the store from before this
+    /// stream began.
+    async fn find_resume(&mut self, id: &str) -> Result<Option<u64>, crate::store::StoreError> {
         #[cfg(feature = "cluster")]
         if self.hub.cluster.is_some() {
-            return Ok(super::relay::relayed(&self.hub, id).await);
+            return self.find_clustered(id).await;
         }
         let found = self.hub.store.find_id(id).await?;
         Ok(found.filter(|seq| *seq <= self.start))

@@ -7,14 +7,25 @@ use super::{End, FirstRead, Subscription, BATCH_EVENTS};
 use crate::event::{encode, encode_without_id};
 
 impl Subscription {
-    /// After the resume id found no event in memory: whether Redis holds what follows it (a
-    /// place of the current history older than memory), in which case the stream replays from
-    /// there first.
-    pub(super) fn replay_from_redis(&mut self, id: &str) -> bool {
-        let replay = self.hub.cluster.as_ref().and_then(|c| c.replay_from(id));
-        let found = replay.is_some();
-        self.from_redis = replay.map(Box::new);
-        found
+    /// Where a resume from `id` (not in memory when the stream opened) starts, in a cluster:
+    /// the event's sequence number once the reader brings it in (a client from a hub a little
+    /// ahead), or, for one older than memory, a replay from Redis first (`from_redis` set and
+    /// `None` returned). `None` alone: Redis does not know the id either.
+    pub(super) async fn find_clustered(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<u64>, crate::store::StoreError> {
+        let Some(cluster) = self.hub.cluster.clone() else {
+            return Ok(None);
+        };
+        let Some(place) = cluster.place_of(id).await? else {
+            return Ok(None);
+        };
+        if let Some(seq) = crate::hub::relay::relayed(&self.hub, id, place).await {
+            return Ok(Some(seq));
+        }
+        self.from_redis = cluster.replay_from(place).map(Box::new);
+        Ok(None)
     }
 
     /// The next batch of a replay from Redis into `out`; once it is done, the cursor moves to
