@@ -344,3 +344,44 @@ async fn a_publisher_id_is_claimed_for_every_hub() {
     let (status, answer) = post(&a.publish_url("/publish"), one("w")).await;
     assert_eq!(status, 200, "{answer}");
 }
+
+#[tokio::test]
+async fn a_killed_hubs_clients_resume_on_another_and_miss_nothing() {
+    let redis = Redis::start(None);
+    let (mut a, b) = (hub(&redis), hub(&redis));
+    let mut on_a = a.subscribe("?topic=k").await.opened().await;
+    // Published on B the whole time.
+    let url = b.publish_url("/publish");
+    let publisher = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..120 {
+            let body = serde_json::json!({"topic": "k", "data": i.to_string()});
+            let (status, answer) = post(&url, body.to_string()).await;
+            assert_eq!(status, 200, "{answer}");
+            ids.extend(ids_of(&answer));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ids
+    });
+    let first = on_a.events(30).await;
+    a.signal_and_wait("KILL");
+    assert!(
+        on_a.try_next_event(Duration::from_secs(2)).await.is_err(),
+        "A's stream ends with A"
+    );
+    let last_id = first.last().unwrap().id.clone();
+    let mut on_b = EventStream::open(
+        &b.url("/events?topic=k"),
+        &[("last-event-id", last_id.as_str())],
+    )
+    .await;
+    let rest = on_b.events(90).await;
+    let ids = publisher.await.unwrap();
+    let got: Vec<(String, String)> = pairs(&first).into_iter().chain(pairs(&rest)).collect();
+    let expected: Vec<(String, String)> = ids
+        .into_iter()
+        .zip(0..)
+        .map(|(id, i)| (id, i.to_string()))
+        .collect();
+    assert_eq!(got, expected);
+}

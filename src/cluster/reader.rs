@@ -73,7 +73,8 @@ struct Round {
     newest: Option<Place>,
     /// Shards in which entries this hub had not read were trimmed.
     trimmed: Vec<u16>,
-    /// How long before this round the oldest event it released was added (ms).
+    /// How far behind Redis' clock (its newest `TIME` this round) the point below which
+    /// everything is delivered is, after this round (ms).
     lag: u64,
 }
 
@@ -164,7 +165,7 @@ impl State {
             || self.last_round.is_some_and(|at| at.elapsed() >= PAUSE);
         self.last_round = Some(Instant::now());
         let reads = self.read(conn).await?;
-        let (mut read, mut truncated, mut lag) = (0, false, 0);
+        let (mut read, mut truncated, mut now) = (0, false, 0);
         let mut check = Vec::new();
         for ShardRead {
             shard,
@@ -186,9 +187,7 @@ impl State {
             if from != "0-0" && (recheck || entries.len() >= (trim_len / 4).max(1)) {
                 check.push((shard, from.clone()));
             }
-            if let Some((first, _)) = entries.first().and_then(|e| parse_id(&e.id)) {
-                lag = lag.max(time.saturating_sub(first));
-            }
+            now = now.max(time);
             for item in entries {
                 read += 1;
                 self.positions[usize::from(shard)] = item.id.clone();
@@ -224,7 +223,7 @@ impl State {
             released: released.into_iter().map(|(_, e)| e).collect(),
             newest,
             trimmed,
-            lag,
+            lag: self.merge.horizon().map_or(0, |h| now.saturating_sub(h)),
         })
     }
 

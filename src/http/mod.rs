@@ -324,7 +324,7 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> R
         Some(r) => format!(
             "{body}# HELP ssehub_redis_up 1 while this hub's reader reaches Redis (cluster mode).\n# TYPE ssehub_redis_up gauge\nssehub_redis_up {}\n\
              # HELP ssehub_redis_late_events_total Events delivered late, out of order, because a Redis master's clock stepped back.\n# TYPE ssehub_redis_late_events_total counter\nssehub_redis_late_events_total {}\n\
-             # HELP ssehub_redis_reader_lag_seconds How long before its last read the oldest event it read was added to Redis.\n# TYPE ssehub_redis_reader_lag_seconds gauge\nssehub_redis_reader_lag_seconds {}\n\
+             # HELP ssehub_redis_reader_lag_seconds How far behind Redis' clock this hub's reader has delivered everything, after its last round.\n# TYPE ssehub_redis_reader_lag_seconds gauge\nssehub_redis_reader_lag_seconds {}\n\
              # HELP ssehub_redis_trimmed_unread_total Times this hub's reader fell behind Redis' trimming (its streams ended; clients got a gap).\n# TYPE ssehub_redis_trimmed_unread_total counter\nssehub_redis_trimmed_unread_total {}\n",
             u8::from(r.up),
             r.late_events,

@@ -41,8 +41,8 @@ pub struct RedisHealth {
     pub up: bool,
     /// Events it delivered late, out of order, because a master's clock stepped back.
     pub late_events: u64,
-    /// In its last round, how long before the round the oldest event it read was added to
-    /// Redis: a few milliseconds when it keeps up, more while it catches up.
+    /// After its last round, how far behind Redis' clock the point below which it has
+    /// delivered everything is: a millisecond or so when it keeps up, more while it catches up.
     pub lag_seconds: f64,
     /// Times it fell behind Redis' trimming (events it never read were gone; its streams
     /// ended and their clients got a `gap`).
