@@ -51,6 +51,8 @@ struct State {
     /// The next round must check every shard for entries trimmed before they were read (a new
     /// connection, or a pause).
     recheck: bool,
+    /// When the reader last was ready for a round (after a round, or after its wait): a round
+    /// much later means the hub stalled.
     last_round: Option<Instant>,
 }
 
@@ -184,7 +186,9 @@ impl State {
             let from = &self.positions[usize::from(shard)];
             // A reader far enough behind may have been passed by trimming: look (a fresh
             // reader owes nobody what was trimmed before it came).
-            if from != "0-0" && (recheck || entries.len() >= (trim_len / 4).max(1)) {
+            // (A truncated read is one far behind, whatever the trim length.)
+            let many = entries.len() >= (trim_len / 4).clamp(1, COUNT);
+            if from != "0-0" && (recheck || many) {
                 check.push((shard, from.clone()));
             }
             now = now.max(time);
@@ -228,8 +232,21 @@ impl State {
     }
 
     /// Waits until some shard has an entry past where the reader stands: up to [`BLOCK`] on
-    /// one server; on a Redis Cluster, [`POLL`].
-    async fn wait(&self, conn: &mut Conn) -> RedisResult<()> {
+    /// one server; on a Redis Cluster, [`POLL`]. A wait that took much longer than it may
+    /// (the hub stalled) makes the next round look for trimmed entries.
+    async fn wait(&mut self, conn: &mut Conn) -> RedisResult<()> {
+        let started = Instant::now();
+        let waited = self.block(conn).await;
+        let most = match conn {
+            Conn::Single(_) => BLOCK,
+            Conn::Cluster(_) => POLL,
+        };
+        self.recheck |= started.elapsed() >= most + PAUSE;
+        self.last_round = Some(Instant::now());
+        waited
+    }
+
+    async fn block(&self, conn: &mut Conn) -> RedisResult<()> {
         let Conn::Single(c) = conn else {
             tokio::time::sleep(POLL).await;
             return Ok(());
@@ -401,6 +418,7 @@ async fn step(
         } else {
             // Entries wait for the clock to pass their millisecond.
             tokio::time::sleep(Duration::from_millis(1)).await;
+            state.last_round = Some(Instant::now());
         }
     }
     Ok(())
