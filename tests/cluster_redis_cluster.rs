@@ -38,18 +38,23 @@ fn cli(port: u16, args: &[&str]) -> String {
 }
 
 impl RedisCluster {
-    fn start() -> RedisCluster {
-        let dir = std::env::temp_dir().join(format!("ssehub-rcluster-{}", std::process::id()));
+    /// Three masters; with `replicas`, one replica each (six nodes).
+    fn start(replicas: bool) -> RedisCluster {
+        let dir =
+            std::env::temp_dir().join(format!("ssehub-rcluster-{}-{replicas}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let count = if replicas { 6 } else { 3 };
+        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
         let nodes = ports
             .iter()
             .map(|port| {
                 let conf = dir.join(format!("nodes-{port}.conf"));
                 Command::new("redis-server")
                     .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                    // Replicas sync at once (Redis waits 5 s by default).
+                    .args(["--repl-diskless-sync-delay", "0"])
                     .args(["--cluster-config-file", conf.to_str().unwrap()])
                     .args([
                         "--dir",
@@ -86,7 +91,8 @@ impl RedisCluster {
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", if replicas { "1" } else { "0" }])
+            .arg("--cluster-yes")
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -102,7 +108,27 @@ impl RedisCluster {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        // A replica that never synced cannot take over.
+        while replicas
+            && cluster.ports.iter().any(|p| {
+                let info = cli(*p, &["info", "replication"]);
+                info.contains("role:slave") && !info.contains("master_link_status:up")
+            })
+        {
+            assert!(Instant::now() < deadline, "the replicas did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         cluster
+    }
+
+    /// Every node.
+    fn all(&self) -> String {
+        let addrs: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        addrs.join(",")
     }
 
     /// Two of the three nodes: the hubs find the third themselves.
@@ -137,6 +163,30 @@ async fn publish(url: &str, topic: &str, data: &str) -> String {
     json["id"].as_str().expect("an id").to_string()
 }
 
+/// Publishes until the cluster takes it (503 while a master is away): the id.
+async fn publish_until_taken(url: &str, topic: &str, data: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = serde_json::json!({"topic": topic, "data": data}).to_string();
+        let resp = client()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("publish");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        if status == 200 {
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            return json["id"].as_str().expect("an id").to_string();
+        }
+        assert_eq!(status, 503, "{text}");
+        assert!(Instant::now() < deadline, "no failover within 20s: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn pairs(events: &[ParsedEvent]) -> Vec<(String, String)> {
     events
         .iter()
@@ -146,7 +196,7 @@ fn pairs(events: &[ParsedEvent]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn hubs_on_a_redis_cluster_deliver_resume_and_spread_the_shards() {
-    let redis = RedisCluster::start();
+    let redis = RedisCluster::start(false);
     let seeds = redis.seeds();
     let start = || HubProcess::start(&["--redis-cluster", &seeds, "--heartbeat", "1"]);
     let (a, b, c) = (start(), start(), start());
@@ -266,4 +316,55 @@ fn redis_cluster_is_refused_with_data_dir_or_redis() {
         unreachable.contains("--redis-cluster: cannot reach Redis"),
         "{unreachable}"
     );
+}
+
+#[tokio::test]
+async fn a_failover_loses_nothing_that_was_replicated() {
+    let mut redis = RedisCluster::start(true);
+    let nodes = redis.all();
+    let start = || HubProcess::start(&["--redis-cluster", &nodes, "--heartbeat", "1"]);
+    let (a, b) = (start(), start());
+    let topics: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
+    let query: String = topics.iter().map(|t| format!("&topic={t}")).collect();
+    let mut on_b = b
+        .subscribe(&format!("?{}", &query[1..]))
+        .await
+        .opened()
+        .await;
+    let url = a.publish_url("/publish");
+    let mut acked = Vec::new();
+    for t in &topics {
+        let data = format!("{t}-before");
+        acked.push((publish(&url, t, &data).await, data));
+    }
+    assert_eq!(pairs(&on_b.events(acked.len()).await), acked);
+    // Replicated by now (loopback); then the first master goes.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = redis.nodes[0].kill();
+    let _ = redis.nodes[0].wait();
+
+    let mut after = Vec::new();
+    for t in &topics {
+        let data = format!("{t}-after");
+        after.push((publish_until_taken(&url, t, &data).await, data));
+    }
+    // Every event acknowledged after the failover reaches B, once; each topic in order.
+    let Ok(got) = tokio::time::timeout(Duration::from_secs(20), on_b.events(after.len())).await
+    else {
+        panic!(
+            "B delivered nothing after the failover: {}",
+            b.stderr_text()
+        );
+    };
+    let got = pairs(&got);
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut expected = after.clone();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert!(on_b
+        .try_next_event(Duration::from_millis(500))
+        .await
+        .is_err());
+    assert_eq!(b.wait_metric("ssehub_redis_up", |v| v == 1).await, 1);
 }

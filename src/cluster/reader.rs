@@ -314,6 +314,8 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
                 if !down {
                     tracing::warn!("{e}; retrying (streams stay open, publishes get 503)");
                     down = true;
+                } else {
+                    tracing::debug!("{e}; retrying");
                 }
                 conn = None;
                 checked = None;
