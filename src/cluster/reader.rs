@@ -279,7 +279,7 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
     // How far each shard is trimmed (see `Hub::publish_clustered`).
     let Some(bounds) = hub
         .upgrade()
-        .map(|hub| crate::hub::bounds(&hub, link.shards))
+        .map(|hub| crate::hub::bounds(&hub))
     else {
         return;
     };

@@ -71,11 +71,12 @@ pub(crate) fn history_trimmed(hub: &Inner, mark: impl FnOnce(u64)) {
     }
 }
 
-/// How far each shard's stream is trimmed: `--history` shared by the shards, and
-/// `--history-age`.
-pub(crate) fn bounds(hub: &Inner, shards: u16) -> Bounds {
+/// How far each shard's stream is trimmed: to `--history` entries each (not a share of it: a
+/// hot topic fills its one shard, and Redis must keep at least what a hub's memory holds, or a
+/// reader a little behind would find its next entries trimmed), and by `--history-age`.
+pub(crate) fn bounds(hub: &Inner) -> Bounds {
     Bounds {
-        maxlen: (hub.config.history / usize::from(shards.max(1))).max(1),
+        maxlen: hub.config.history.max(1),
         age: hub.config.history_age,
     }
 }
@@ -179,7 +180,7 @@ impl Hub {
         if bytes > limit {
             return Err(PublishError::TooLarge { bytes, limit });
         }
-        let bounds = bounds(&self.inner, cluster.shards());
+        let bounds = bounds(&self.inner);
         let claim_for = self.inner.config.history_age.unwrap_or(CLAIM_DEFAULT);
         let places = match cluster.append(events, bounds, claim_for, &epoch).await {
             Ok(places) => places,
