@@ -165,8 +165,9 @@ pub struct ServeArgs {
           help_heading = "History")]
     pub history_age: Option<Duration>,
 
-    /// With --data-dir, the newest this many events also stay in memory, where live delivery
-    /// and recent replays read; older replays read the disk. (At most --history.)
+    /// With --data-dir (or --redis, --redis-cluster), the newest this many events also stay in
+    /// memory, where live delivery and recent replays read; older replays read the disk (or
+    /// Redis). (At most --history.)
     #[arg(long, env = "SSEHUB_MEMORY_HISTORY", value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "History")]
     pub memory_history: u64,
