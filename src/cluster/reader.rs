@@ -277,10 +277,7 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
     let mut backoff = BACKOFF_MIN;
     let mut down = false;
     // How far each shard is trimmed (see `Hub::publish_clustered`).
-    let Some(bounds) = hub
-        .upgrade()
-        .map(|hub| crate::hub::bounds(&hub))
-    else {
+    let Some(bounds) = hub.upgrade().map(|hub| crate::hub::bounds(&hub)) else {
         return;
     };
     let mut trimmed_at = Instant::now();
