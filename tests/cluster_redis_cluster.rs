@@ -52,6 +52,9 @@ impl RedisCluster {
                 let conf = dir.join(format!("nodes-{port}.conf"));
                 Command::new("redis-server")
                     .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                    // The bus port is the port + 10000 by default, which may be taken (or past
+                    // 65535 for an ephemeral port): one of its own.
+                    .args(["--cluster-port", &free_port().to_string()])
                     .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
                     // Replicas sync at once (Redis waits 5 s by default).
                     .args(["--repl-diskless-sync-delay", "0"])
