@@ -56,6 +56,10 @@ pub enum Command {
     the --config file (max-clients = 500). Flags beat the environment, which beats the file."
 )]
 pub struct ServeArgs {
+    /// TLS and HTTP/2 (`config/tls.rs`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     /// Read settings from this TOML file; keys are the long flag names (max-clients = 500).
     #[arg(
         long,
@@ -480,6 +484,8 @@ where
 }
 
 mod settings;
+mod tls;
+pub use tls::TlsArgs;
 
 #[cfg(test)]
 mod tests;

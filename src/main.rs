@@ -50,6 +50,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .init();
 
     let http_config = args.http_config().map_err(anyhow::Error::msg)?;
+    let protocol = args.tls.protocol().map_err(anyhow::Error::msg)?;
+    if let http::Protocol::Tls(tls) = &protocol {
+        tls.reload_on_sighup();
+    }
     ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
     if args.redis.is_some() && args.data_dir.is_some() {
         anyhow::bail!(
@@ -92,7 +96,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {}
     }
-    eprintln!("ssehub: listening on http://{}", main.local_addr()?);
+    eprintln!(
+        "ssehub: listening on {}://{}",
+        protocol.scheme(),
+        main.local_addr()?
+    );
 
     if args.stdin {
         let template = feed::LineTemplate {
@@ -103,7 +111,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(feed::lines(reader, hub.clone(), template));
     }
 
-    let listeners = http::Listeners { main, publish };
+    let listeners = http::Listeners {
+        main,
+        publish,
+        protocol,
+    };
     http::serve(listeners, hub, http_config, shutdown_signal()).await?;
     eprintln!("ssehub: stopped");
     // A read blocked on stdin would hold the runtime open; nothing is left to clean up.

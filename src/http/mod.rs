@@ -19,6 +19,7 @@ mod active_subscriptions;
 mod connection;
 mod cors;
 mod fast;
+mod hyper_path;
 mod jwt;
 mod message_end;
 mod one_request;
@@ -29,6 +30,7 @@ mod publish;
 pub mod query;
 mod server;
 mod subscribe;
+mod tls;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use axum::Router;
 pub use cors::check_origin;
 pub use jwt::{JwtAlg, JwtKey};
 pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
+pub use tls::{Protocol, Tls, TlsError};
 
 use crate::event::Topic;
 use crate::hub::Hub;

@@ -1,0 +1,202 @@
+//! The hyper path: connections on a TLS listener (HTTP/1.1 or HTTP/2 by ALPN) or an
+//! `--http2-cleartext` one, served whole by hyper and the router, and the stream body every
+//! stream on it gets.
+//!
+//! Why not the fast path: HTTP/2 multiplexes many streams on one connection, and TLS wraps the
+//! socket, so no stream owns a socket it could write by itself. The guarantees are kept by other
+//! means, each the same code as the fast path's where it can be:
+//! - slots, `--max-clients-per-ip`, tokens, replay: the same `subscribe::stream` handler, so an
+//!   HTTP/2 stream takes a slot like any other (many streams on one connection take one each);
+//! - heartbeats: the subscription's own (`Subscription::next`);
+//! - backlog cut-off: [`watched_body`]: a task reads the subscription as the fast path's writer
+//!   does and, while the body is not taken (a deaf client: flow control or the socket stalls),
+//!   checks the backlog every [`STUCK_CHECK`] with the same `check_backlog`;
+//! - vanished clients: TCP_USER_TIMEOUT on the socket (twice the heartbeat, as on the fast path),
+//!   plus HTTP/2 pings;
+//! - shutdown: the hub's close ends every subscription; hyper then ends the connection
+//!   gracefully (GOAWAY on HTTP/2).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::Extension;
+use bytes::{Bytes, BytesMut};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::connection::Shared;
+use super::fast::give_up_unacknowledged_after;
+use super::tls::Protocol;
+use crate::hub::Subscription;
+
+/// How often a stream whose body is not being taken looks at its backlog (as `fast.rs`).
+const STUCK_CHECK: Duration = Duration::from_millis(100);
+/// A TLS handshake must finish within this time, or the connection is closed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTP/1.1 request head must arrive within this time (as on the fast path).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams one HTTP/2 connection may have open at once (each also takes a hub slot).
+pub(crate) const MAX_H2_STREAMS: u32 = 256;
+/// Bytes HTTP/2 buffers per stream for a client that does not take them: past it the body is
+/// no longer read, and the backlog check takes over.
+const H2_SEND_BUFFER: usize = 64 * 1024;
+/// HTTP/2 request heads (all headers) at most, as the fast path's head limit.
+const MAX_HEADER_LIST: u32 = 16 * 1024;
+
+/// Serves a connection accepted on a TLS or `--http2-cleartext` listener.
+pub(crate) async fn accepted(
+    stream: TcpStream,
+    peer: SocketAddr,
+    protocol: Protocol,
+    shared: Arc<Shared>,
+) {
+    let _ = stream.set_nodelay(true);
+    let heartbeat = shared.app.hub.config().heartbeat;
+    if let Some(every) = heartbeat {
+        // Set once for the connection: every stream on it is written through this socket.
+        give_up_unacknowledged_after(&stream, every * 2);
+    }
+    match protocol {
+        Protocol::Tls(tls) => {
+            let Some(stream) = handshake(stream, peer, tls.acceptor(), &shared).await else {
+                return;
+            };
+            serve(TokioIo::new(stream), peer, heartbeat, &shared).await;
+        }
+        _ => serve(TokioIo::new(stream), peer, heartbeat, &shared).await,
+    }
+}
+
+/// The TLS handshake, counted as a connection waiting for a request (`pending.rs`: bounded per
+/// address and overall) and bounded in time, so silent connections cannot pile up.
+async fn handshake(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    shared: &Shared,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let waiting = shared.app.pending.start(peer.ip()).ok()?;
+    let mut stop = shared.stop.clone();
+    tokio::select! {
+        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => match done {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                tracing::debug!("TLS handshake with {peer} failed: {e}");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake with {peer} timed out");
+                None
+            }
+        },
+        _ = waiting.evicted() => None,
+        _ = stopping(&mut stop) => None,
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (by the connection's first bytes: ALPN's `h2` and h2c clients send
+/// the HTTP/2 preface) until the connection ends or the server stops.
+async fn serve<I>(io: TokioIo<I>, peer: SocketAddr, heartbeat: Option<Duration>, shared: &Shared)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let routes = shared.routes.clone().layer(Extension(ConnectInfo(peer)));
+    let service = TowerToHyperService::new(routes);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
+    // Pings find a vanished client on a connection whose streams are quiet (heartbeats off).
+    let ping = heartbeat.unwrap_or(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_send_buf_size(H2_SEND_BUFFER)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .keep_alive_interval(ping)
+        .keep_alive_timeout(ping);
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut stop = shared.stop.clone();
+    let served = tokio::select! {
+        served = connection.as_mut() => served,
+        _ = stopping(&mut stop) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = served {
+        tracing::debug!("connection from {peer}: {e}");
+    }
+}
+
+/// Resolves once the server is stopping (holding no borrow of the flag).
+async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await.is_ok();
+}
+
+/// A stream's response body on the hyper path. A task reads the subscription, as the fast
+/// path's writer does, and hands each batch to the body; while the body does not take it (the
+/// client stopped reading: its flow-control window or the socket is full) the task checks the
+/// backlog every [`STUCK_CHECK`] and ends the stream past the bound, freeing its slot. `held`
+/// lives as long as the stream (its per-address count, its announcement).
+pub(crate) fn watched_body(subscription: Subscription, held: impl Send + 'static) -> Body {
+    // One batch in hand: the body never holds more than the writer would.
+    let (batches, taken) = mpsc::channel::<Bytes>(1);
+    tokio::spawn(pump(subscription, batches, held));
+    Body::from_stream(futures_util::stream::unfold(taken, |mut taken| async move {
+        let batch = taken.recv().await?;
+        Some((Ok::<_, Infallible>(batch), taken))
+    }))
+}
+
+async fn pump(mut subscription: Subscription, batches: mpsc::Sender<Bytes>, held: impl Send) {
+    let _held = held;
+    let mut out = Vec::new();
+    loop {
+        let next = tokio::select! {
+            next = subscription.next(&mut out) => next,
+            // The client went away (hyper dropped the body).
+            _ = batches.closed() => return,
+        };
+        if next.is_err() {
+            return;
+        }
+        let batch = concat(std::mem::take(&mut out));
+        let room = loop {
+            tokio::select! {
+                room = batches.reserve() => break room,
+                _ = tokio::time::sleep(STUCK_CHECK) => {
+                    if subscription.check_backlog().is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let Ok(room) = room else {
+            return;
+        };
+        room.send(batch);
+    }
+}
+
+/// One frame for the body: a single event as is, several copied together.
+fn concat(mut parts: Vec<Bytes>) -> Bytes {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+    for p in parts {
+        all.extend_from_slice(&p);
+    }
+    all.freeze()
+}
