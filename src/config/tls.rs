@@ -27,7 +27,12 @@ pub struct TlsArgs {
     pub tls_cert: Option<PathBuf>,
 
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "SSEHUB_TLS_KEY", value_name = "PATH", help_heading = "TLS")]
+    #[arg(
+        long,
+        env = "SSEHUB_TLS_KEY",
+        value_name = "PATH",
+        help_heading = "TLS"
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// Also speak HTTP/2 without TLS on --listen (h2c, prior knowledge), for a reverse proxy

@@ -153,10 +153,13 @@ pub(crate) fn watched_body(subscription: Subscription, held: impl Send + 'static
     // One batch in hand: the body never holds more than the writer would.
     let (batches, taken) = mpsc::channel::<Bytes>(1);
     tokio::spawn(pump(subscription, batches, held));
-    Body::from_stream(futures_util::stream::unfold(taken, |mut taken| async move {
-        let batch = taken.recv().await?;
-        Some((Ok::<_, Infallible>(batch), taken))
-    }))
+    Body::from_stream(futures_util::stream::unfold(
+        taken,
+        |mut taken| async move {
+            let batch = taken.recv().await?;
+            Some((Ok::<_, Infallible>(batch), taken))
+        },
+    ))
 }
 
 async fn pump(mut subscription: Subscription, batches: mpsc::Sender<Bytes>, held: impl Send) {

@@ -65,7 +65,12 @@ struct Served(RwLock<Arc<CertifiedKey>>);
 
 impl ResolvesServerCert for Served {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.0.read().unwrap_or_else(PoisonError::into_inner).clone())
+        Some(
+            self.0
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
     }
 }
 
@@ -98,7 +103,11 @@ impl Tls {
     pub fn reload(&self) -> Result<(), TlsError> {
         let provider = ring::default_provider();
         let fresh = load(&self.cert, &self.key, &provider)?;
-        *self.served.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+        *self
+            .served
+            .0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
         Ok(())
     }
 
@@ -125,12 +134,13 @@ impl Tls {
             tokio::spawn(async move {
                 while hangup.recv().await.is_some() {
                     match tls.reload() {
-                        Ok(()) => tracing::info!(
-                            "TLS: certificate reloaded from {}",
-                            tls.cert.display()
-                        ),
+                        Ok(()) => {
+                            tracing::info!("TLS: certificate reloaded from {}", tls.cert.display())
+                        }
                         Err(e) => {
-                            tracing::warn!("TLS: reload failed, still serving the old certificate: {e}")
+                            tracing::warn!(
+                                "TLS: reload failed, still serving the old certificate: {e}"
+                            )
                         }
                     }
                 }
