@@ -567,3 +567,157 @@ async fn a_deaf_http2_stream_is_cut_off_and_its_neighbour_gets_everything() {
     drop(deaf);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+const INSIDE: &str = "SSEHUB_TEST_TLS_INSIDE_NETNS";
+
+/// As `tests/vanish.rs`, over TLS: HTTP/1.1 and HTTP/2 clients whose packets stop (no FIN, no
+/// RST) lose their streams within seconds. Runs itself again in a network namespace of its own,
+/// so that dropping packets (iptables on that namespace's loopback) touches nothing else.
+#[test]
+fn vanished_tls_clients_lose_their_streams_soon() {
+    if std::env::var_os(INSIDE).is_some() {
+        return tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(vanish_inside());
+    }
+    let ns = format!("ssehub-tls-vanish-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip (iproute2)");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["netns", "add", &ns]);
+    let outcome = std::panic::catch_unwind(|| {
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "vanished_tls_clients_lose_their_streams_soon",
+                "--nocapture",
+            ])
+            .env(INSIDE, "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "inside the namespace:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    ip(&["netns", "del", &ns]);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn vanish_inside() {
+    let dir = temp_dir("vanish");
+    let cert = make_cert(&dir, "a");
+    let mut args = tls_args(&cert);
+    args.extend(["--heartbeat".into(), "1".into()]);
+    let hub = start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // One HTTP/2 connection with two streams, and one HTTP/1.1 connection with one.
+    let mut gone_ports = Vec::new();
+    let tls = tls_connect(&hub.addr, &[&cert], vec![b"h2".to_vec()])
+        .await
+        .unwrap();
+    gone_ports.push(tls.get_ref().0.local_addr().unwrap().port());
+    let mut h2 = h2_handshake(TokioIo::new(tls)).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(h2_get(&mut h2, "localhost", "https", "/events?topic=v").await);
+    }
+    let tls = tls_connect(&hub.addr, &[&cert], vec![b"http/1.1".to_vec()])
+        .await
+        .unwrap();
+    gone_ports.push(tls.get_ref().0.local_addr().unwrap().port());
+    let (mut h1, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get("/events?topic=v")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = h1.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut normal = Sse::from_reqwest(
+        reqwest_client(&cert, true)
+            .get(format!("https://localhost:{}/events?topic=v", port(&hub)))
+            .send()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(hub_metric(&hub, &cert, "ssehub_clients").await, 4);
+    for port in &gone_ports {
+        let out = Command::new("iptables")
+            .args([
+                "-A",
+                "INPUT",
+                "-i",
+                "lo",
+                "-p",
+                "tcp",
+                "--sport",
+                &port.to_string(),
+                "-j",
+                "DROP",
+            ])
+            .output()
+            .expect("iptables");
+        assert!(
+            out.status.success(),
+            "iptables: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let start = std::time::Instant::now();
+    while hub_metric(&hub, &cert, "ssehub_clients").await != 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "vanished clients still hold their slots"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hub.publish_ok("?topic=v", "still here").await;
+    assert_eq!(normal.event().await.data, "still here");
+    drop((held, response));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn sigterm_ends_tls_streams_and_the_hub_exits() {
+    let dir = temp_dir("shutdown");
+    let cert = make_cert(&dir, "a");
+    let mut hub = start(
+        &tls_args(&cert)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let (mut h2, _) = h2_over_tls(&hub.addr, &[&cert]).await;
+    let mut over_h2 =
+        Sse::from_hyper(h2_get(&mut h2, "localhost", "https", "/events?topic=d").await);
+    let url = format!("https://localhost:{}/events?topic=d", port(&hub));
+    let response = reqwest_client(&cert, false).get(&url).send().await.unwrap();
+    let mut over_h1 = Sse::from_reqwest(response);
+    assert_eq!(hub_metric(&hub, &cert, "ssehub_clients").await, 2);
+    let (took, code) = tokio::task::spawn_blocking(move || hub.signal_and_wait("TERM"))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Both bodies end (no event is left to come).
+    assert!(over_h2.try_event(WAIT).await.is_none());
+    assert!(over_h1.try_event(WAIT).await.is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}
