@@ -33,12 +33,12 @@ use tokio::sync::mpsc;
 
 use super::connection::Shared;
 use super::fast::give_up_unacknowledged_after;
-use super::tls::Protocol;
 use crate::hub::Subscription;
 
 /// How often a stream whose body is not being taken looks at its backlog (as `fast.rs`).
 const STUCK_CHECK: Duration = Duration::from_millis(100);
 /// A TLS handshake must finish within this time, or the connection is closed.
+#[cfg(feature = "tls")]
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An HTTP/1.1 request head must arrive within this time (as on the fast path).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -64,6 +64,7 @@ pub(crate) async fn accepted(
         give_up_unacknowledged_after(&stream, every * 2);
     }
     match protocol {
+        #[cfg(feature = "tls")]
         Protocol::Tls(tls) => {
             let Some(stream) = handshake(stream, peer, tls.acceptor(), &shared).await else {
                 return;
@@ -74,6 +75,7 @@ pub(crate) async fn accepted(
     }
 }
 
+#[cfg(feature = "tls")]
 /// The TLS handshake, counted as a connection waiting for a request (`pending.rs`: bounded per
 /// address and overall) and bounded in time, so silent connections cannot pile up.
 async fn handshake(
@@ -142,6 +144,42 @@ where
 /// Resolves once the server is stopping (holding no borrow of the flag).
 async fn stopping(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await.is_ok();
+}
+
+/// How the main listener speaks.
+///
+/// ```
+/// use ssehub::http::Protocol;
+/// assert!(matches!(Protocol::default(), Protocol::Http1));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub enum Protocol {
+    /// Plain HTTP/1.1: streams take the fast path (the default).
+    #[default]
+    Http1,
+    /// Plain HTTP/1.1 and HTTP/2 with prior knowledge (h2c), for a reverse proxy that speaks
+    /// h2c to its backends. Served by hyper.
+    Http2Cleartext,
+    /// TLS, then HTTP/2 for clients that pick `h2` by ALPN and HTTP/1.1 otherwise. Served by
+    /// hyper. (Feature `tls`.)
+    #[cfg(feature = "tls")]
+    Tls(super::Tls),
+}
+
+impl Protocol {
+    /// The URL scheme of the listener.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "tls")]
+            Protocol::Tls(_) => "https",
+            _ => "http",
+        }
+    }
+
+    /// Connections are served whole by hyper (`hyper_path.rs`), not by the fast path.
+    pub(crate) fn by_hyper(&self) -> bool {
+        !matches!(self, Protocol::Http1)
+    }
 }
 
 /// A stream's response body on the hyper path. A task reads the subscription, as the fast

@@ -30,6 +30,7 @@ mod publish;
 pub mod query;
 mod server;
 mod subscribe;
+#[cfg(feature = "tls")]
 mod tls;
 
 use std::str::FromStr;
@@ -41,9 +42,11 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use cors::check_origin;
+pub use hyper_path::Protocol;
 pub use jwt::{JwtAlg, JwtKey};
 pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
-pub use tls::{Protocol, Tls, TlsError};
+#[cfg(feature = "tls")]
+pub use tls::{Tls, TlsError};
 
 use crate::event::Topic;
 use crate::hub::Hub;

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use super::connection::{accepted, Shared};
-use super::tls::Protocol;
+use super::hyper_path::Protocol;
 use super::{hyper_path, routes, AppState, HttpConfig};
 use crate::hub::Hub;
 
@@ -129,7 +129,7 @@ where
             // TLS and h2c connections are hyper's whole (`hyper_path.rs` says why); plain
             // HTTP/1.1 ones are read by us, and their streams take the fast path.
             Ok((stream, peer)) => match (from_publish, &protocol) {
-                (None, Protocol::Tls(_) | Protocol::Http2Cleartext) => {
+                (None, protocol) if protocol.by_hyper() => {
                     let protocol = protocol.clone();
                     tokio::spawn(hyper_path::accepted(stream, peer, protocol, shared.clone()));
                 }

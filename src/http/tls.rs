@@ -171,35 +171,6 @@ fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedK
         .map_err(|e| key_error(format!("unusable with the certificate: {e}")))
 }
 
-/// How the main listener speaks.
-///
-/// ```
-/// use ssehub::http::Protocol;
-/// assert!(matches!(Protocol::default(), Protocol::Http1));
-/// ```
-#[derive(Debug, Clone, Default)]
-pub enum Protocol {
-    /// Plain HTTP/1.1: streams take the fast path (the default).
-    #[default]
-    Http1,
-    /// Plain HTTP/1.1 and HTTP/2 with prior knowledge (h2c), for a reverse proxy that speaks
-    /// h2c to its backends. Served by hyper.
-    Http2Cleartext,
-    /// TLS, then HTTP/2 for clients that pick `h2` by ALPN and HTTP/1.1 otherwise. Served by
-    /// hyper.
-    Tls(Tls),
-}
-
-impl Protocol {
-    /// The URL scheme of the listener.
-    pub fn scheme(&self) -> &'static str {
-        match self {
-            Protocol::Tls(_) => "https",
-            _ => "http",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
