@@ -23,13 +23,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::Extension;
 use bytes::{Bytes, BytesMut};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tower::ServiceExt;
 
 use super::connection::Shared;
 use super::fast::give_up_unacknowledged_after;
@@ -109,8 +109,14 @@ async fn serve<I>(io: TokioIo<I>, peer: SocketAddr, heartbeat: Option<Duration>,
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let routes = shared.routes.clone().layer(Extension(ConnectInfo(peer)));
-    let service = TowerToHyperService::new(routes);
+    // The peer goes into each request's extensions (what `Extension(ConnectInfo)` would add):
+    // layering the router per connection would rebuild its route table, kilobytes per
+    // connection, and on HTTP/1.1 every stream is a connection.
+    let routes = shared.routes.clone();
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        routes.clone().oneshot(request)
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
