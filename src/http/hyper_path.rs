@@ -31,6 +31,10 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
+mod first_bytes;
+#[cfg(feature = "tls")]
+mod preface;
+
 use super::connection::Shared;
 use super::fast::give_up_unacknowledged_after;
 use crate::hub::Subscription;
@@ -69,9 +73,52 @@ pub(crate) async fn accepted(
             let Some(stream) = handshake(stream, peer, tls.acceptor(), &shared).await else {
                 return;
             };
-            serve(TokioIo::new(stream), peer, heartbeat, &shared).await;
+            // ALPN decides; hyper need not sniff (and its HTTP/1.1 head timer runs at once).
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                let stream = preface::PrefaceWithin::new(stream, HEAD_TIMEOUT);
+                serve(TokioIo::new(stream), Version::H2, peer, heartbeat, &shared).await;
+            } else {
+                serve(TokioIo::new(stream), Version::H1, peer, heartbeat, &shared).await;
+            }
         }
-        _ => serve(TokioIo::new(stream), peer, heartbeat, &shared).await,
+        _ => {
+            if !first_bytes_in_time(&stream, peer, &shared).await {
+                return;
+            }
+            serve(
+                TokioIo::new(stream),
+                Version::Sniff,
+                peer,
+                heartbeat,
+                &shared,
+            )
+            .await;
+        }
+    }
+}
+
+/// Which HTTP hyper speaks on a connection.
+#[derive(Clone, Copy)]
+enum Version {
+    #[cfg(feature = "tls")]
+    H1,
+    #[cfg(feature = "tls")]
+    H2,
+    /// HTTP/1.1, or HTTP/2 if the connection starts with its preface (h2c).
+    Sniff,
+}
+
+/// An h2c listener's connection must show within the head timeout whether it speaks HTTP/1.1 or
+/// HTTP/2, counted meanwhile as waiting (`pending.rs`), as a head on the fast path is.
+async fn first_bytes_in_time(stream: &TcpStream, peer: SocketAddr, shared: &Shared) -> bool {
+    let Ok(waiting) = shared.app.pending.start(peer.ip()) else {
+        return false;
+    };
+    let mut stop = shared.stop.clone();
+    tokio::select! {
+        sniffable = first_bytes::sniffable(stream, HEAD_TIMEOUT) => sniffable,
+        _ = waiting.evicted() => false,
+        _ = stopping(&mut stop) => false,
     }
 }
 
@@ -103,10 +150,14 @@ async fn handshake(
     }
 }
 
-/// Serves HTTP/1.1 or HTTP/2 (by the connection's first bytes: ALPN's `h2` and h2c clients send
-/// the HTTP/2 preface) until the connection ends or the server stops.
-async fn serve<I>(io: TokioIo<I>, peer: SocketAddr, heartbeat: Option<Duration>, shared: &Shared)
-where
+/// Serves HTTP/1.1 or HTTP/2 until the connection ends or the server stops.
+async fn serve<I>(
+    io: TokioIo<I>,
+    version: Version,
+    peer: SocketAddr,
+    heartbeat: Option<Duration>,
+    shared: &Shared,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     // The peer goes into each request's extensions (what `Extension(ConnectInfo)` would add):
@@ -118,6 +169,13 @@ where
         routes.clone().oneshot(request)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder = match version {
+        #[cfg(feature = "tls")]
+        Version::H1 => builder.http1_only(),
+        #[cfg(feature = "tls")]
+        Version::H2 => builder.http2_only(),
+        Version::Sniff => builder,
+    };
     builder
         .http1()
         .timer(TokioTimer::new())

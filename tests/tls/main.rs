@@ -360,3 +360,60 @@ async fn sigterm_ends_tls_streams_and_the_hub_exits() {
     assert!(over_h1.try_event(WAIT).await.is_none());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads until the hub closes the connection; how long that took, if within 15 s.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(mut stream: S) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut sink = [0u8; 1024];
+    tokio::time::timeout(Duration::from_secs(15), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .ok()?;
+    Some(start.elapsed())
+}
+
+#[tokio::test]
+async fn connections_that_send_no_request_are_closed_after_the_head_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let dir = temp_dir("silent");
+    let cert = make_cert(&dir, "a");
+    let tls = start(
+        &tls_args(&cert)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let h2c = start(&["--http2-cleartext"]);
+    // TLS done, then nothing: with ALPN http/1.1, with ALPN h2; on h2c: nothing, or half a
+    // preface.
+    let h1 = tls_connect(&tls.addr, &[&cert], vec![b"http/1.1".to_vec()])
+        .await
+        .unwrap();
+    let h2 = tls_connect(&tls.addr, &[&cert], vec![b"h2".to_vec()])
+        .await
+        .unwrap();
+    let silent = TcpStream::connect(&h2c.addr).await.unwrap();
+    let mut half = TcpStream::connect(&h2c.addr).await.unwrap();
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let (h1, h2, silent, half) = tokio::join!(
+        closed_within(h1),
+        closed_within(h2),
+        closed_within(silent),
+        closed_within(half)
+    );
+    for (what, took) in [
+        ("TLS h1", h1),
+        ("TLS h2", h2),
+        ("h2c", silent),
+        ("half a preface", half),
+    ] {
+        let took = took.unwrap_or_else(|| panic!("{what}: still open after 15 s"));
+        assert!(
+            took >= Duration::from_secs(9),
+            "{what}: closed after {took:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
