@@ -178,7 +178,7 @@ async fn bench(args: BenchArgs, plan: Plan, extra_headers: String) -> Result<Rep
     // Connect everyone, a bounded number at a time.
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let first_request: Option<Arc<str>> = args.reuse_connection.as_deref().map(Arc::from);
-    let pool = args.tls.pool()?;
+    let pool = args.tls.pool(first_request.is_some())?;
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
         let topic = i % args.topics as usize;

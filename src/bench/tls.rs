@@ -47,10 +47,16 @@ pub struct TlsBenchArgs {
 }
 
 impl TlsBenchArgs {
-    /// The connector, if subscribers do not speak plain HTTP/1.1.
-    pub(super) fn pool(&self) -> Result<Option<Arc<Pool>>, BenchError> {
+    /// The connector, if subscribers do not speak plain HTTP/1.1. `--reuse-connection` is the
+    /// plain subscribers' only.
+    pub(super) fn pool(&self, reuse_connection: bool) -> Result<Option<Arc<Pool>>, BenchError> {
         if self.subscribe_tls.is_none() && !self.subscribe_http2 {
             return Ok(None);
+        }
+        if reuse_connection {
+            return Err(BenchError::Flag(
+                "--reuse-connection is for plain HTTP/1.1 subscribers, not with --subscribe-tls or --subscribe-http2".into(),
+            ));
         }
         let tls = match &self.subscribe_tls {
             Some(path) => {
