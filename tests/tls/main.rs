@@ -417,3 +417,41 @@ async fn connections_that_send_no_request_are_closed_after_the_head_timeout() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_bench_measures_streams_over_tls_and_http2() {
+    let dir = temp_dir("bench");
+    let cert = make_cert(&dir, "a");
+    let hub = start(
+        &tls_args(&cert)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let publish = hub.publish_addr.clone().expect("a publish listener");
+    for http2 in [false, true] {
+        let mut cmd = bare_command();
+        cmd.args(["bench", "--json", "--subscribers", "30", "--events", "40"])
+            .args(["--url", &format!("http://localhost:{}", port(&hub))])
+            .args([
+                "--publish-url",
+                &format!("http://{publish}/publish?topic=bench"),
+            ])
+            .arg("--subscribe-tls")
+            .arg(&cert.cert_path);
+        if http2 {
+            cmd.args(["--subscribe-http2", "--streams-per-connection", "10"]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["subscribers"]["connected"], 30, "{report}");
+        assert_eq!(report["deliveries"]["received"], 30 * 40, "{report}");
+        assert_eq!(report["deliveries"]["lost"], 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
