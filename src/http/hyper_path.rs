@@ -16,7 +16,6 @@
 //! - shutdown: the hub's close ends every subscription; hyper then ends the connection
 //!   gracefully (GOAWAY on HTTP/2).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,10 +27,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tower::ServiceExt;
 
 mod first_bytes;
+mod handoff;
 #[cfg(feature = "tls")]
 mod preface;
 
@@ -253,18 +252,12 @@ impl Protocol {
 /// lives as long as the stream (its per-address count, its announcement).
 pub(crate) fn watched_body(subscription: Subscription, held: impl Send + 'static) -> Body {
     // One batch in hand: the body never holds more than the writer would.
-    let (batches, taken) = mpsc::channel::<Bytes>(1);
-    tokio::spawn(pump(subscription, batches, held));
-    Body::from_stream(futures_util::stream::unfold(
-        taken,
-        |mut taken| async move {
-            let batch = taken.recv().await?;
-            Some((Ok::<_, Infallible>(batch), taken))
-        },
-    ))
+    let (giver, taker) = handoff::handoff();
+    tokio::spawn(pump(subscription, giver, held));
+    Body::from_stream(taker)
 }
 
-async fn pump(mut subscription: Subscription, batches: mpsc::Sender<Bytes>, held: impl Send) {
+async fn pump(mut subscription: Subscription, batches: handoff::Giver, held: impl Send) {
     let _held = held;
     let mut out = Vec::new();
     loop {
@@ -279,7 +272,7 @@ async fn pump(mut subscription: Subscription, batches: mpsc::Sender<Bytes>, held
         let batch = concat(std::mem::take(&mut out));
         let room = loop {
             tokio::select! {
-                room = batches.reserve() => break room,
+                room = batches.room() => break room,
                 _ = tokio::time::sleep(STUCK_CHECK) => {
                     if subscription.check_backlog().is_err() {
                         return;
@@ -287,10 +280,10 @@ async fn pump(mut subscription: Subscription, batches: mpsc::Sender<Bytes>, held
                 }
             }
         };
-        let Ok(room) = room else {
+        if room.is_err() {
             return;
-        };
-        room.send(batch);
+        }
+        batches.give(batch);
     }
 }
 
