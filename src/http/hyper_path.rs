@@ -14,7 +14,9 @@
 //! - vanished clients: TCP_USER_TIMEOUT on the socket (twice the heartbeat, as on the fast path),
 //!   plus HTTP/2 pings;
 //! - shutdown: the hub's close ends every subscription; hyper then ends the connection
-//!   gracefully (GOAWAY on HTTP/2).
+//!   gracefully (GOAWAY on HTTP/2);
+//! - silent connections: the TLS handshake and the first request (or an h2c listener's first
+//!   bytes) within the head timeout, counted as waiting (`pending.rs`) until then.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,7 +45,8 @@ const STUCK_CHECK: Duration = Duration::from_millis(100);
 /// A TLS handshake must finish within this time, or the connection is closed.
 #[cfg(feature = "tls")]
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// An HTTP/1.1 request head must arrive within this time (as on the fast path).
+/// An HTTP/1.1 request head, the HTTP/2 preface, or an h2c listener's first bytes must arrive
+/// within this time (as a head on the fast path).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Streams one HTTP/2 connection may have open at once (each also takes a hub slot).
 pub(crate) const MAX_H2_STREAMS: u32 = 256;
