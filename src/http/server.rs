@@ -71,7 +71,9 @@ impl From<TcpListener> for Listeners {
 /// Every request head is read by the server itself: a `GET /events` (first on its connection or
 /// after any number of kept-alive requests) is streamed on the current runtime by a small writer
 /// that owns the socket; every other request is served by hyper and the router on a thread of
-/// its own, so publishers never wait behind fan-out.
+/// its own, so publishers never wait behind fan-out. On a TLS or h2c main listener
+/// ([`Listeners::protocol`]) connections are served whole by hyper (HTTP/1.1 and HTTP/2) on the
+/// current runtime, with the same limits for every stream (see the README's TLS section).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
