@@ -67,6 +67,10 @@ pub enum Command {
     the --config file (max-clients = 500). Flags beat the environment, which beats the file."
 )]
 pub struct ServeArgs {
+    /// TLS and HTTP/2 (`config/tls.rs`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     /// Read settings from this TOML file; keys are the long flag names (max-clients = 500).
     #[arg(
         long,
@@ -451,6 +455,8 @@ pub use values::PublishListen;
 use values::{parse_duration, parse_name, parse_publish_listen, parse_topic};
 mod upstream;
 pub use upstream::UpstreamArgs;
+mod tls;
+pub use tls::TlsArgs;
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ mod active_subscriptions;
 mod connection;
 mod cors;
 mod fast;
+mod hyper_path;
 mod jwt;
 mod message_end;
 mod one_request;
@@ -29,6 +30,8 @@ mod publish;
 pub mod query;
 mod server;
 mod subscribe;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -39,8 +42,11 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use cors::check_origin;
+pub use hyper_path::Protocol;
 pub use jwt::{JwtAlg, JwtKey};
 pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
+#[cfg(feature = "tls")]
+pub use tls::{Tls, TlsError};
 
 use crate::event::Topic;
 use crate::hub::Hub;
