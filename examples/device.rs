@@ -14,7 +14,9 @@
 //! ```
 //!
 //! `--port 0` picks a free port; the port is printed on stderr as
-//! `device: listening on http://127.0.0.1:PORT`.
+//! `device: listening on http://127.0.0.1:PORT`. Each stream opened or dropped is logged as
+//! `device: stream opened (N of SLOTS slots in use)` (or `dropped`): how a test sees that a hub
+//! in front holds one connection, never more.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -147,6 +149,7 @@ async fn produce(device: Arc<Device>, queue: mpsc::Sender<Bytes>) {
 /// Sends each queued frame to every open socket, one after the other; a socket whose send fails
 /// (or stalls) is dropped, which closes it and frees its slot.
 async fn fan_out(device: Arc<Device>, mut frames: mpsc::Receiver<Bytes>) {
+    let mut dropped = 0;
     while let Some(frame) = frames.recv().await {
         let mut table = device.slots.lock().await;
         for slot in table.iter_mut() {
@@ -154,7 +157,16 @@ async fn fan_out(device: Arc<Device>, mut frames: mpsc::Receiver<Bytes>) {
             let sent = timeout(SEND_TIMEOUT, socket.write_all(&frame)).await;
             if !matches!(sent, Ok(Ok(()))) {
                 *slot = None;
+                dropped += 1;
             }
+        }
+        if dropped > 0 {
+            let in_use = table.iter().flatten().count();
+            log(format_args!(
+                "stream dropped ({in_use} of {} slots in use)",
+                table.len()
+            ));
+            dropped = 0;
         }
     }
 }
@@ -195,6 +207,10 @@ async fn open_stream(device: &Device, mut socket: TcpStream) {
     .await;
     if matches!(opened, Ok(Ok(()))) {
         table[free] = Some(socket);
+        log(format_args!(
+            "stream opened ({clients} of {} slots in use)",
+            table.len()
+        ));
     }
 }
 
@@ -228,4 +244,10 @@ async fn respond(mut socket: TcpStream, status: &str, content_type: &str, body: 
         socket.shutdown().await
     })
     .await;
+}
+
+/// A line on stderr; one nobody reads any more is left out (`eprintln!` would panic).
+fn log(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "device: {line}");
 }

@@ -17,13 +17,22 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::event::{check_name, Topic};
+use crate::event::Topic;
+
+/// `ssehub --version`: the package version and the git commit it was built from (`unknown`
+/// when built outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SSEHUB_GIT_COMMIT"),
+    ")"
+);
 
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "ssehub",
-    version,
+    version = VERSION,
     about = "A Server-Sent Events hub: publish over HTTP, every listener gets every event.",
     propagate_version = true
 )]
@@ -47,6 +56,8 @@ pub enum Command {
     Listen(crate::client::ListenArgs),
     /// Publish one event, or every line read on standard input.
     Publish(crate::client::PublishArgs),
+    /// Check a config file as `serve --config FILE` reads it: prints "ok" (exit 0) or the reason (exit 1).
+    CheckConfig(ops::CheckConfigArgs),
 }
 
 /// `ssehub serve`.
@@ -56,6 +67,10 @@ pub enum Command {
     the --config file (max-clients = 500). Flags beat the environment, which beats the file."
 )]
 pub struct ServeArgs {
+    /// TLS and HTTP/2 (`config/tls.rs`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     /// Read settings from this TOML file; keys are the long flag names (max-clients = 500).
     #[arg(
         long,
@@ -330,60 +345,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SSEHUB_LOG_LEVEL", value_name = "LEVEL", default_value = "info",
           value_parser = ["error", "warn", "info", "debug", "trace"], help_heading = "Logs")]
     pub log_level: String,
-}
 
-/// A duration: a whole number with an optional unit (s, m, h, d); bare numbers are seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let text = s.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 12h, 7d)"))?;
-    let unit_secs = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
-    };
-    if n == 0 {
-        return Err("a history age must be above zero".into());
-    }
-    n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
+    /// Operations: log format, stream lifetime (src/config/ops.rs).
+    #[command(flatten)]
+    pub ops: ops::OpsArgs,
 
-fn parse_topic(s: &str) -> Result<Topic, String> {
-    Topic::new(s).map_err(|e| e.to_string())
-}
-
-fn parse_name(s: &str) -> Result<String, String> {
-    check_name(s)
-        .map(|_| s.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// `--publish-listen`: a loopback address, or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublishListen(pub Option<SocketAddr>);
-
-fn parse_publish_listen(s: &str) -> Result<PublishListen, String> {
-    if s == "off" {
-        return Ok(PublishListen(None));
-    }
-    let addr: SocketAddr = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not an address and port (like 127.0.0.1:8081) or off"))?;
-    if !addr.ip().is_loopback() {
-        return Err(format!(
-            "{addr} is not a loopback address: publishing there needs no token, so it must only be reachable from this host"
-        ));
-    }
-    Ok(PublishListen(Some(addr)))
+    /// The upstream relay (`--upstream`).
+    #[command(flatten)]
+    pub upstream: upstream::UpstreamArgs,
 }
 
 /// Settings that could not be read.
@@ -466,7 +435,15 @@ where
 }
 
 mod cluster;
+pub mod ops;
 mod settings;
+mod values;
+pub use values::PublishListen;
+use values::{parse_duration, parse_name, parse_publish_listen, parse_topic};
+mod upstream;
+pub use upstream::UpstreamArgs;
+mod tls;
+pub use tls::TlsArgs;
 
 pub use cluster::ClusterArgs;
 

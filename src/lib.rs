@@ -53,7 +53,8 @@
 //! [`parse`] (incremental event-stream parser), [`hub`] (log, subscriptions, slots), [`store`]
 //! (history backends; the [`Store`](store::Store) trait is sealed), [`http`] (routes and the
 //! event-stream fast path), [`feed`] (stdin), and with their features `config` (flags, env,
-//! TOML) and `bench` (the load generator).
+//! TOML), `client` (the `listen` and `publish` clients), `upstream` (the relay of a remote
+//! event stream, `--upstream`), `cluster` (Redis) and `bench` (the load generator, its charts).
 
 #![warn(missing_docs)]
 
@@ -74,6 +75,8 @@ mod id;
 pub mod parse;
 pub mod selector;
 pub mod store;
+#[cfg(feature = "cli")]
+pub mod upstream;
 
 pub use event::EventError;
 pub use event::{Event, Topic};

@@ -20,6 +20,13 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(&args),
         Command::Listen(args) => client::block_on(client::listen(&args)).map_err(Into::into),
         Command::Publish(args) => client::block_on(client::publish(&args)).map_err(Into::into),
+        Command::CheckConfig(args) => match config::ops::check_config(&args.file) {
+            Ok(()) => {
+                println!("ok");
+                Ok(())
+            }
+            Err(reason) => Err(anyhow::Error::msg(reason)),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,7 +38,14 @@ fn main() -> ExitCode {
 }
 
 fn bench(args: &ssehub::bench::BenchArgs) -> anyhow::Result<()> {
+    if let Some(mode) = &args.mode {
+        print!("{}", mode.run()?);
+        return Ok(());
+    }
     let report = ssehub::bench::run(args)?;
+    if let Some(path) = &args.plot {
+        ssehub::bench::plot::write_report(&report, path)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -43,19 +57,13 @@ fn bench(args: &ssehub::bench::BenchArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     http::raise_open_file_limit();
-    let level: tracing::Level = args.log_level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .init();
-
-    let http_config = args.http_config().map_err(anyhow::Error::msg)?;
-    ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
-    if let (Some(flag), Some(_)) = (args.cluster.flag(), &args.data_dir) {
-        anyhow::bail!(
-            "{flag} and --data-dir cannot be used together: with {flag}, Redis holds the history (docs/cluster.md)"
-        );
+    args.init_logging().map_err(anyhow::Error::msg)?;
+    let mut http_config = args.check().map_err(anyhow::Error::msg)?;
+    let protocol = args.tls.protocol().map_err(anyhow::Error::msg)?;
+    if let http::Protocol::Tls(tls) = &protocol {
+        tls.reload_on_sighup();
     }
+    ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
     let store = args.history_store()?;
     let builder = Hub::builder().config(args.hub_config()).store(store);
     let (builder, cluster) = join_cluster(builder, &args).await?;
@@ -92,7 +100,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {}
     }
-    eprintln!("ssehub: listening on http://{}", main.local_addr()?);
+    args.log_start(
+        main.local_addr()?,
+        publish.as_ref().and_then(|l| l.local_addr().ok()),
+        &protocol,
+    );
+    eprintln!(
+        "ssehub: listening on {}://{}",
+        protocol.scheme(),
+        main.local_addr()?
+    );
 
     if args.stdin {
         let template = feed::LineTemplate {
@@ -103,7 +120,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(feed::lines(reader, hub.clone(), template));
     }
 
-    let listeners = http::Listeners { main, publish };
+    let relays = ssehub::upstream::spawn(&hub, &args.upstream.upstream, args.upstream.options());
+    http_config
+        .extra_metrics
+        .add(move |out| relays.render_metrics(out));
+
+    let listeners = http::Listeners {
+        main,
+        publish,
+        protocol,
+    };
     http::serve(listeners, hub, http_config, shutdown_signal()).await?;
     eprintln!("ssehub: stopped");
     // A read blocked on stdin would hold the runtime open; nothing is left to clean up.

@@ -8,6 +8,7 @@ use super::BenchError;
 #[allow(rustdoc::bare_urls)]
 #[derive(Debug, Clone, clap::Args)]
 #[command(
+    args_conflicts_with_subcommands = true,
     after_help = "Each event's data is \"<publisher> <sequence> <microseconds since start> \" padded with x \
     to --size bytes. Every flag has an environment twin: SSEHUB_BENCH_<FLAG>."
 )]
@@ -176,6 +177,10 @@ pub struct BenchArgs {
     )]
     pub reuse_connection: Option<String>,
 
+    /// Subscribers over TLS or HTTP/2 (`bench/tls.rs`).
+    #[command(flatten)]
+    pub tls: super::tls::TlsBenchArgs,
+
     /// Subscriber connects in flight at once.
     #[arg(
         long,
@@ -227,6 +232,29 @@ pub struct BenchArgs {
     /// Show progress on stderr (default: when stderr is a terminal).
     #[arg(long, env = "SSEHUB_BENCH_PROGRESS", help_heading = "Report")]
     pub progress: bool,
+
+    /// Also draw the run as an SVG chart in FILE: the latency distribution and the timeline.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_PLOT",
+        value_name = "FILE.svg",
+        help_heading = "Report"
+    )]
+    pub plot: Option<std::path::PathBuf>,
+
+    /// The run's name in its report, its chart and `ssehub bench compare`.
+    #[arg(
+        long,
+        env = "SSEHUB_BENCH_LABEL",
+        value_name = "TEXT",
+        help_heading = "Report"
+    )]
+    pub label: Option<String>,
+
+    /// `ssehub bench compare A.json B.json ...` or `ssehub bench plot RUN.json FILE.svg`: recorded
+    /// runs instead of a new one.
+    #[command(subcommand)]
+    pub mode: Option<super::BenchMode>,
 }
 
 const DEFAULT_URL: &str = "http://127.0.0.1:8080/events?topic=bench";

@@ -8,6 +8,9 @@
 //! by our chunked decoder and our event-stream parser without allocating per event, so the bench
 //! stays lighter than what it measures.
 //!
+//! The report also keeps the latency distributions and a timeline (counters read every 100 ms),
+//! which [`plot`] draws as SVG (`--plot`); [`compare`] sets recorded reports side by side.
+//!
 //! ```no_run
 //! use clap::Parser;
 //! #[derive(Parser)]
@@ -18,11 +21,15 @@
 //! ```
 
 mod args;
+pub mod compare;
 pub mod http1;
 mod mercure;
+pub mod plot;
 mod publishers;
 mod report;
 mod subscribers;
+mod timeline;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -35,10 +42,12 @@ use tokio::sync::Semaphore;
 
 pub use args::BenchArgs;
 use args::Targets;
+pub use compare::{BenchMode, CompareArgs, PlotArgs};
 use mercure::{plan, Plan};
 use publishers::{publisher, PublishJob};
-pub use report::Report;
+pub use report::{Percentiles, Report};
 use subscribers::subscriber;
+pub use timeline::Timeline;
 
 /// The bench could not run.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +135,10 @@ pub fn run(args: &BenchArgs) -> Result<Report, BenchError> {
             )));
         }
     }
+    if let Some(path) = &args.plot {
+        // Found out now, not after a long run.
+        plot::check_writable(path).map_err(BenchError::Flag)?;
+    }
     let mut extra_headers = plan.auth_header.clone();
     for h in &args.headers {
         if !h.contains(':') || h.contains(['\r', '\n']) {
@@ -170,6 +183,7 @@ async fn bench(args: BenchArgs, plan: Plan, extra_headers: String) -> Result<Rep
         publish_denied: Mutex::new(None),
         stop_publishing: AtomicBool::new(false),
     });
+    let timeline = timeline::Recorder::start(shared.clone());
     let progress = args.progress || std::io::stderr().is_terminal();
     let hub_before = args.pid.map(report::ProcessSample::of);
     let bench_cpu_before = report::self_cpu_seconds();
@@ -177,12 +191,16 @@ async fn bench(args: BenchArgs, plan: Plan, extra_headers: String) -> Result<Rep
     // Connect everyone, a bounded number at a time.
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let first_request: Option<Arc<str>> = args.reuse_connection.as_deref().map(Arc::from);
+    let pool = args.tls.pool(first_request.is_some())?;
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
         let topic = i % args.topics as usize;
         let url = url.with_topic(topic);
         let (shared, gate, first) = (shared.clone(), gate.clone(), first_request.clone());
-        subscribers.push(tokio::spawn(subscriber(shared, url, first, topic, gate)));
+        subscribers.push(match &pool {
+            Some(pool) => tokio::spawn(tls::subscriber(shared, url, topic, gate, pool.clone())),
+            None => tokio::spawn(subscriber(shared, url, first, topic, gate)),
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while shared.resolved.load(Ordering::Acquire) < args.subscribers && Instant::now() < deadline {
@@ -273,6 +291,7 @@ async fn bench(args: BenchArgs, plan: Plan, extra_headers: String) -> Result<Rep
         publish_end,
         hub: (hub_before, hub_connected, hub_after),
         bench_cpu: report::self_cpu_seconds() - bench_cpu_before,
+        timeline: timeline.finish(),
     }))
 }
 

@@ -4,10 +4,11 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::http1::Url;
 use super::mercure::Scenario;
+use super::timeline::Timeline;
 use super::{lock, BenchArgs, Shared};
 
 /// Memory and CPU time of a process, read from `/proc`.
@@ -93,11 +94,14 @@ pub(super) struct Inputs<'a> {
         Option<ProcessSample>,
     ),
     pub(super) bench_cpu: f64,
+    pub(super) timeline: Timeline,
 }
 
 /// A bench run's results.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The run's name in charts and comparisons (`--label`).
+    pub label: Option<String>,
     /// What was measured: native or Mercure, with the selector, topic and privacy.
     pub scenario: Scenario,
     /// The stream subscribed to (`{topic}` not filled in, a subscriber token shown as `TOKEN`).
@@ -119,6 +123,13 @@ pub struct Report {
     pub latency_ms: Percentiles,
     /// Publish request latency (request sent to answer read), milliseconds.
     pub publish_latency_ms: Percentiles,
+    /// The delivery latency distribution: `[milliseconds, fraction of deliveries at or below]`
+    /// at fixed fractions (finer towards the tail), for charts.
+    pub latency_cdf: Vec<[f64; 2]>,
+    /// The same for publish requests.
+    pub publish_latency_cdf: Vec<[f64; 2]>,
+    /// Deliveries, publishes and open streams every 100 ms.
+    pub timeline: Timeline,
     /// The server, when `--pid` was given.
     pub server: Option<Server>,
     /// The load generator itself.
@@ -182,7 +193,7 @@ pub struct Deliveries {
 }
 
 /// Latency percentiles, milliseconds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Percentiles {
     /// Samples.
     pub count: u64,
@@ -236,6 +247,30 @@ fn percentiles(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
     }
 }
 
+/// The fractions a CDF is sampled at: every percent, then every 0.1% and 0.01% of the tail.
+fn cdf_fractions() -> impl Iterator<Item = f64> {
+    let percent = (0..100).map(|i| i as f64 / 100.0);
+    let tenths = (1..10).map(|i| 0.99 + i as f64 / 1000.0);
+    let hundredths = (1..10).map(|i| 0.999 + i as f64 / 10_000.0);
+    percent.chain(tenths).chain(hundredths).chain([1.0])
+}
+
+fn cdf(h: &hdrhistogram::Histogram<u64>) -> Vec<[f64; 2]> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut points: Vec<[f64; 2]> = Vec::with_capacity(120);
+    for q in cdf_fractions() {
+        let ms = h.value_at_quantile(q) as f64 / 1000.0;
+        // One point per latency: the highest fraction at it is the CDF's value there.
+        match points.last_mut() {
+            Some(last) if last[0] == ms => last[1] = q,
+            _ => points.push([ms, q]),
+        }
+    }
+    points
+}
+
 impl Report {
     pub(super) fn new(i: Inputs<'_>) -> Report {
         let s = i.shared;
@@ -263,7 +298,9 @@ impl Report {
         };
         let refused = lock(&s.refused).clone();
         let failed = lock(&s.failed).clone();
+        let (latency, publish_latency) = (lock(&s.latency), lock(&s.publish_latency));
         Report {
+            label: i.args.label.clone(),
             scenario: i.scenario,
             url: format!("http://{}{}", i.url.authority, i.url.target),
             publish_url: format!("http://{}{}", i.publish_url.authority, i.publish_url.target),
@@ -307,8 +344,11 @@ impl Report {
                     0.0
                 },
             },
-            latency_ms: percentiles(&lock(&s.latency)),
-            publish_latency_ms: percentiles(&lock(&s.publish_latency)),
+            latency_ms: percentiles(&latency),
+            publish_latency_ms: percentiles(&publish_latency),
+            latency_cdf: cdf(&latency),
+            publish_latency_cdf: cdf(&publish_latency),
+            timeline: i.timeline,
             server,
             bench: BenchSelf {
                 threads: i.args.threads,
@@ -398,5 +438,31 @@ impl Report {
             self.bench.threads, self.bench.cpu_seconds
         );
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cdf_rises_to_the_largest_sample() {
+        let mut h = super::super::histogram();
+        for us in 1..=10_000 {
+            h.record(us).unwrap();
+        }
+        let points = cdf(&h);
+        assert!(
+            points
+                .windows(2)
+                .all(|w| w[0][0] < w[1][0] && w[0][1] < w[1][1]),
+            "{points:?}"
+        );
+        assert_eq!(points.last().unwrap()[1], 1.0);
+        assert_eq!(points.last().unwrap()[0], h.max() as f64 / 1000.0);
+        // The median is where half the samples are: 5 ms, to the histogram's precision.
+        let median = points.iter().find(|p| p[1] >= 0.5).unwrap()[0];
+        assert!((median - 5.0).abs() < 0.01, "{median}");
+        assert!(cdf(&super::super::histogram()).is_empty());
     }
 }

@@ -33,6 +33,7 @@ mod args;
 mod http;
 mod listen;
 mod publish;
+pub(crate) mod source;
 mod url;
 
 pub use args::{ListenArgs, PublishArgs};

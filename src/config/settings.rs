@@ -24,6 +24,7 @@ impl ServeArgs {
             max_topics_per_client: self.max_topics_per_client as usize,
             max_topics_per_event: self.max_topics_per_event as usize,
             batch_window: Duration::from_millis(self.batch_window),
+            max_stream_age: self.ops.max_stream_age.0,
         }
     }
 
@@ -89,6 +90,7 @@ impl ServeArgs {
             max_pending_connections: self.max_pending_connections as usize,
             max_pending_per_ip: self.max_pending_per_ip as usize,
             event_topic: self.event_topic.clone(),
+            extra_metrics: crate::http::ExtraMetrics::default(),
         })
     }
 }

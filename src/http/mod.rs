@@ -19,6 +19,7 @@ mod active_subscriptions;
 mod connection;
 mod cors;
 mod fast;
+mod hyper_path;
 mod jwt;
 mod message_end;
 mod one_request;
@@ -29,6 +30,8 @@ mod publish;
 pub mod query;
 mod server;
 mod subscribe;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -39,8 +42,11 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use cors::check_origin;
+pub use hyper_path::Protocol;
 pub use jwt::{JwtAlg, JwtKey};
 pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
+#[cfg(feature = "tls")]
+pub use tls::{Tls, TlsError};
 
 use crate::event::Topic;
 use crate::hub::Hub;
@@ -114,6 +120,34 @@ pub struct HttpConfig {
     /// # Ok::<(), ssehub::EventError>(())
     /// ```
     pub event_topic: Topic,
+    /// More lines for `GET /metrics`, from what runs beside the hub (the upstream relay).
+    pub extra_metrics: ExtraMetrics,
+}
+
+/// Sources of more `GET /metrics` lines: each appends Prometheus text when the page is built.
+/// The upstream relay adds its state this way; the HTTP layer knows nothing of it.
+///
+/// ```
+/// let mut config = ssehub::http::HttpConfig::default();
+/// config.extra_metrics.add(|out| out.push_str("my_gauge 1\n"));
+/// ```
+#[derive(Clone, Default)]
+pub struct ExtraMetrics(Vec<MetricsSource>);
+
+/// One source of [`ExtraMetrics`].
+type MetricsSource = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+impl ExtraMetrics {
+    /// Adds a source.
+    pub fn add(&mut self, source: impl Fn(&mut String) + Send + Sync + 'static) {
+        self.0.push(Arc::new(source));
+    }
+}
+
+impl std::fmt::Debug for ExtraMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExtraMetrics({} sources)", self.0.len())
+    }
 }
 
 impl Default for HttpConfig {
@@ -132,6 +166,7 @@ impl Default for HttpConfig {
             max_pending_connections: 4096,
             max_pending_per_ip: 1024,
             event_topic: Topic::default_topic(),
+            extra_metrics: ExtraMetrics::default(),
         }
     }
 }
@@ -174,7 +209,7 @@ impl AppState {
 /// page), `GET` and `POST /.well-known/mercure`
 /// (Mercure's subscribe and publish), `GET /.well-known/mercure/subscriptions[/..]` (with
 /// [`HttpConfig::mercure_subscriptions`]), `POST /publish`, `GET /`, `GET /healthz`,
-/// `GET /metrics`.
+/// `GET /readyz`, `GET /metrics`.
 ///
 /// ```no_run
 /// use ssehub::http::{router, HttpConfig};
@@ -208,6 +243,7 @@ pub(crate) fn routes(state: AppState) -> Router {
             get(active_subscriptions::api),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             cors::Gate::new(&state.config.cors_origins),
@@ -277,10 +313,17 @@ impl ApiError {
     pub(crate) fn bad_request(reason: impl ToString) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, reason.to_string())
     }
+
+    /// Every refusal is logged at debug as it is answered (axum's path and the fast path): at
+    /// info a flood of them would drown the log.
+    pub(crate) fn log(&self) {
+        tracing::debug!(status = self.status.as_u16(), reason = %self.reason, "refused");
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.log();
         let mut response = (self.status, format!("{}\n", self.reason)).into_response();
         if let Some(secs) = self.retry_after {
             response
@@ -293,6 +336,16 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// `GET /readyz`: `200 ok` while the hub takes publishes, else `503` with the reason (see
+/// [`Hub::readiness`]), for load balancers; `/healthz` only says the process answers.
+async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    match app.hub.readiness() {
+        Ok(()) => "ok\n".into_response(),
+        Err(why) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
+            .into_response(),
     }
 }
 
@@ -333,6 +386,10 @@ async fn metrics(axum::extract::State(app): axum::extract::State<AppState>) -> R
         ),
         None => body,
     };
+    let mut body = body;
+    for source in &app.config.extra_metrics.0 {
+        source(&mut body);
+    }
     (
         [(
             header::CONTENT_TYPE,

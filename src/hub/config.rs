@@ -36,6 +36,10 @@ pub struct HubConfig {
     /// A subscriber that sent less than this long ago waits out the rest before sending again,
     /// so that under load its events leave in one write. Zero sends every wake-up at once.
     pub batch_window: Duration,
+    /// Streams end (cleanly, with [`End::MaxAge`](crate::End::MaxAge)) after 80 to 100% of
+    /// this, drawn per stream, and their clients resume with `Last-Event-ID`, losing nothing:
+    /// after a deploy, clients spread over the new hubs. `None` (the default): no limit.
+    pub max_stream_age: Option<Duration>,
 }
 
 impl Default for HubConfig {
@@ -52,6 +56,7 @@ impl Default for HubConfig {
             max_topics_per_client: 64,
             max_topics_per_event: 64,
             batch_window: Duration::from_millis(10),
+            max_stream_age: None,
         }
     }
 }
@@ -129,6 +134,12 @@ impl HubBuilder {
     /// Batch window under load (default 10 ms; zero for none).
     pub fn batch_window(mut self, window: Duration) -> Self {
         self.config.batch_window = window;
+        self
+    }
+    /// Streams end after 80 to 100% of this (default: no limit). See
+    /// [`HubConfig::max_stream_age`].
+    pub fn max_stream_age(mut self, age: Option<Duration>) -> Self {
+        self.config.max_stream_age = age;
         self
     }
     /// A smaller bound on bytes waiting for the store, for tests.

@@ -60,6 +60,7 @@ mod config;
 mod locks;
 pub(crate) mod log;
 mod publish;
+mod ready;
 mod received;
 #[cfg(feature = "cluster")]
 mod relay;
@@ -77,6 +78,7 @@ use std::time::Duration;
 pub use crate::id::{Epoch, IdMatch};
 pub use config::HubConfig;
 pub use publish::{PublishError, Receipt};
+pub use ready::NotReady;
 pub use received::{Events, Gap, Received, ReceivedEvent};
 pub use request::SubscribeRequest;
 pub use stats::{RedisHealth, Stats};
@@ -114,6 +116,7 @@ const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
 ///     .max_topics_per_client(16)
 ///     .max_topics_per_event(8)
 ///     .batch_window(Duration::from_millis(10))
+///     .max_stream_age(Some(Duration::from_secs(3600)))
 ///     .build();
 /// assert_eq!(hub.config().max_clients, 500);
 /// // Or all at once, from a config:
@@ -370,6 +373,11 @@ impl Hub {
                 max: self.inner.slots.max(),
             });
         };
+        tracing::debug!(
+            topics = request.topics.len(),
+            clients = self.inner.slots.used(),
+            "stream opened"
+        );
         Ok(Subscription::new(self.inner.clone(), request, slot))
     }
 

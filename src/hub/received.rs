@@ -141,7 +141,9 @@ impl Subscription {
     /// [`SubscribeRequest::resume_after`](super::SubscribeRequest::resume_after) the last id received), [`End::Shutdown`] (after every
     /// event published before [`Hub::close`](super::Hub::close) was received), or
     /// [`End::History`] (the durable store could not be read for a replay), [`End::Expired`]
-    /// (its token's `exp` passed: subscribe again with a fresh token), or [`End::HistoryLost`]
+    /// (its token's `exp` passed: subscribe again with a fresh token), [`End::MaxAge`] (it
+    /// reached [`HubConfig::max_stream_age`](super::HubConfig::max_stream_age): resume with the
+    /// last id), or [`End::HistoryLost`]
     /// (a cluster's Redis lost its data: subscribe again after the last id, and get a gap). Later calls may
     /// return the same error again; stop at the first.
     ///
@@ -266,7 +268,7 @@ impl Subscription {
 ///
 /// It yields `Ok` items until the subscription ends, then one `Err` saying why
 /// ([`End::Lagged`], [`End::Shutdown`], [`End::History`], [`End::Expired`],
-/// [`End::HistoryLost`]), then `None`. Dropping it frees the
+/// [`End::HistoryLost`], [`End::MaxAge`]), then `None`. Dropping it frees the
 /// client slot.
 pub struct Events {
     inner: Pin<Box<dyn Stream<Item = Result<Received, End>> + Send>>,

@@ -1,14 +1,15 @@
 //! Where a subscription starts: a resume id read against the history (the hub's own ids and
 //! publishers' ids), the `gap` notice for one it does not hold, and the timer that ends a
-//! stream when its token expires.
+//! stream when its token expires or it reaches its maximum age.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::Inner;
+use super::{End, Inner};
 use crate::event::encode_without_id;
 use crate::id::IdMatch;
 
@@ -19,15 +20,40 @@ pub(super) fn id_line(bytes: &[u8]) -> Option<String> {
     std::str::from_utf8(&rest[..end]).ok().map(str::to_string)
 }
 
-/// A stream's end (its token's `exp`) and the task that wakes it then; dropping it (the stream
-/// ended first) stops the task.
+/// A stream's end (its token's `exp`, or its maximum age) and the task that wakes it then;
+/// dropping it (the stream ended first) stops the task.
 pub(super) struct Expiry {
-    pub(super) at: Instant,
+    at: Instant,
+    /// Why the stream ends then.
+    end: End,
     timer: Option<tokio::task::AbortHandle>,
 }
 
 impl Expiry {
-    pub(super) fn new(at: std::time::Instant, notify: &Arc<Notify>) -> Box<Expiry> {
+    /// The earlier of a token's end and the stream's maximum age (80 to 100% of `max_age`,
+    /// drawn per stream, so that the clients of a hub started together do not all come back
+    /// in the same second). One timer either way.
+    pub(super) fn first(
+        token_end: Option<std::time::Instant>,
+        max_age: Option<Duration>,
+        notify: &Arc<Notify>,
+    ) -> Option<Box<Expiry>> {
+        let aged = max_age.map(|age| std::time::Instant::now() + jittered(age));
+        let (at, end) = match (token_end, aged) {
+            (Some(token), Some(aged)) if aged < token => (aged, End::MaxAge),
+            (Some(token), _) => (token, End::Expired),
+            (None, Some(aged)) => (aged, End::MaxAge),
+            (None, None) => return None,
+        };
+        Some(Expiry::new(at, end, notify))
+    }
+
+    /// The reason to end now, once the time has come.
+    pub(super) fn due(&self) -> Option<End> {
+        (self.at <= Instant::now()).then_some(self.end)
+    }
+
+    fn new(at: std::time::Instant, end: End, notify: &Arc<Notify>) -> Box<Expiry> {
         let at = Instant::from_std(at);
         // Without a runtime at hand (a library caller outside tokio) the end is seen at the
         // stream's next wake-up instead.
@@ -40,8 +66,14 @@ impl Expiry {
                 })
                 .abort_handle()
         });
-        Box::new(Expiry { at, timer })
+        Box::new(Expiry { at, end, timer })
     }
+}
+
+/// 80 to 100% of `age`, at random (a fixed 90% if the system has no randomness to give).
+fn jittered(age: Duration) -> Duration {
+    let permille = getrandom::u64().map_or(100, |r| r % 201);
+    age.mul_f64((800 + permille) as f64 / 1000.0)
 }
 
 impl Drop for Expiry {
@@ -74,4 +106,27 @@ pub(super) fn unknown_id_gap(hub: &Inner, id: &str) -> Bytes {
         "message": "this id is not from this hub's current history; replaying every retained event",
     });
     encode_without_id("gap", &data.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earlier_end_wins_with_its_reason_and_ages_are_jittered() {
+        let notify = Arc::new(Notify::new());
+        let now = std::time::Instant::now();
+        let hour = Duration::from_secs(3600);
+        let token_first = Expiry::first(Some(now), Some(hour), &notify).unwrap();
+        assert_eq!(token_first.end, End::Expired);
+        let age_first = Expiry::first(Some(now + 2 * hour), Some(hour), &notify).unwrap();
+        assert_eq!(age_first.end, End::MaxAge);
+        assert!(Expiry::first(None, None, &notify).is_none());
+        let draws: Vec<_> = (0..1000).map(|_| jittered(hour)).collect();
+        assert!(draws.iter().all(|d| *d >= hour * 8 / 10 && *d <= hour));
+        assert!(
+            draws.iter().any(|d| *d < hour * 85 / 100)
+                && draws.iter().any(|d| *d > hour * 95 / 100)
+        );
+    }
 }

@@ -45,6 +45,10 @@ pub enum End {
     /// last id gets a `gap` (`other-history`), then the new history.
     #[error("the cluster's history was lost")]
     HistoryLost,
+    /// The stream reached its maximum age ([`HubConfig::max_stream_age`](super::HubConfig::max_stream_age)):
+    /// it resumes with its last event id, perhaps on another hub.
+    #[error("the stream reached its maximum age")]
+    MaxAge,
 }
 
 #[cfg(feature = "cluster")]
@@ -80,8 +84,8 @@ pub struct Subscription {
     pub(super) access: Access,
     /// It reads every event (a `*` or URI-template selector).
     reads_all: bool,
-    /// When the stream ends (its token's `exp`), and the timer that wakes it then. Boxed: most
-    /// streams have none, and every idle stream's size counts.
+    /// When the stream ends (its token's `exp`, or its maximum age), and the timer that wakes it
+    /// then. Boxed: most streams have none, and every idle stream's size counts.
     expiry: Option<Box<Expiry>>,
     /// `last_event_id` may be a publisher's id that left memory: look it up in the store
     /// before the first read.
@@ -191,7 +195,7 @@ impl Subscription {
             },
         };
         let seen_tick = hub.heartbeat_tick.load(Ordering::Acquire);
-        let expiry = request.expires_at.map(|at| Expiry::new(at, &notify));
+        let expiry = Expiry::first(request.expires_at, hub.config.max_stream_age, &notify);
         Subscription {
             last_event_id: request.last_event_id,
             hub,
@@ -272,6 +276,14 @@ impl Subscription {
     /// # }
     /// ```
     pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
+        let next = self.next_batch(out).await;
+        if let Err(end) = &next {
+            tracing::debug!(reason = %end, cursor = self.cursor, "stream ends");
+        }
+        next
+    }
+
+    async fn next_batch(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
         if let Some(id) = self.resolve.then(|| self.last_event_id.clone()).flatten() {
             // Cleared only once answered: a cancelled call asks again.
             let found = self.find_resume(&id).await;
@@ -304,8 +316,8 @@ impl Subscription {
             }
         }
         loop {
-            if self.expiry.as_ref().is_some_and(|e| e.at <= Instant::now()) {
-                return Err(End::Expired);
+            if let Some(end) = self.expiry.as_ref().and_then(|e| e.due()) {
+                return Err(end);
             }
             #[cfg(feature = "cluster")]
             if self.from_redis.is_some() {
@@ -363,7 +375,7 @@ impl Subscription {
                 self.last_sent = Instant::now();
                 return Ok(());
             }
-            // Woken by a publish, shutdown, the hub's heartbeat tick, or the token's expiry.
+            // Woken by a publish, shutdown, the hub's heartbeat tick, or the stream's end time.
             self.notify.notified().await;
         }
     }
@@ -483,6 +495,7 @@ mod redis;
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        tracing::debug!(cursor = self.cursor, "stream closed");
         for t in &self.topics {
             t.subscribers.fetch_sub(1, Ordering::Relaxed);
         }

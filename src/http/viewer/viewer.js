@@ -8,7 +8,7 @@ const params = new URLSearchParams(location.search);
 const topics = params.getAll("topic").filter((t) => t !== "");
 if (topics.length === 0) topics.push("default");
 // EventSource has no wildcard: named events beyond these need ?event=NAME on the page's URL.
-const names = ["status", ...params.getAll("event").filter((n) => n && n !== "message" && n !== "gap" && n !== "status")];
+const names = ["status", "upstream", ...params.getAll("event").filter((n) => n && n !== "message" && n !== "gap" && n !== "status" && n !== "upstream")];
 // The newest events shown on open, like `tail -n` (?tail=N on the page; 100 by default).
 const tailParam = Number.parseInt(params.get("tail") ?? "", 10);
 const tail = Number.isFinite(tailParam) && tailParam >= 0 ? tailParam : 100;
@@ -107,6 +107,7 @@ function showState() {
 // ---- events ----
 
 function receive(topic, name, e) {
+  chartCount(topic);
   const s = sources.get(topic);
   if (e.lastEventId) s.lastId = e.lastEventId;
   const earlier = e.lastEventId && seen.get(e.lastEventId);
@@ -120,6 +121,7 @@ function receive(topic, name, e) {
   const record = { time: new Date(), topics: [topic], name, id: e.lastEventId, data: e.data, kind: name === "status" ? "status" : "event" };
   if (record.id) seen.set(record.id, record);
   if (name === "status") showStatus(e.data, record.time);
+  if (name === "upstream") showUpstream(topic, e.data);
   enqueue(record);
 }
 
@@ -204,6 +206,112 @@ function showCounts() {
   view.rows.textContent = String(view.body.rows.length);
 }
 
+// ---- the events/s chart: the last minute, one line per topic when several are shown ----
+// An event only adds 1 to its topic's counter; the chart is drawn once a second from the
+// counters, so a busy stream costs it nothing more. No library: a canvas and a few lines.
+
+const CHART_SECONDS = 60;
+const CHART_COLORS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#56b4e9", "#e69f00", "#000000"];
+const chart = {
+  canvas: $("rate-chart"),
+  legend: $("chart-legend"),
+  counts: new Map(), // topic -> events since the last tick (an event on two topics counts on both)
+  series: new Map(), // topic -> events/s, one a second, oldest first, at most CHART_SECONDS
+};
+
+function chartCount(topic) {
+  chart.counts.set(topic, (chart.counts.get(topic) || 0) + 1);
+}
+
+function chartTick() {
+  for (const t of topics) {
+    const values = chart.series.get(t) || [];
+    values.push(chart.counts.get(t) || 0);
+    if (values.length > CHART_SECONDS) values.shift();
+    chart.series.set(t, values);
+  }
+  chart.counts.clear();
+  const now = topics.map((t) => t + " " + chart.series.get(t).at(-1)).join(", ");
+  chart.canvas.setAttribute("aria-label", "Events per second over the last minute; the last second: " + now);
+  drawChart();
+}
+
+// 1, 2 or 5 times a power of ten, at or above `v`: round numbers on the axis.
+function chartScale(v) {
+  const p = 10 ** Math.floor(Math.log10(Math.max(v, 1)));
+  return [1, 2, 5, 10].map((m) => m * p).find((s) => s >= v);
+}
+
+function drawChart() {
+  const c = chart.canvas;
+  const ratio = window.devicePixelRatio || 1;
+  const w = c.clientWidth;
+  const h = c.clientHeight;
+  if (w === 0 || h === 0) return;
+  if (c.width !== Math.round(w * ratio)) c.width = Math.round(w * ratio);
+  if (c.height !== Math.round(h * ratio)) c.height = Math.round(h * ratio);
+  const g = c.getContext("2d");
+  g.setTransform(ratio, 0, 0, ratio, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const [left, right, top, bottom] = [52, 12, 10, 22];
+  const pw = w - left - right;
+  const ph = h - top - bottom;
+  let most = 1;
+  for (const values of chart.series.values()) for (const v of values) most = Math.max(most, v);
+  const scale = chartScale(most);
+  g.font = "11px system-ui, sans-serif";
+  g.fillStyle = "#4a4a4a";
+  g.strokeStyle = "#d0d4da";
+  g.lineWidth = 1;
+  g.textAlign = "right";
+  g.textBaseline = "middle";
+  for (const f of [0, 0.5, 1]) {
+    const y = Math.round(top + ph - f * ph) + 0.5;
+    g.beginPath();
+    g.moveTo(left, y);
+    g.lineTo(left + pw, y);
+    g.stroke();
+    g.fillText(String(scale * f), left - 6, y);
+  }
+  g.textBaseline = "top";
+  for (const [ago, align] of [[CHART_SECONDS, "left"], [CHART_SECONDS / 2, "center"], [0, "right"]]) {
+    g.textAlign = align;
+    g.fillText(ago === 0 ? "now" : "-" + ago + " s", left + pw * (1 - ago / CHART_SECONDS), top + ph + 5);
+  }
+  g.lineWidth = 2;
+  g.lineJoin = "round";
+  let i = 0;
+  for (const values of chart.series.values()) {
+    g.strokeStyle = CHART_COLORS[i++ % CHART_COLORS.length];
+    g.beginPath();
+    values.forEach((v, k) => {
+      const x = left + pw * (1 - (values.length - 1 - k) / CHART_SECONDS);
+      const y = top + ph - (v / scale) * ph;
+      if (k === 0) g.moveTo(x, y);
+      else g.lineTo(x, y);
+    });
+    g.stroke();
+  }
+}
+
+(function chartLegend() {
+  if (topics.length === 1) {
+    chart.legend.textContent = "Events per second on " + topics[0] + ", one point a second.";
+    return;
+  }
+  chart.legend.append("One line per topic:");
+  topics.forEach((t, i) => {
+    const key = document.createElement("span");
+    key.className = "key";
+    key.style.background = CHART_COLORS[i % CHART_COLORS.length];
+    chart.legend.append(key, t);
+  });
+})();
+
+drawChart();
+setInterval(chartTick, 1000);
+window.addEventListener("resize", drawChart);
+
 // ---- controls ----
 
 function matches(tr) {
@@ -265,3 +373,18 @@ $("js-listen").textContent =
   "source.addEventListener(\"status\", (e) => console.log(\"status\", e.data));";
 
 for (const t of topics) connect(t);
+
+// ---- the relay's state (`--upstream`): its `upstream` events, one line per topic ----
+
+const upstreams = new Map(); // topic -> text
+function showUpstream(topic, data) {
+  let text = data;
+  try {
+    const u = JSON.parse(data);
+    text = u.url + (u.connected ? " connected" : " down" + (u.error ? " (" + u.error + ")" : "")) +
+      ", " + u.reconnects + " reconnects, " + u.events + " events relayed";
+  } catch (_) { /* not JSON: as it is */ }
+  upstreams.set(topic, topic + ": " + text);
+  $("upstream").textContent = [...upstreams.values()].join("; ");
+  $("upstream-line").hidden = false;
+}
