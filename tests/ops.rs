@@ -2,6 +2,8 @@
 //! each against the real binary (and a real `redis-server` for cluster mode).
 
 mod common;
+#[cfg(feature = "cluster")]
+mod redis_server;
 
 use std::time::{Duration, Instant};
 
@@ -92,7 +94,7 @@ async fn not_ready_while_redis_is_down_and_ready_once_back() {
         .local_addr()
         .unwrap()
         .port();
-    let redis = common::redis::Redis::start_on(port, None);
+    let redis = redis_server::Redis::start_on(port, None);
     let hub = HubProcess::start(&["--redis", &format!("redis://127.0.0.1:{port}")]);
     let url = hub.url("/readyz");
     assert_eq!(get(&url).await, Some((200, "ok\n".into())));
@@ -101,7 +103,7 @@ async fn not_ready_while_redis_is_down_and_ready_once_back() {
     let (status, reason) = down.expect("the hub answers while Redis is down");
     assert_eq!(status, 503, "{reason}");
     assert!(reason.contains("Redis"), "{reason}");
-    let _redis = common::redis::Redis::start_on(port, None);
+    let _redis = redis_server::Redis::start_on(port, None);
     let back = poll(&url, |a| a.as_ref().is_some_and(|(s, _)| *s == 200)).await;
     assert_eq!(back, Some((200, "ok\n".into())));
 }

@@ -5,11 +5,12 @@
 #![cfg(feature = "cluster")]
 
 mod common;
+mod redis_server;
 
 use std::time::{Duration, Instant};
 
-use common::redis::Redis;
 use common::*;
+use redis_server::Redis;
 
 /// Waits until the relay says its upstream is connected.
 async fn connected(hub: &HubProcess) {

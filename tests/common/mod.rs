@@ -12,9 +12,6 @@ use ssehub::parse::{Frame, ParsedEvent, Parser};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-#[cfg(feature = "cluster")]
-pub mod redis;
-
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// An HS256 JWT with these claims, signed with `secret`.
