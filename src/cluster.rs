@@ -1,18 +1,23 @@
 //! Cluster mode: several hubs sharing one history in Redis (feature `cluster`; see
-//! `docs/cluster.md`). One Redis server for now; Redis Cluster comes later.
+//! `docs/cluster.md`), on one Redis server or on a Redis Cluster.
 //!
 //! A hub joins with [`HubBuilder::cluster`](crate::HubBuilder::cluster): its publishes go to
 //! Redis (answered once Redis accepted them, or refused within a second), and a reader task
 //! brings every hub's events into its log, in one order that every hub shares, with ids that
 //! every hub knows (`<epoch>-<ms>-<n>-<shard>`, or the publisher's own).
 //!
-//! Modules: [`Place`] and [`Merge`] (the cluster-wide order), `meta` (what hubs agree on),
-//! `entry` (an event as stream fields), `writer` (publishes), `reader` (delivery).
+//! Modules: [`Place`] and [`Merge`] (the cluster-wide order), `conn` (one server or a Redis
+//! Cluster), `keys` (shards and their slots), `meta` (what hubs agree on), `entry` (an event as
+//! stream fields), `writer` (publishes), `reader` (delivery).
 
+mod conn;
 mod entry;
+mod keys;
 mod meta;
 mod order;
 mod reader;
+mod replay;
+mod trim;
 mod writer;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,9 +25,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 pub use order::{Merge, Place};
+pub(crate) use replay::Replay;
 
 use crate::event::Event;
-use crate::hub::Inner;
+use crate::hub::{Inner, RedisHealth};
 use crate::id::Epoch;
 use crate::store::StoreError;
 
@@ -43,7 +49,9 @@ pub struct Cluster {
 
 /// What a hub's writer and reader share.
 pub(crate) struct Link {
-    client: redis::Client,
+    backend: conn::Backend,
+    /// Each shard's stream, shard `k` at index `k`.
+    keys: Vec<String>,
     /// The history's name; another one once Redis lost its data (see [`Link::adopt`]).
     epoch: RwLock<Epoch>,
     /// How many times the epoch changed: a stream opened before a change ends at it.
@@ -62,6 +70,15 @@ pub(crate) struct Link {
     /// Entries read below what was already delivered (a master's clock stepped back): delivered
     /// late, out of order, never dropped.
     late: AtomicU64,
+    /// The reader's lag in its last round (ms; see [`RedisHealth`]).
+    lag_ms: AtomicU64,
+    /// Times the reader found entries trimmed before it read them.
+    trims: AtomicU64,
+    /// A resume from an event below this log sequence number crosses a trimmed hole (0: none).
+    hole_below: AtomicU64,
+    /// The hub's log sequence number of the newest event the reader put there, and its place:
+    /// where a replay from Redis hands over to memory.
+    relayed: Mutex<Option<(u64, Place)>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -83,22 +100,45 @@ impl Cluster {
     /// A one-line reason: a bad URL, Redis unreachable (within a second), or a cluster that
     /// was started with another shard count (both named).
     pub async fn connect(url: &str, shards: u16) -> Result<Cluster, StoreError> {
-        let client =
-            redis::Client::open(url).map_err(|e| StoreError(format!("--redis: bad URL: {e}")))?;
-        let config = writer::Writer::config();
-        let connect = client.get_multiplexed_async_connection_with_config(&config);
+        Cluster::join(conn::Backend::single(url)?, shards).await
+    }
+
+    /// [`connect`](Self::connect), on a Redis Cluster reached through any of `nodes`
+    /// (`HOST:PORT`): each shard lives in one slot, and the shards spread over the masters.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ssehub::store::StoreError> {
+    /// let nodes = ["10.0.0.5:7000".to_string(), "10.0.0.6:7000".to_string()];
+    /// let cluster = ssehub::cluster::Cluster::connect_cluster(&nodes, 16).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), naming `--redis-cluster`.
+    pub async fn connect_cluster(nodes: &[String], shards: u16) -> Result<Cluster, StoreError> {
+        Cluster::join(conn::Backend::cluster(nodes)?, shards).await
+    }
+
+    async fn join(backend: conn::Backend, shards: u16) -> Result<Cluster, StoreError> {
+        let flag = backend.flag();
+        let late = || StoreError(format!("{flag}: Redis did not answer within 1s"));
+        let connect = backend.connect(None);
         let mut conn = tokio::time::timeout(writer::ANSWER_WITHIN, connect)
             .await
-            .map_err(|_| StoreError("--redis: Redis did not answer within 1s".into()))?
-            .map_err(|e| StoreError(format!("--redis: cannot reach Redis: {e}")))?;
+            .map_err(|_| late())?
+            .map_err(|e| StoreError(format!("{flag}: cannot reach Redis: {e}")))?;
         let shards = shards.max(1);
         let epoch = tokio::time::timeout(writer::ANSWER_WITHIN, meta::agree(&mut conn, shards))
             .await
-            .map_err(|_| StoreError("--redis: Redis did not answer within 1s".into()))??;
+            .map_err(|_| late())??;
+        let keys = keys::stream_keys(shards);
         Ok(Cluster {
             link: Arc::new(Link {
-                writer: writer::Writer::new(client.clone(), conn, shards),
-                client,
+                writer: writer::Writer::new(conn, keys.clone()),
+                backend,
+                keys,
                 epoch: RwLock::new(epoch),
                 generation: AtomicU64::new(0),
                 history_start: AtomicU64::new(0),
@@ -108,25 +148,45 @@ impl Cluster {
                 delivered_below: AtomicU64::new(0),
                 reader_up: AtomicBool::new(true),
                 late: AtomicU64::new(0),
+                lag_ms: AtomicU64::new(0),
+                trims: AtomicU64::new(0),
+                hole_below: AtomicU64::new(0),
+                relayed: Mutex::new(None),
             }),
         })
     }
 
-    /// Whether this hub's reader reaches Redis (its last round succeeded), and how many events
-    /// it delivered late because a master's clock stepped back.
+    /// Each shard's Redis stream (shard `k` at index `k`), with its hash tag.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), ssehub::store::StoreError> {
     /// let cluster = ssehub::cluster::Cluster::connect("redis://127.0.0.1:6379", 16).await?;
-    /// let (up, late) = cluster.health();
+    /// assert_eq!(cluster.stream_keys().len(), 16);
     /// # Ok(())
     /// # }
     /// ```
-    pub fn health(&self) -> (bool, u64) {
-        (
-            self.link.reader_up.load(Ordering::Relaxed),
-            self.link.late.load(Ordering::Relaxed),
-        )
+    pub fn stream_keys(&self) -> &[String] {
+        &self.link.keys
+    }
+
+    /// How this hub's reader fares: whether it reaches Redis, its lag, the events it
+    /// delivered late because a master's clock stepped back, and the times trimming passed it.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ssehub::store::StoreError> {
+    /// let cluster = ssehub::cluster::Cluster::connect("redis://127.0.0.1:6379", 16).await?;
+    /// assert!(cluster.health().up);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn health(&self) -> RedisHealth {
+        let link = &self.link;
+        RedisHealth {
+            up: link.reader_up.load(Ordering::Relaxed),
+            late_events: link.late.load(Ordering::Relaxed),
+            lag_seconds: link.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            trims: link.trims.load(Ordering::Relaxed),
+        }
     }
 
     /// The cluster's epoch: the name of its history, in every id it makes (example at
@@ -166,13 +226,13 @@ impl Cluster {
     pub(crate) async fn append(
         &self,
         events: &[Event],
-        maxlen: usize,
+        bounds: Bounds,
         claim_for: Duration,
         epoch: &Epoch,
     ) -> Result<Vec<Place>, AppendError> {
-        self.link
-            .writer
-            .append(events, maxlen, claim_for, epoch)
+        let link = &self.link;
+        link.writer
+            .append(&link.backend, events, bounds, claim_for, epoch)
             .await
     }
 
@@ -194,6 +254,21 @@ impl Cluster {
             .then(|| self.link.history_start.load(Ordering::Acquire))
     }
 
+    /// Whether a resume from the event at log sequence number `seq` crosses a hole trimming
+    /// left in what this hub read.
+    pub(crate) fn before_hole(&self, seq: u64) -> bool {
+        seq < self.link.hole_below.load(Ordering::Acquire)
+    }
+
+    /// The newest event the reader put in the hub's log: its sequence number and place.
+    pub(crate) fn relayed(&self) -> Option<(u64, Place)> {
+        *self
+            .link
+            .relayed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The reader has delivered everything up to and including `place`.
     pub(crate) fn read_past(&self, place: Place) -> bool {
         self.link.delivered_below.load(Ordering::Acquire) > place.ms
@@ -202,6 +277,26 @@ impl Cluster {
     /// The id subscribers see for `event`, placed at `place`.
     pub(crate) fn id_of(&self, event: &Event, place: &Place, epoch: &Epoch) -> String {
         writer::id_of(event, place, epoch)
+    }
+}
+
+/// How far each shard's stream is trimmed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// About this many entries (`MAXLEN ~`, on each `XADD`).
+    pub(crate) maxlen: usize,
+    /// Entries older than this go (`XTRIM MINID ~`, with each publish and on a timer).
+    pub(crate) age: Option<Duration>,
+}
+
+impl Bounds {
+    /// The stream id below which entries are older than `age`, now (by this hub's clock).
+    pub(crate) fn min_id(&self) -> Option<String> {
+        let age = self.age?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!("{}-0", now.checked_sub(age)?.as_millis()))
     }
 }
 
@@ -235,6 +330,26 @@ impl Link {
         );
         lost.push(old);
         drop(lost);
+        // The new history's places start over.
+        *self.relayed.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Link {
+    /// The reader put events in the hub's log up to sequence number `seq`, the newest placed
+    /// at `place` (a late one, placed lower, does not move the hand-over back).
+    pub(crate) fn note_relayed(&self, seq: u64, place: Place) {
+        let mut relayed = self.relayed.lock().unwrap_or_else(PoisonError::into_inner);
+        if relayed.is_none_or(|(_, newest)| newest < place) {
+            *relayed = Some((seq, place));
+        }
+    }
+
+    /// Trimming passed the reader, whose log holds events up to sequence number `at`: streams
+    /// end (see [`Link::adopt`]), and a resume from up to `at` gets a `gap`.
+    pub(crate) fn trimmed(&self, at: u64) {
+        self.hole_below.fetch_max(at + 1, Ordering::AcqRel);
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }

@@ -67,6 +67,10 @@ pub enum Command {
     the --config file (max-clients = 500). Flags beat the environment, which beats the file."
 )]
 pub struct ServeArgs {
+    /// TLS and HTTP/2 (`config/tls.rs`).
+    #[command(flatten)]
+    pub tls: TlsArgs,
+
     /// Read settings from this TOML file; keys are the long flag names (max-clients = 500).
     #[arg(
         long,
@@ -166,24 +170,9 @@ pub struct ServeArgs {
     )]
     pub data_dir: Option<PathBuf>,
 
-    /// Cluster mode: share one history with every hub started with the same Redis
-    /// (redis://HOST:PORT[/DB]; see docs/cluster.md). Publishes are answered once Redis took
-    /// them (503 when it cannot, within a second); every hub delivers every event, in one
-    /// order, with ids any hub resumes from. Not with --data-dir: Redis holds the history.
-    #[arg(
-        long,
-        env = "SSEHUB_REDIS",
-        value_name = "URL",
-        hide_env_values = true,
-        help_heading = "History"
-    )]
-    pub redis: Option<String>,
-
-    /// With --redis: the Redis streams (shards) the log is split into, the same on every hub
-    /// (the first hub records it in Redis; a hub given another count refuses to start).
-    #[arg(long, env = "SSEHUB_REDIS_SHARDS", value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "History")]
-    pub redis_shards: u16,
+    /// Cluster mode: --redis, --redis-cluster, --redis-shards (src/config/cluster.rs).
+    #[command(flatten)]
+    pub cluster: cluster::ClusterArgs,
 
     /// Also drop events older than this from the history (90s, 15m, 12h, 7d; a bare number is
     /// seconds), in the background. Without it, only --history bounds the history.
@@ -191,8 +180,9 @@ pub struct ServeArgs {
           help_heading = "History")]
     pub history_age: Option<Duration>,
 
-    /// With --data-dir, the newest this many events also stay in memory, where live delivery
-    /// and recent replays read; older replays read the disk. (At most --history.)
+    /// With --data-dir (or --redis, --redis-cluster), the newest this many events also stay in
+    /// memory, where live delivery and recent replays read; older replays read the disk (or
+    /// Redis). (At most --history.)
     #[arg(long, env = "SSEHUB_MEMORY_HISTORY", value_name = "N", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "History")]
     pub memory_history: u64,
@@ -444,6 +434,7 @@ where
     Ok(Cli::from_arg_matches(&matches)?)
 }
 
+mod cluster;
 pub mod ops;
 mod settings;
 mod values;
@@ -451,6 +442,10 @@ pub use values::PublishListen;
 use values::{parse_duration, parse_name, parse_publish_listen, parse_topic};
 mod upstream;
 pub use upstream::UpstreamArgs;
+mod tls;
+pub use tls::TlsArgs;
+
+pub use cluster::ClusterArgs;
 
 #[cfg(test)]
 mod tests;

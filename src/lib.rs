@@ -82,5 +82,5 @@ pub use event::EventError;
 pub use event::{Event, Topic};
 pub use hub::{
     End, Events, Gap, Hub, HubBuilder, HubConfig, PublishError, Receipt, Received, ReceivedEvent,
-    Stats, SubscribeError, SubscribeRequest, Subscription,
+    RedisHealth, Stats, SubscribeError, SubscribeRequest, Subscription,
 };

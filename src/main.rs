@@ -59,6 +59,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     http::raise_open_file_limit();
     args.init_logging().map_err(anyhow::Error::msg)?;
     let mut http_config = args.check().map_err(anyhow::Error::msg)?;
+    let protocol = args.tls.protocol().map_err(anyhow::Error::msg)?;
+    if let http::Protocol::Tls(tls) = &protocol {
+        tls.reload_on_sighup();
+    }
     ssehub::selector::set_max_templates(usize::try_from(args.max_templates).unwrap_or(usize::MAX));
     let store = args.history_store()?;
     let builder = Hub::builder().config(args.hub_config()).store(store);
@@ -99,8 +103,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     args.log_start(
         main.local_addr()?,
         publish.as_ref().and_then(|l| l.local_addr().ok()),
+        &protocol,
     );
-    eprintln!("ssehub: listening on http://{}", main.local_addr()?);
+    eprintln!(
+        "ssehub: listening on {}://{}",
+        protocol.scheme(),
+        main.local_addr()?
+    );
 
     if args.stdin {
         let template = feed::LineTemplate {
@@ -116,7 +125,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .extra_metrics
         .add(move |out| relays.render_metrics(out));
 
-    let listeners = http::Listeners { main, publish };
+    let listeners = http::Listeners {
+        main,
+        publish,
+        protocol,
+    };
     http::serve(listeners, hub, http_config, shutdown_signal()).await?;
     eprintln!("ssehub: stopped");
     // A read blocked on stdin would hold the runtime open; nothing is left to clean up.
@@ -133,10 +146,15 @@ async fn join_cluster(
     ssehub::HubBuilder,
     Option<impl std::future::Future<Output = ()>>,
 )> {
-    let Some(url) = &args.redis else {
-        return Ok((builder, None));
+    let redis = &args.cluster;
+    let cluster = match (&redis.redis, redis.redis_cluster.is_empty()) {
+        (Some(url), _) => ssehub::cluster::Cluster::connect(url, redis.redis_shards).await?,
+        (None, false) => {
+            ssehub::cluster::Cluster::connect_cluster(&redis.redis_cluster, redis.redis_shards)
+                .await?
+        }
+        (None, true) => return Ok((builder, None)),
     };
-    let cluster = ssehub::cluster::Cluster::connect(url, args.redis_shards).await?;
     eprintln!(
         "ssehub: cluster mode: history in Redis (epoch {}, {} shards)",
         cluster.epoch().as_str(),
@@ -160,8 +178,8 @@ async fn join_cluster(
     builder: ssehub::HubBuilder,
     args: &ServeArgs,
 ) -> anyhow::Result<(ssehub::HubBuilder, Option<std::future::Ready<()>>)> {
-    match args.redis {
-        Some(_) => anyhow::bail!("--redis: this ssehub was built without the `cluster` feature"),
+    match args.cluster.flag() {
+        Some(flag) => anyhow::bail!("{flag}: this ssehub was built without the `cluster` feature"),
         None => Ok((builder, None)),
     }
 }

@@ -4,94 +4,13 @@
 //! stay open, and once it is back nothing acknowledged is lost or doubled.
 
 mod common;
+mod redis_server;
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{client, EventStream, HubProcess, WAIT};
+use redis_server::Redis;
 use ssehub::parse::{Frame, ParsedEvent};
-
-/// A `redis-server` on its own port, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    /// On a free port; with `dir`, persisted there (every write fsynced before it is answered).
-    fn start(dir: Option<&Path>) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Redis::start_on(port, dir)
-    }
-
-    fn start_on(port: u16, dir: Option<&Path>) -> Redis {
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ]);
-        match dir {
-            Some(dir) => cmd.args(["--dir", dir.to_str().unwrap()]).args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ]),
-            None => cmd.args(["--appendonly", "no"]),
-        };
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (the Debian package redis-server; scripts/test installs it)");
-        let redis = Redis { child, port };
-        let deadline = Instant::now() + WAIT;
-        while !redis.pong() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn pong(&self) -> bool {
-        let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0u8; 7];
-        socket.write_all(b"PING\r\n").is_ok()
-            && socket.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn hub(redis: &Redis) -> HubProcess {
     HubProcess::start(&["--redis", &redis.url(), "--heartbeat", "1"])
@@ -424,4 +343,45 @@ async fn a_publisher_id_is_claimed_for_every_hub() {
     assert_eq!(status, 409, "{answer}");
     let (status, answer) = post(&a.publish_url("/publish"), one("w")).await;
     assert_eq!(status, 200, "{answer}");
+}
+
+#[tokio::test]
+async fn a_killed_hubs_clients_resume_on_another_and_miss_nothing() {
+    let redis = Redis::start(None);
+    let (mut a, b) = (hub(&redis), hub(&redis));
+    let mut on_a = a.subscribe("?topic=k").await.opened().await;
+    // Published on B the whole time.
+    let url = b.publish_url("/publish");
+    let publisher = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..120 {
+            let body = serde_json::json!({"topic": "k", "data": i.to_string()});
+            let (status, answer) = post(&url, body.to_string()).await;
+            assert_eq!(status, 200, "{answer}");
+            ids.extend(ids_of(&answer));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ids
+    });
+    let first = on_a.events(30).await;
+    a.signal_and_wait("KILL");
+    assert!(
+        on_a.try_next_event(Duration::from_secs(2)).await.is_err(),
+        "A's stream ends with A"
+    );
+    let last_id = first.last().unwrap().id.clone();
+    let mut on_b = EventStream::open(
+        &b.url("/events?topic=k"),
+        &[("last-event-id", last_id.as_str())],
+    )
+    .await;
+    let rest = on_b.events(90).await;
+    let ids = publisher.await.unwrap();
+    let got: Vec<(String, String)> = pairs(&first).into_iter().chain(pairs(&rest)).collect();
+    let expected: Vec<(String, String)> = ids
+        .into_iter()
+        .zip(0..)
+        .map(|(id, i)| (id, i.to_string()))
+        .collect();
+    assert_eq!(got, expected);
 }

@@ -2,6 +2,8 @@
 //! each against the real binary (and a real `redis-server` for cluster mode).
 
 mod common;
+#[cfg(feature = "cluster")]
+mod redis_server;
 
 use std::time::{Duration, Instant};
 
@@ -92,7 +94,7 @@ async fn not_ready_while_redis_is_down_and_ready_once_back() {
         .local_addr()
         .unwrap()
         .port();
-    let redis = redis::start(port);
+    let redis = redis_server::Redis::start_on(port, None);
     let hub = HubProcess::start(&["--redis", &format!("redis://127.0.0.1:{port}")]);
     let url = hub.url("/readyz");
     assert_eq!(get(&url).await, Some((200, "ok\n".into())));
@@ -101,57 +103,9 @@ async fn not_ready_while_redis_is_down_and_ready_once_back() {
     let (status, reason) = down.expect("the hub answers while Redis is down");
     assert_eq!(status, 503, "{reason}");
     assert!(reason.contains("Redis"), "{reason}");
-    let _redis = redis::start(port);
+    let _redis = redis_server::Redis::start_on(port, None);
     let back = poll(&url, |a| a.as_ref().is_some_and(|(s, _)| *s == 200)).await;
     assert_eq!(back, Some((200, "ok\n".into())));
-}
-
-/// A throwaway `redis-server` (as tests/cluster.rs starts it), killed when dropped.
-#[cfg(feature = "cluster")]
-mod redis {
-    use std::io::{Read, Write};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    pub struct Redis(Child);
-
-    impl Drop for Redis {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    pub fn start(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (the Debian package redis-server; scripts/test installs it)");
-        let redis = Redis(child);
-        let deadline = Instant::now() + super::WAIT;
-        while !pong(port) {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn pong(port: u16) -> bool {
-        let Ok(mut socket) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
-        };
-        let _ = socket.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0u8; 7];
-        socket.write_all(b"PING\r\n").is_ok()
-            && socket.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
 }
 
 /// Waits until the hub's stderr has a line for which `found` holds; returns it.

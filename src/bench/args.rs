@@ -177,6 +177,10 @@ pub struct BenchArgs {
     )]
     pub reuse_connection: Option<String>,
 
+    /// Subscribers over TLS or HTTP/2 (`bench/tls.rs`).
+    #[command(flatten)]
+    pub tls: super::tls::TlsBenchArgs,
+
     /// Subscriber connects in flight at once.
     #[arg(
         long,

@@ -29,6 +29,7 @@ mod publishers;
 mod report;
 mod subscribers;
 mod timeline;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -190,12 +191,16 @@ async fn bench(args: BenchArgs, plan: Plan, extra_headers: String) -> Result<Rep
     // Connect everyone, a bounded number at a time.
     let gate = Arc::new(Semaphore::new(args.connect_concurrency.max(1)));
     let first_request: Option<Arc<str>> = args.reuse_connection.as_deref().map(Arc::from);
+    let pool = args.tls.pool(first_request.is_some())?;
     let mut subscribers = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
         let topic = i % args.topics as usize;
         let url = url.with_topic(topic);
         let (shared, gate, first) = (shared.clone(), gate.clone(), first_request.clone());
-        subscribers.push(tokio::spawn(subscriber(shared, url, first, topic, gate)));
+        subscribers.push(match &pool {
+            Some(pool) => tokio::spawn(tls::subscriber(shared, url, topic, gate, pool.clone())),
+            None => tokio::spawn(subscriber(shared, url, first, topic, gate)),
+        });
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while shared.resolved.load(Ordering::Acquire) < args.subscribers && Instant::now() < deadline {

@@ -19,7 +19,7 @@ thread_local! {
 }
 
 /// One subscriber's tallies; flushed to `Shared` after every read.
-struct Tally {
+pub(super) struct Tally {
     seen: Vec<u64>,
     last: Vec<u64>,
     unique: u64,
@@ -31,7 +31,20 @@ struct Tally {
 }
 
 impl Tally {
-    fn event(&mut self, data: &str, shared: &Shared, now_us: u64) {
+    pub(super) fn new(shared: &Shared) -> Tally {
+        Tally {
+            seen: vec![0; shared.events.div_ceil(64) as usize],
+            last: vec![0; shared.publishers],
+            unique: 0,
+            flushed: 0,
+            duplicated: 0,
+            out_of_order: 0,
+            malformed: 0,
+            latencies: Vec::new(),
+        }
+    }
+
+    pub(super) fn event(&mut self, data: &str, shared: &Shared, now_us: u64) {
         let mut fields = data.split_ascii_whitespace().map(str::parse::<u64>);
         let (Some(Ok(p)), Some(Ok(seq)), Some(Ok(sent))) =
             (fields.next(), fields.next(), fields.next())
@@ -60,7 +73,7 @@ impl Tally {
         self.latencies.push(now_us.saturating_sub(sent).max(1));
     }
 
-    fn flush(&mut self, shared: &Shared, now_us: u64) {
+    pub(super) fn flush(&mut self, shared: &Shared, now_us: u64) {
         shared
             .received
             .fetch_add(self.unique - self.flushed, Ordering::AcqRel);
@@ -112,16 +125,7 @@ pub(super) async fn subscriber(
     shared.connected.fetch_add(1, Ordering::AcqRel);
     shared.resolved.fetch_add(1, Ordering::AcqRel);
     let mut parser = Parser::new();
-    let mut tally = Tally {
-        seen: vec![0; shared.events.div_ceil(64) as usize],
-        last: vec![0; shared.publishers],
-        unique: 0,
-        flushed: 0,
-        duplicated: 0,
-        out_of_order: 0,
-        malformed: 0,
-        latencies: Vec::new(),
-    };
+    let mut tally = Tally::new(&shared);
     let feed = |bytes: &[u8], body: &mut Body, parser: &mut Parser, tally: &mut Tally| {
         let now_us = shared.start.elapsed().as_micros() as u64;
         let decoded = body.decode(bytes, &mut |payload| {

@@ -5,9 +5,9 @@
 //! takes the epoch from it, and refuses to start if it was given another shard count (a
 //! different count would file the same topic under another shard).
 
-use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 
+use super::conn::Conn;
 use crate::id::Epoch;
 use crate::store::StoreError;
 
@@ -25,10 +25,7 @@ pub(crate) struct Meta {
 
 /// Writes `ssehub:meta` if it is not there (with a fresh epoch and `shards`), then reads it
 /// back: the cluster's epoch. Fails naming both counts if the cluster has another shard count.
-pub(crate) async fn agree(
-    conn: &mut MultiplexedConnection,
-    shards: u16,
-) -> Result<Epoch, StoreError> {
+pub(crate) async fn agree(conn: &mut Conn, shards: u16) -> Result<Epoch, StoreError> {
     let ours = Meta {
         epoch: Epoch::random().as_str().to_string(),
         shards,
@@ -43,15 +40,15 @@ pub(crate) async fn agree(
         .arg(KEY)
         .query_async(conn)
         .await
-        .map_err(|e| StoreError(format!("--redis: cannot read {KEY}: {e}")))?;
-    let stored = stored.ok_or_else(|| StoreError(format!("--redis: {KEY} vanished")))?;
+        .map_err(|e| StoreError(format!("redis: cannot read {KEY}: {e}")))?;
+    let stored = stored.ok_or_else(|| StoreError(format!("redis: {KEY} vanished")))?;
     check(&stored, shards)
 }
 
 /// Reads what `ssehub:meta` holds against this hub's shard count.
 fn check(stored: &str, shards: u16) -> Result<Epoch, StoreError> {
     let meta: Meta = serde_json::from_str(stored)
-        .map_err(|e| StoreError(format!("--redis: {KEY} is not ssehub's ({e})")))?;
+        .map_err(|e| StoreError(format!("redis: {KEY} is not ssehub's ({e})")))?;
     if meta.shards != shards {
         return Err(StoreError(format!(
             "--redis-shards {shards}, but this Redis holds a cluster of {} shards ({KEY}): start every hub with --redis-shards {}",
@@ -59,7 +56,7 @@ fn check(stored: &str, shards: u16) -> Result<Epoch, StoreError> {
         )));
     }
     Epoch::from_text(&meta.epoch)
-        .ok_or_else(|| StoreError(format!("--redis: {KEY} holds a bad epoch {:?}", meta.epoch)))
+        .ok_or_else(|| StoreError(format!("redis: {KEY} holds a bad epoch {:?}", meta.epoch)))
 }
 
 #[cfg(test)]

@@ -13,12 +13,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::streams::StreamReadReply;
-use redis::RedisResult;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::streams::{StreamId, StreamReadReply};
+use redis::{RedisResult, Value};
 
-use super::writer::{key, parse_id};
-use super::{entry, meta, Link, Merge, Place};
+use super::conn::Conn;
+use super::writer::parse_id;
+use super::{entry, keys, meta, trim, Link, Merge, Place};
 use crate::event::Event;
 use crate::hub::Inner;
 use crate::store::StoreError;
@@ -27,19 +28,39 @@ use crate::store::StoreError;
 const COUNT: usize = 1000;
 /// How long one `XREAD BLOCK` waits when there is nothing to read.
 const BLOCK: Duration = Duration::from_secs(1);
+/// On a Redis Cluster, how long a reader with nothing to read waits before its next round: an
+/// `XREAD BLOCK` there may name one slot only, so an idle reader polls instead.
+const POLL: Duration = Duration::from_millis(10);
 /// The wait before the first retry when Redis fails, doubled up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often the reader checks that Redis still holds this hub's history (`ssehub:meta`), on
 /// top of each new connection (a restarted Redis breaks them).
 const META_EVERY: Duration = Duration::from_secs(1);
+/// A round this long after the last one may find that trimming passed where it stood.
+const PAUSE: Duration = Duration::from_millis(100);
 
 /// Where the reader stands: per shard, the last id read, and what waits for its turn.
 struct State {
     keys: Vec<String>,
+    /// Each shard's Redis Cluster slot.
+    slots: Vec<u16>,
     shard_of: HashMap<String, u16>,
     positions: Vec<String>,
     merge: Merge<Event>,
+    /// The next round must check every shard for entries trimmed before they were read (a new
+    /// connection, or a pause).
+    recheck: bool,
+    /// When the reader last was ready for a round (after a round, or after its wait): a round
+    /// much later means the hub stalled.
+    last_round: Option<Instant>,
+}
+
+/// One shard's part of a round: its master's `TIME` (ms), then what `XREAD` returned.
+struct ShardRead {
+    shard: u16,
+    time: u64,
+    entries: Vec<StreamId>,
 }
 
 /// What one round did.
@@ -50,46 +71,128 @@ struct Round {
     truncated: bool,
     /// Events that may be delivered now, in place order.
     released: Vec<Event>,
+    /// The newest place among them.
+    newest: Option<Place>,
+    /// Shards in which entries this hub had not read were trimmed.
+    trimmed: Vec<u16>,
+    /// How far behind Redis' clock (its newest `TIME` this round) the point below which
+    /// everything is delivered is, after this round (ms).
+    lag: u64,
 }
 
 impl State {
-    fn new(shards: u16) -> State {
-        let keys: Vec<String> = (0..shards).map(key).collect();
+    fn new(keys: &[String]) -> State {
+        let tags = keys.iter().map(|k| k.split(['{', '}']).nth(1).unwrap_or(k));
         State {
-            shard_of: keys.iter().cloned().zip(0..shards).collect(),
+            slots: tags.map(keys::slot).collect(),
+            shard_of: keys.iter().cloned().zip(0..).collect(),
             positions: vec!["0-0".to_string(); keys.len()],
-            // One Redis server: every shard on master 0.
-            merge: Merge::new(vec![0; keys.len()]),
-            keys,
+            // Each shard complete below its own master's time (shards may move between masters).
+            merge: Merge::new((0..keys.len()).collect()),
+            keys: keys.to_vec(),
+            recheck: false,
+            last_round: None,
         }
     }
 
-    /// `TIME`, then `XREAD` on every shard, in one round trip.
-    async fn round(&mut self, conn: &mut MultiplexedConnection, epoch: &str) -> RedisResult<Round> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("TIME")
-            .cmd("XREAD")
-            .arg("COUNT")
-            .arg(COUNT)
-            .arg("STREAMS")
-            .arg(&self.keys)
-            .arg(&self.positions);
-        let ((secs, micros), reply): ((u64, u64), Option<StreamReadReply>) =
-            pipe.query_async(conn).await?;
-        // Every entry below this millisecond was added before `TIME` ran, so `XREAD` got it...
-        let mut horizon = secs.saturating_mul(1000).saturating_add(micros / 1000);
-        let (mut read, mut truncated) = (0, false);
-        for stream in reply.map(|r| r.keys).unwrap_or_default() {
-            let Some(&shard) = self.shard_of.get(&stream.key) else {
-                continue;
-            };
-            if stream.ids.len() >= COUNT {
-                // ...unless a shard had more than COUNT: it is complete only below its last.
-                truncated = true;
-                let last = stream.ids.last().and_then(|e| parse_id(&e.id));
-                horizon = horizon.min(last.map_or(0, |(ms, _)| ms));
+    /// `TIME`, then `XREAD` on every shard: one round trip on one server; on a Redis Cluster,
+    /// one per shard, to its master, all at once.
+    async fn read(&self, conn: &mut Conn) -> RedisResult<Vec<ShardRead>> {
+        let ms =
+            |(secs, micros): (u64, u64)| secs.saturating_mul(1000).saturating_add(micros / 1000);
+        match conn {
+            Conn::Single(c) => {
+                let mut pipe = redis::pipe();
+                pipe.cmd("TIME")
+                    .cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(COUNT)
+                    .arg("STREAMS")
+                    .arg(&self.keys)
+                    .arg(&self.positions);
+                let (time, reply): ((u64, u64), Option<StreamReadReply>) =
+                    pipe.query_async(c).await?;
+                let mut reads: Vec<ShardRead> = (0..self.keys.len() as u16)
+                    .map(|shard| ShardRead {
+                        shard,
+                        time: ms(time),
+                        entries: Vec::new(),
+                    })
+                    .collect();
+                for stream in reply.map(|r| r.keys).unwrap_or_default() {
+                    if let Some(&shard) = self.shard_of.get(&stream.key) {
+                        reads[usize::from(shard)].entries = stream.ids;
+                    }
+                }
+                Ok(reads)
             }
-            for item in stream.ids {
+            Conn::Cluster(c) => {
+                let shards = (0..self.keys.len()).map(|k| {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("TIME")
+                        .cmd("XREAD")
+                        .arg("COUNT")
+                        .arg(COUNT)
+                        .arg("STREAMS")
+                        .arg(&self.keys[k])
+                        .arg(&self.positions[k]);
+                    // Both to the shard's master: its `TIME` speaks for its shard.
+                    let route = Route::new(self.slots[k], SlotAddr::Master);
+                    let mut c = c.clone();
+                    async move {
+                        let values = c
+                            .route_pipeline(pipe, 0, 2, SingleNodeRoutingInfo::SpecificNode(route))
+                            .await?;
+                        let (time, reply): ((u64, u64), Option<StreamReadReply>) =
+                            redis::from_redis_value(Value::Array(values))?;
+                        let entries = reply
+                            .and_then(|r| r.keys.into_iter().next())
+                            .map(|s| s.ids)
+                            .unwrap_or_default();
+                        RedisResult::Ok(ShardRead {
+                            shard: k as u16,
+                            time: ms(time),
+                            entries,
+                        })
+                    }
+                });
+                futures_util::future::try_join_all(shards).await
+            }
+        }
+    }
+
+    /// Reads a round into the merge, and releases what can go.
+    async fn round(&mut self, conn: &mut Conn, epoch: &str, trim_len: usize) -> RedisResult<Round> {
+        let recheck = std::mem::take(&mut self.recheck)
+            || self.last_round.is_some_and(|at| at.elapsed() >= PAUSE);
+        self.last_round = Some(Instant::now());
+        let reads = self.read(conn).await?;
+        let (mut read, mut truncated, mut now) = (0, false, 0);
+        let mut check = Vec::new();
+        for ShardRead {
+            shard,
+            time,
+            entries,
+        } in reads
+        {
+            // Every entry below `time` was added before `TIME` ran, so `XREAD` got it...
+            let mut complete = time;
+            if entries.len() >= COUNT {
+                // ...unless the shard had more than COUNT: complete only below its last.
+                truncated = true;
+                let last = entries.last().and_then(|e| parse_id(&e.id));
+                complete = complete.min(last.map_or(0, |(ms, _)| ms));
+            }
+            let from = &self.positions[usize::from(shard)];
+            // A reader far enough behind may have been passed by trimming: look (a fresh
+            // reader owes nobody what was trimmed before it came).
+            // (A truncated read is one far behind, whatever the trim length.)
+            let many = entries.len() >= (trim_len / 4).clamp(1, COUNT);
+            if from != "0-0" && (recheck || many) {
+                check.push((shard, from.clone()));
+            }
+            now = now.max(time);
+            for item in entries {
                 read += 1;
                 self.positions[usize::from(shard)] = item.id.clone();
                 let Some((ms, n)) = parse_id(&item.id) else {
@@ -98,7 +201,7 @@ impl State {
                 };
                 let place = Place { ms, shard, n };
                 let fields = item.map.iter().filter_map(|(field, value)| match value {
-                    redis::Value::BulkString(bytes) => Some((field.as_str(), bytes.as_slice())),
+                    Value::BulkString(bytes) => Some((field.as_str(), bytes.as_slice())),
                     _ => None,
                 });
                 match entry::event(fields, place, epoch) {
@@ -108,18 +211,46 @@ impl State {
                     }
                 }
             }
+            self.merge.complete_below(usize::from(shard), complete);
         }
-        self.merge.complete_below(0, horizon);
-        let released = self.merge.release().into_iter().map(|(_, e)| e).collect();
+        let mut trimmed = Vec::new();
+        for (shard, from) in check {
+            if trim::trimmed_after(conn, &self.keys[usize::from(shard)], &from).await? {
+                trimmed.push(shard);
+            }
+        }
+        let released = self.merge.release();
+        let newest = released.iter().map(|(place, _)| *place).max();
         Ok(Round {
             read,
             truncated,
-            released,
+            released: released.into_iter().map(|(_, e)| e).collect(),
+            newest,
+            trimmed,
+            lag: self.merge.horizon().map_or(0, |h| now.saturating_sub(h)),
         })
     }
 
-    /// Waits (up to [`BLOCK`]) until some shard has an entry past where the reader stands.
-    async fn wait(&self, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+    /// Waits until some shard has an entry past where the reader stands: up to [`BLOCK`] on
+    /// one server; on a Redis Cluster, [`POLL`]. A wait that took much longer than it may
+    /// (the hub stalled) makes the next round look for trimmed entries.
+    async fn wait(&mut self, conn: &mut Conn) -> RedisResult<()> {
+        let started = Instant::now();
+        let waited = self.block(conn).await;
+        let most = match conn {
+            Conn::Single(_) => BLOCK,
+            Conn::Cluster(_) => POLL,
+        };
+        self.recheck |= started.elapsed() >= most + PAUSE;
+        self.last_round = Some(Instant::now());
+        waited
+    }
+
+    async fn block(&self, conn: &mut Conn) -> RedisResult<()> {
+        let Conn::Single(c) = conn else {
+            tokio::time::sleep(POLL).await;
+            return Ok(());
+        };
         redis::cmd("XREAD")
             .arg("COUNT")
             .arg(1)
@@ -128,29 +259,45 @@ impl State {
             .arg("STREAMS")
             .arg(&self.keys)
             .arg(&self.positions)
-            .query_async::<redis::Value>(conn)
+            .query_async::<Value>(c)
             .await
             // What it read is read again by the next round, after its `TIME`.
             .map(drop)
     }
 }
 
-/// How a reader's connection is made: answers may take a whole `XREAD BLOCK`.
-fn config() -> redis::AsyncConnectionConfig {
-    redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(BLOCK + Duration::from_secs(2)))
-}
+/// How long a reader's answers may take: a whole `XREAD BLOCK`, and then some.
+const RESPONSE: Duration = Duration::from_secs(3);
 
 /// Reads the cluster into `hub`'s log until the hub is dropped.
 pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
-    let mut state = State::new(link.shards);
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut state = State::new(&link.keys);
+    let mut conn: Option<Conn> = None;
     let mut checked: Option<Instant> = None;
     let mut backoff = BACKOFF_MIN;
     let mut down = false;
+    // How far each shard is trimmed (see `Hub::publish_clustered`).
+    let Some(bounds) = hub.upgrade().map(|hub| crate::hub::bounds(&hub)) else {
+        return;
+    };
+    let mut trimmed_at = Instant::now();
     while hub.strong_count() > 0 {
-        match step(&link, &mut conn, &mut state, &mut checked, &hub).await {
+        if bounds.age.is_some() && trimmed_at.elapsed() >= trim::EVERY {
+            if let Some(conn) = &conn {
+                trim::trim_by_age(conn, &link.keys, bounds).await;
+            }
+            trimmed_at = Instant::now();
+        }
+        match step(
+            &link,
+            &mut conn,
+            &mut state,
+            &mut checked,
+            &hub,
+            bounds.maxlen,
+        )
+        .await
+        {
             Ok(()) => {
                 link.reader_up.store(true, Ordering::Relaxed);
                 if down {
@@ -164,6 +311,8 @@ pub(crate) async fn run(link: Arc<Link>, hub: Weak<Inner>) {
                 if !down {
                     tracing::warn!("{e}; retrying (streams stay open, publishes get 503)");
                     down = true;
+                } else {
+                    tracing::debug!("{e}; retrying");
                 }
                 conn = None;
                 checked = None;
@@ -184,7 +333,7 @@ fn failed(e: redis::RedisError) -> StoreError {
 /// come back with ids of the lost history and get a `gap`.
 async fn check_history(
     link: &Link,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     state: &mut State,
     hub: &Weak<Inner>,
 ) -> Result<(), StoreError> {
@@ -198,7 +347,7 @@ async fn check_history(
         ours.as_str(),
         held.as_str()
     );
-    *state = State::new(link.shards);
+    *state = State::new(&link.keys);
     match hub.upgrade() {
         Some(hub) => crate::hub::history_lost(&hub, |start| link.adopt(held, start)),
         None => link.adopt(held, 0),
@@ -209,32 +358,49 @@ async fn check_history(
 /// One round, its delivery, and a wait if there was nothing to do.
 async fn step(
     link: &Link,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<Conn>,
     state: &mut State,
     checked: &mut Option<Instant>,
     hub: &Weak<Inner>,
+    trim_len: usize,
 ) -> Result<(), StoreError> {
     let conn = match conn.take() {
         Some(open) => conn.insert(open),
-        None => conn.insert(
-            link.client
-                .get_multiplexed_async_connection_with_config(&config())
-                .await
-                .map_err(failed)?,
-        ),
+        None => {
+            let open = link.backend.connect(Some(RESPONSE)).await.map_err(failed)?;
+            // While it had none, trimming may have passed where it stood.
+            state.recheck = true;
+            conn.insert(open)
+        }
     };
     if checked.is_none_or(|at| at.elapsed() >= META_EVERY) {
         check_history(link, conn, state, hub).await?;
         *checked = Some(Instant::now());
     }
     let epoch = link.epoch();
-    let round = state.round(conn, epoch.as_str()).await.map_err(failed)?;
+    let round = state
+        .round(conn, epoch.as_str(), trim_len)
+        .await
+        .map_err(failed)?;
     link.late.store(state.merge.late(), Ordering::Relaxed);
+    link.lag_ms.store(round.lag, Ordering::Relaxed);
+    let Some(hub) = hub.upgrade() else {
+        return Ok(());
+    };
+    if !round.trimmed.is_empty() {
+        tracing::warn!(
+            "redis: this hub's reader fell behind trimming in shard(s) {:?}: events it never read are gone; ending every stream (clients resume with a gap)",
+            round.trimmed
+        );
+        link.trims.fetch_add(1, Ordering::Relaxed);
+        // Before what comes after the loss is in the log.
+        crate::hub::history_trimmed(&hub, |at| link.trimmed(at));
+    }
     if !round.released.is_empty() {
-        let Some(hub) = hub.upgrade() else {
-            return Ok(());
-        };
-        crate::hub::relay(&hub, round.released);
+        let seq = crate::hub::relay(&hub, round.released);
+        if let Some(place) = round.newest {
+            link.note_relayed(seq, place);
+        }
     }
     if let Some(horizon) = state.merge.horizon() {
         // Only now that the log holds what lies below it.
@@ -251,6 +417,7 @@ async fn step(
         } else {
             // Entries wait for the clock to pass their millisecond.
             tokio::time::sleep(Duration::from_millis(1)).await;
+            state.last_round = Some(Instant::now());
         }
     }
     Ok(())

@@ -5,38 +5,18 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use redis::Value;
 
+use super::conn::{Backend, Conn};
+use super::keys::{id_key, shard_of};
 use super::{entry, meta};
-use super::{AppendError, Place};
+use super::{AppendError, Bounds, Place};
 use crate::event::Event;
 use crate::id::Epoch;
 use crate::store::StoreError;
 
 /// A publish not answered by Redis within this is refused (the publisher gets 503).
 pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(1);
-
-/// The stream of shard `k`: the hash tag keeps a shard's keys in one Redis Cluster slot.
-pub(crate) fn key(shard: u16) -> String {
-    format!("ssehub:{{s{shard}}}:log")
-}
-
-/// The shard of a topic: CRC16 (XMODEM, as Redis Cluster's slots) mod `shards`, which does not
-/// change between versions or machines.
-pub(crate) fn shard_of(topic: &str, shards: u16) -> u16 {
-    let mut crc: u16 = 0;
-    for byte in topic.bytes() {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % shards.max(1)
-}
 
 /// A Redis stream id `ms-n`.
 pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
@@ -46,40 +26,33 @@ pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
 
 /// Appends publishes to the shards, over one shared connection (made again after a failure).
 pub(crate) struct Writer {
-    client: redis::Client,
-    conn: Mutex<Option<MultiplexedConnection>>,
-    shards: u16,
+    conn: Mutex<Option<Conn>>,
+    /// Each shard's stream.
+    keys: Vec<String>,
 }
 
 impl Writer {
-    pub(crate) fn new(client: redis::Client, conn: MultiplexedConnection, shards: u16) -> Writer {
+    pub(crate) fn new(conn: Conn, keys: Vec<String>) -> Writer {
         Writer {
-            client,
             conn: Mutex::new(Some(conn)),
-            shards,
+            keys,
         }
     }
 
-    /// How a writer's connection is made: the caller bounds the whole publish instead.
-    pub(crate) fn config() -> redis::AsyncConnectionConfig {
-        redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(ANSWER_WITHIN))
-            .set_response_timeout(None)
-    }
-
     /// Appends a batch (each event with at least one topic) to its shard, trimming that shard
-    /// to about `maxlen` entries, after claiming its publisher ids for `claim_for`. Answers
+    /// to its `bounds`, after claiming its publisher ids for `claim_for`. Answers
     /// within [`ANSWER_WITHIN`] or fails; on failure nothing may be taken as published (it may
     /// still be, if the answer alone was lost). `epoch` is the history this hub is in: a fresh
     /// connection first checks that Redis holds it.
     pub(crate) async fn append(
         &self,
+        backend: &Backend,
         events: &[Event],
-        maxlen: usize,
+        bounds: Bounds,
         claim_for: Duration,
         epoch: &Epoch,
     ) -> Result<Vec<Place>, AppendError> {
-        let attempt = self.try_append(events, maxlen, claim_for, epoch);
+        let attempt = self.try_append(backend, events, bounds, claim_for, epoch);
         match tokio::time::timeout(ANSWER_WITHIN, attempt).await {
             Ok(Ok(places)) => Ok(places),
             Ok(Err(e)) => {
@@ -100,41 +73,46 @@ impl Writer {
 
     async fn try_append(
         &self,
+        backend: &Backend,
         events: &[Event],
-        maxlen: usize,
+        bounds: Bounds,
         claim_for: Duration,
         epoch: &Epoch,
     ) -> Result<Vec<Place>, AppendError> {
         let Some(first) = events.first().and_then(|e| e.topics().first()) else {
             return Ok(Vec::new());
         };
-        let shard = shard_of(first.as_str(), self.shards);
-        let key = key(shard);
+        let shard = shard_of(first.as_str(), self.keys.len() as u16);
+        let key = &self.keys[usize::from(shard)];
         let mut pipe = redis::pipe();
         pipe.atomic();
         for event in events {
             pipe.cmd("XADD")
-                .arg(&key)
+                .arg(key)
                 .arg("MAXLEN")
                 .arg("~")
-                .arg(maxlen)
+                .arg(bounds.maxlen)
                 .arg("*");
             for (field, value) in entry::fields(event) {
                 pipe.arg(field).arg(value);
             }
         }
-        let mut conn = self.connection(epoch).await?;
-        let claimed = claim(&mut conn, events, claim_for).await?;
+        // `XADD` takes one trimming rule: the age goes by `XTRIM`, in the same transaction.
+        if let Some(min_id) = bounds.min_id() {
+            pipe.cmd("XTRIM")
+                .arg(key)
+                .arg("MINID")
+                .arg("~")
+                .arg(min_id)
+                .ignore();
+        }
+        let mut conn = self.connection(backend, epoch).await?;
+        let claimed = claim(&conn, events, claim_for).await?;
         let ids: Vec<String> = match pipe.query_async(&mut conn).await {
             Ok(ids) => ids,
             Err(e) => {
                 // So that a retry is not refused; if this fails too, the claims expire.
-                if !claimed.is_empty() {
-                    let _ = redis::cmd("DEL")
-                        .arg(&claimed)
-                        .query_async::<redis::Value>(&mut conn)
-                        .await;
-                }
+                let _ = unclaim(&conn, &claimed).await;
                 return Err(redis_failed(e));
             }
         };
@@ -143,7 +121,10 @@ impl Writer {
             .map(|id| parse_id(id).map(|(ms, n)| Place { ms, shard, n }))
             .collect();
         match places {
-            Some(places) if places.len() == events.len() => Ok(places),
+            Some(places) if places.len() == events.len() => {
+                place_claims(&conn, events, &places, epoch).await;
+                Ok(places)
+            }
             _ => Err(AppendError::Redis(StoreError(format!(
                 "Redis answered {ids:?} to XADD"
             )))),
@@ -151,17 +132,21 @@ impl Writer {
     }
 
     /// The shared connection, or a new one once Redis is checked to hold `epoch`'s history.
-    async fn connection(&self, epoch: &Epoch) -> Result<MultiplexedConnection, AppendError> {
+    pub(crate) async fn connection(
+        &self,
+        backend: &Backend,
+        epoch: &Epoch,
+    ) -> Result<Conn, AppendError> {
         if let Some(conn) = self.lock().clone() {
             return Ok(conn);
         }
-        let mut conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&Self::config())
+        // No answer bound of its own: `append` bounds the whole publish.
+        let mut conn = backend
+            .connect(None)
             .await
             .map_err(|e| AppendError::Redis(StoreError(format!("cannot reach Redis: {e}"))))?;
         // A Redis that restarted without its data holds no history, or another hub's new one.
-        let held = meta::agree(&mut conn, self.shards)
+        let held = meta::agree(&mut conn, self.keys.len() as u16)
             .await
             .map_err(AppendError::Redis)?;
         if held != *epoch {
@@ -176,56 +161,100 @@ impl Writer {
         *self.lock() = None;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
         self.conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-/// The key that claims publisher id `id` cluster-wide (its own slot on a Redis Cluster).
-pub(crate) fn id_key(id: &str) -> String {
-    format!("ssehub:id:{{{id}}}")
-}
-
-/// Claims the batch's publisher ids (`SET NX EX`, one round trip): the keys made, or
-/// `DuplicateId` for the first one some publish claimed before (the others made are deleted).
+/// Claims the batch's publisher ids (`SET NX EX`, one command per id: each id key is in its
+/// own slot on a Redis Cluster, so they cannot share a pipeline; they go out together): the
+/// keys made, or `DuplicateId` for the first one some publish claimed before (the others made
+/// are deleted).
 async fn claim(
-    conn: &mut MultiplexedConnection,
+    conn: &Conn,
     events: &[Event],
     claim_for: Duration,
 ) -> Result<Vec<String>, AppendError> {
     let ids: Vec<&str> = events.iter().filter_map(Event::id).collect();
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = redis::pipe();
-    for id in &ids {
-        pipe.cmd("SET")
-            .arg(id_key(id))
+    let claims = ids.iter().map(|id| {
+        let mut conn = conn.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(id_key(id))
             .arg("claimed")
             .arg("NX")
             .arg("EX")
             .arg(claim_for.as_secs().max(1));
-    }
-    let answers: Vec<Option<String>> = pipe.query_async(conn).await.map_err(redis_failed)?;
+        async move { set.query_async::<Option<String>>(&mut conn).await }
+    });
+    let answers = futures_util::future::join_all(claims).await;
     let made: Vec<String> = ids
         .iter()
         .zip(&answers)
-        .filter(|(_, answer)| answer.is_some())
+        .filter(|(_, answer)| matches!(answer, Ok(Some(_))))
         .map(|(id, _)| id_key(id))
         .collect();
-    let Some((taken, _)) = ids.iter().zip(&answers).find(|(_, a)| a.is_none()) else {
+    let failed = answers.iter().find_map(|a| a.as_ref().err());
+    let taken = ids
+        .iter()
+        .zip(&answers)
+        .find(|(_, a)| matches!(a, Ok(None)));
+    if failed.is_none() && taken.is_none() {
         return Ok(made);
-    };
-    if !made.is_empty() {
-        redis::cmd("DEL")
-            .arg(&made)
-            .query_async::<redis::Value>(conn)
-            .await
-            .map_err(redis_failed)?;
     }
-    Err(AppendError::DuplicateId((*taken).to_string()))
+    unclaim(conn, &made).await.map_err(redis_failed)?;
+    match (failed, taken) {
+        (Some(e), _) => Err(AppendError::Redis(StoreError(format!("Redis: {e}")))),
+        (None, Some((id, _))) => Err(AppendError::DuplicateId((*id).to_string())),
+        (None, None) => Ok(made),
+    }
+}
+
+/// Writes each publisher id's place (the cluster id of its event) into its claim, so that any
+/// hub can resume from it once it left memory. Before the publish is answered; a failure only
+/// leaves the claim as it was (a resume from that id then gets an `unknown-id` gap).
+async fn place_claims(conn: &Conn, events: &[Event], places: &[Place], epoch: &Epoch) {
+    let sets = events.iter().zip(places).filter_map(|(event, place)| {
+        let mut conn = conn.clone();
+        let mut set = redis::cmd("SET");
+        set.arg(id_key(event.id()?))
+            .arg(place.id(epoch.as_str()))
+            .arg("XX")
+            .arg("KEEPTTL");
+        Some(async move { set.query_async::<Value>(&mut conn).await })
+    });
+    for failed in futures_util::future::join_all(sets)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+    {
+        tracing::warn!("redis: recording a publisher id's place: {failed}");
+    }
+}
+
+/// Where the event whose publisher chose `id` is, in history `epoch`, if Redis knows.
+pub(crate) async fn claimed_place(
+    conn: &mut Conn,
+    id: &str,
+    epoch: &Epoch,
+) -> redis::RedisResult<Option<Place>> {
+    let held: Option<String> = redis::cmd("GET").arg(id_key(id)).query_async(conn).await?;
+    Ok(held.and_then(|held| Place::parse(epoch.as_str(), &held)))
+}
+
+/// Deletes claims (one `DEL` per key, for the same reason as in [`claim`]).
+async fn unclaim(conn: &Conn, keys: &[String]) -> redis::RedisResult<()> {
+    let dels = keys.iter().map(|key| {
+        let mut conn = conn.clone();
+        let mut del = redis::cmd("DEL");
+        del.arg(key);
+        async move { del.query_async::<redis::Value>(&mut conn).await }
+    });
+    futures_util::future::join_all(dels)
+        .await
+        .into_iter()
+        .try_for_each(|r| r.map(drop))
 }
 
 fn redis_failed(e: redis::RedisError) -> AppendError {
@@ -243,16 +272,6 @@ pub(crate) fn id_of(event: &Event, place: &Place, epoch: &Epoch) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shards_are_crc16_as_redis_cluster_slots() {
-        // The check value of CRC16/XMODEM, and Redis Cluster's slot of "foo" (12182).
-        assert_eq!(shard_of("123456789", u16::MAX), 0x31c3);
-        assert_eq!(shard_of("foo", 16384), 12182);
-        assert!((0..100).all(|i| shard_of(&format!("t{i}"), 16) < 16));
-        assert_eq!(key(5), "ssehub:{s5}:log");
-        assert_eq!(id_key("order-42"), "ssehub:id:{order-42}");
-    }
 
     #[test]
     fn stream_ids_read_back() {

@@ -81,24 +81,33 @@ impl ServeArgs {
     ///
     /// One line naming the flags.
     pub fn check(&self) -> Result<crate::http::HttpConfig, String> {
-        if self.redis.is_some() && self.data_dir.is_some() {
-            return Err("--redis and --data-dir cannot be used together: with --redis, Redis holds the history (docs/cluster.md)".into());
+        if let (Some(flag), Some(_)) = (self.cluster.flag(), &self.data_dir) {
+            return Err(format!(
+                "{flag} and --data-dir cannot be used together: with {flag}, Redis holds the history (docs/cluster.md)"
+            ));
         }
+        // Certificate files are read here too, so that check-config catches a bad one.
+        self.tls.protocol().map_err(|e| e.to_string())?;
         self.http_config()
     }
 
     /// Logs (at info) what this hub is: where it listens, what it speaks, where its history is,
     /// its main limits. One line, for operators; the `ssehub: listening on` line stays for tools.
-    pub fn log_start(&self, listen: SocketAddr, publish: Option<SocketAddr>) {
-        let store = match (&self.data_dir, &self.redis) {
+    pub fn log_start(
+        &self,
+        listen: SocketAddr,
+        publish: Option<SocketAddr>,
+        protocol: &crate::http::Protocol,
+    ) {
+        let store = match (&self.data_dir, self.cluster.flag()) {
             (Some(dir), _) => format!("disk ({})", dir.display()),
-            (None, Some(_)) => format!("redis ({} shards)", self.redis_shards),
+            (None, Some(flag)) => format!("redis ({flag}, {} shards)", self.cluster.redis_shards),
             (None, None) => "memory".into(),
         };
         tracing::info!(
             listen = %listen,
             publish_listen = %publish.map_or("off".into(), |a| a.to_string()),
-            protocols = "http/1.1",
+            protocols = protocol.describe(),
             store = %store,
             max_clients = self.max_clients,
             history = self.history,

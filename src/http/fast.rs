@@ -130,7 +130,7 @@ fn open(stream: &TcpStream, peer: IpAddr, head: Head, app: &AppState) -> Opened 
 /// the BSDs, Windows) this does nothing, and a vanished client holds its stream until its backlog
 /// passes the bound or the kernel gives up.
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
-fn give_up_unacknowledged_after(stream: &TcpStream, after: Duration) {
+pub(crate) fn give_up_unacknowledged_after(stream: &TcpStream, after: Duration) {
     if let Err(e) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(after)) {
         tracing::debug!("TCP_USER_TIMEOUT: {e}");
     }
@@ -138,7 +138,7 @@ fn give_up_unacknowledged_after(stream: &TcpStream, after: Duration) {
 
 /// No TCP_USER_TIMEOUT on this target: see the Linux version above.
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
-fn give_up_unacknowledged_after(_stream: &TcpStream, _after: Duration) {}
+pub(crate) fn give_up_unacknowledged_after(_stream: &TcpStream, _after: Duration) {}
 
 /// The response head of a stream: chunked on HTTP/1.1, ending at close on HTTP/1.0; with CORS
 /// headers for an allowed origin, and `last-event-id` when given (a valid header value).

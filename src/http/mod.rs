@@ -19,6 +19,7 @@ mod active_subscriptions;
 mod connection;
 mod cors;
 mod fast;
+mod hyper_path;
 mod jwt;
 mod message_end;
 mod metrics;
@@ -30,6 +31,8 @@ mod publish;
 pub mod query;
 mod server;
 mod subscribe;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -40,11 +43,14 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use cors::check_origin;
+pub use hyper_path::Protocol;
 pub use jwt::{JwtAlg, JwtKey};
 pub use metrics::ExtraMetrics;
 /// The metrics crate `/metrics` is rendered with, for [`ExtraMetrics::add_collector`].
 pub use prometheus_client;
 pub use server::{raise_open_file_limit, serve, Listeners, ServeError};
+#[cfg(feature = "tls")]
+pub use tls::{Tls, TlsError};
 
 use crate::event::Topic;
 use crate::hub::Hub;

@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use super::connection::{accepted, Shared};
-use super::{routes, AppState, HttpConfig};
+use super::hyper_path::Protocol;
+use super::{hyper_path, routes, AppState, HttpConfig};
 use crate::hub::Hub;
 
 /// After shutdown begins, streams and requests get this long to finish.
@@ -39,6 +40,7 @@ pub enum ServeError {
 /// let listeners = ssehub::http::Listeners {
 ///     main: TcpListener::bind("127.0.0.1:8080").await?,
 ///     publish: Some(TcpListener::bind("127.0.0.1:8081").await?),
+///     protocol: ssehub::http::Protocol::Http1,
 /// };
 /// # Ok(()) }
 /// ```
@@ -48,6 +50,9 @@ pub struct Listeners {
     pub main: TcpListener,
     /// Publishers on this host, without a token (if bound to loopback).
     pub publish: Option<TcpListener>,
+    /// How `main` speaks: plain HTTP/1.1 (streams on the fast path), TLS (HTTP/2 by ALPN) or
+    /// h2c. The publish listener always speaks plain HTTP/1.1.
+    pub protocol: Protocol,
 }
 
 impl From<TcpListener> for Listeners {
@@ -55,6 +60,7 @@ impl From<TcpListener> for Listeners {
         Listeners {
             main,
             publish: None,
+            protocol: Protocol::Http1,
         }
     }
 }
@@ -65,7 +71,9 @@ impl From<TcpListener> for Listeners {
 /// Every request head is read by the server itself: a `GET /events` (first on its connection or
 /// after any number of kept-alive requests) is streamed on the current runtime by a small writer
 /// that owns the socket; every other request is served by hyper and the router on a thread of
-/// its own, so publishers never wait behind fan-out.
+/// its own, so publishers never wait behind fan-out. On a TLS or h2c main listener
+/// ([`Listeners::protocol`]) connections are served whole by hyper (HTTP/1.1 and HTTP/2) on the
+/// current runtime, with the same limits for every stream (see the README's TLS section).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -84,7 +92,11 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()>,
 {
-    let Listeners { main, publish } = listeners.into();
+    let Listeners {
+        main,
+        publish,
+        protocol,
+    } = listeners.into();
     let mut app = AppState::new(hub.clone(), config);
     // Anonymous publishing on the publish listener only where nobody else can reach it.
     let mut trusted_publish = false;
@@ -112,13 +124,22 @@ where
     loop {
         let (accepted_on, from_publish) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = main.accept() => (accepted, false),
-            accepted = accept(publish.as_ref()) => (accepted, trusted_publish),
+            accepted = main.accept() => (accepted, None),
+            accepted = accept(publish.as_ref()) => (accepted, Some(trusted_publish)),
         };
         match accepted_on {
-            Ok((stream, peer)) => {
-                tokio::spawn(accepted(stream, peer, from_publish, shared.clone()));
-            }
+            // TLS and h2c connections are hyper's whole (`hyper_path.rs` says why); plain
+            // HTTP/1.1 ones are read by us, and their streams take the fast path.
+            Ok((stream, peer)) => match (from_publish, &protocol) {
+                (None, protocol) if protocol.by_hyper() => {
+                    let protocol = protocol.clone();
+                    tokio::spawn(hyper_path::accepted(stream, peer, protocol, shared.clone()));
+                }
+                (from_publish, _) => {
+                    let trusted = from_publish.unwrap_or(false);
+                    tokio::spawn(accepted(stream, peer, trusted, shared.clone()));
+                }
+            },
             Err(e) => {
                 // Out of file descriptors and the like: wait for some to be freed.
                 tracing::warn!("accept failed: {e}");

@@ -5,7 +5,6 @@
 //! the rest (a router mounted in someone else's app). Both read the request, check its token and
 //! shape refusals with the same functions below.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
@@ -13,7 +12,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::active_subscriptions::{announce_stream, to_announce, Presence};
 use super::jwt::{self, SubscribeGrant};
@@ -339,31 +338,12 @@ fn with_stream_headers(body: Body) -> Response {
 }
 
 /// `held` lives as long as the stream: the address's count, the subscription's announcement.
+/// The body is the hyper path's, with its backlog cut-off (`hyper_path.rs`).
 fn stream_response(
     subscription: Subscription,
     held: (Option<IpGuard>, Option<Presence>),
 ) -> Response {
-    let stream = futures_util::stream::unfold((subscription, held), |(mut sub, held)| async move {
-        let mut out = Vec::new();
-        sub.next(&mut out).await.ok()?;
-        let frame = concat(out);
-        // Handed to hyper, which writes it next: as near to the socket as this path sees.
-        sub.delivered(frame.len());
-        Some((Ok::<_, Infallible>(frame), (sub, held)))
-    });
-    with_stream_headers(Body::from_stream(stream))
-}
-
-/// One frame for the body: a single event as is, several copied together.
-fn concat(mut parts: Vec<Bytes>) -> Bytes {
-    if parts.len() == 1 {
-        return parts.pop().unwrap_or_default();
-    }
-    let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-    for p in parts {
-        all.extend_from_slice(&p);
-    }
-    all.freeze()
+    with_stream_headers(super::hyper_path::watched_body(subscription, held))
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ pub use publish::{PublishError, Receipt};
 pub use ready::NotReady;
 pub use received::{Events, Gap, Received, ReceivedEvent};
 pub use request::SubscribeRequest;
-pub use stats::Stats;
+pub use stats::{RedisHealth, Stats};
 pub use subscription::{End, Subscription};
 
 use crate::store::{Memory, Store};
@@ -93,7 +93,7 @@ use log::Log;
 use slots::Slots;
 
 #[cfg(feature = "cluster")]
-pub(crate) use relay::{history_lost, relay};
+pub(crate) use relay::{bounds, history_lost, history_trimmed, relay};
 
 /// Events handed to a store and not yet durable, at most (more publishers wait their turn).
 const MAX_IN_FLIGHT: usize = 1 << 16;
@@ -144,6 +144,10 @@ impl HubBuilder {
         let origin = store.origin();
         let config = self.config;
         let durable = store.keeps_events();
+        // Redis keeps a cluster's history: memory holds the newest `memory_history` of it.
+        #[cfg(feature = "cluster")]
+        let memory_len = config.memory_len(durable || self.cluster.is_some());
+        #[cfg(not(feature = "cluster"))]
         let memory_len = config.memory_len(durable);
         let in_flight_bytes = self.in_flight_bytes.unwrap_or(MAX_IN_FLIGHT_BYTES);
         let hub = Hub {

@@ -40,7 +40,7 @@ impl Hub {
         }
         #[cfg(feature = "cluster")]
         if let Some(cluster) = &self.inner.cluster {
-            if !cluster.health().0 {
+            if !cluster.health().up {
                 return Err(NotReady::RedisDown);
             }
         }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::log::TopicLog;
 use super::publish::distinct;
 use super::{Hub, HubBuilder, Inner, PublishError, Receipt};
-use crate::cluster::{cluster_shaped, AppendError, Cluster, Place};
+use crate::cluster::{cluster_shaped, AppendError, Bounds, Cluster, Place};
 use crate::event::{encode_without_id, encoded_len_max, Event, EventError};
 use crate::store::StoreError;
 
@@ -40,8 +40,9 @@ impl HubBuilder {
 }
 
 /// Appends events the cluster's reader released, in that order. Never refused: what Redis
-/// accepted is delivered (ids were checked by the publishing hub).
-pub(crate) fn relay(hub: &Inner, events: Vec<Event>) {
+/// accepted is delivered (ids were checked by the publishing hub). Returns the sequence number
+/// of the last (only the reader appends in a cluster).
+pub(crate) fn relay(hub: &Inner, events: Vec<Event>) -> u64 {
     let log = &hub.log;
     let rings: Vec<Vec<Arc<TopicLog>>> = events
         .iter()
@@ -49,6 +50,7 @@ pub(crate) fn relay(hub: &Inner, events: Vec<Event>) {
         .collect();
     let touched = distinct(&rings);
     log.append_relayed(&hub.epoch, &events, &rings, &touched);
+    log.committed()
 }
 
 /// Redis lost the cluster's history: `adopt` takes up the new one (given where it begins in
@@ -60,21 +62,57 @@ pub(crate) fn history_lost(hub: &Inner, adopt: impl FnOnce(u64)) {
     }
 }
 
+/// Trimming in Redis passed this hub's reader (events it never read are gone): `mark` records
+/// where in the log (the newest sequence number so far), then every stream is woken to end.
+pub(crate) fn history_trimmed(hub: &Inner, mark: impl FnOnce(u64)) {
+    mark(hub.log.committed());
+    for t in hub.log.all_topics() {
+        t.wake();
+    }
+}
+
+/// How far each shard's stream is trimmed: to `--history` entries each (not a share of it: a
+/// hot topic fills its one shard, and Redis must keep at least what a hub's memory holds, or a
+/// reader a little behind would find its next entries trimmed), and by `--history-age`.
+pub(crate) fn bounds(hub: &Inner) -> Bounds {
+    Bounds {
+        maxlen: hub.config.history.max(1),
+        age: hub.config.history_age,
+    }
+}
+
 /// How many times the cluster's history changed (0 outside a cluster): a stream opened under
 /// one generation ends at the next.
 pub(super) fn generation(hub: &Inner) -> u64 {
     hub.cluster.as_ref().map_or(0, Cluster::generation)
 }
 
-/// A resume from `id`, a cluster id of a history Redis lost: the `gap` (`other-history`) and
-/// where the replay starts (the current history's first event in this hub's log).
+/// A resume from `id` that is owed events the cluster lost: the `gap` and where the replay
+/// starts. Either `id` is of a history Redis lost (`other-history`; the replay starts with the
+/// current history's first event in this hub's log), or trimming in Redis passed this hub's
+/// reader after `id` (`evicted`; the replay goes on from `id`, with what is left).
 pub(super) fn lost_history(hub: &Inner, id: &str) -> Option<(Bytes, u64)> {
     let cluster = hub.cluster.as_ref()?;
-    let start = cluster.lost(&cluster_shaped(id)?)?;
+    let lost = cluster_shaped(id).and_then(|epoch| cluster.lost(&epoch));
+    let (reason, start, message) = match lost {
+        Some(start) => (
+            "other-history",
+            start,
+            "this id is from a history the cluster lost (Redis restarted without its data); replaying the current one",
+        ),
+        None => {
+            let seq = hub.log.seq_of(id).filter(|seq| cluster.before_hole(*seq))?;
+            (
+                "evicted",
+                seq,
+                "events after lastEventId were trimmed from Redis before this hub read them; replaying what is left",
+            )
+        }
+    };
     let data = serde_json::json!({
-        "reason": "other-history",
+        "reason": reason,
         "lastEventId": id,
-        "message": "this id is from a history the cluster lost (Redis restarted without its data); replaying the current one",
+        "message": message,
     });
     Some((encode_without_id("gap", &data.to_string()), start))
 }
@@ -82,20 +120,19 @@ pub(super) fn lost_history(hub: &Inner, id: &str) -> Option<(Bytes, u64)> {
 /// How long a resume waits for the reader to bring in the event it names.
 const WAIT_RELAYED: Duration = Duration::from_secs(5);
 
-/// `id` names a place of the cluster's history that this hub's reader has not passed yet: a
-/// client that comes from a hub a few milliseconds ahead of this one.
+/// A resume id not in memory, in a cluster: Redis may know where it is (see
+/// [`relayed`]). Only ids of lost histories are known to be nowhere.
 pub(super) fn awaits(hub: &Inner, id: &str) -> bool {
-    hub.cluster.as_ref().is_some_and(|cluster| {
-        Place::parse(cluster.epoch().as_str(), id).is_some_and(|place| !cluster.read_past(place))
-    })
+    hub.cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster_shaped(id).is_none_or(|epoch| epoch == cluster.epoch()))
 }
 
-/// Waits until the reader brings in the event `id` names: its sequence number, or `None` once
-/// the reader has passed its place without it (it left memory, or never was), or after
-/// [`WAIT_RELAYED`].
-pub(super) async fn relayed(hub: &Inner, id: &str) -> Option<u64> {
+/// Waits until the reader brings in the event `id` names, at `place`: its sequence number, or
+/// `None` once the reader has passed that place without it (it left memory, or never was), or
+/// after [`WAIT_RELAYED`].
+pub(super) async fn relayed(hub: &Inner, id: &str, place: Place) -> Option<u64> {
     let cluster = hub.cluster.as_ref()?;
-    let place = Place::parse(cluster.epoch().as_str(), id)?;
     let deadline = Instant::now() + WAIT_RELAYED;
     loop {
         if let Some(seq) = hub.log.seq_of(id) {
@@ -143,9 +180,9 @@ impl Hub {
         if bytes > limit {
             return Err(PublishError::TooLarge { bytes, limit });
         }
-        let maxlen = (self.inner.config.history / usize::from(cluster.shards())).max(1);
+        let bounds = bounds(&self.inner);
         let claim_for = self.inner.config.history_age.unwrap_or(CLAIM_DEFAULT);
-        let places = match cluster.append(events, maxlen, claim_for, &epoch).await {
+        let places = match cluster.append(events, bounds, claim_for, &epoch).await {
             Ok(places) => places,
             Err(AppendError::Redis(e)) => return Err(e.into()),
             Err(AppendError::DuplicateId(id)) => return Err(PublishError::DuplicateId(id)),

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use super::Hub;
 
 /// Counters, for `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stats {
     /// Open streams.
     pub clients: usize,
@@ -25,9 +25,8 @@ pub struct Stats {
     pub history_bytes: u64,
     /// A write to the history store failed; publishes are refused until a restart.
     pub store_failed: bool,
-    /// In cluster mode: whether this hub's reader reaches Redis, and the events it delivered
-    /// late (see [`Cluster::health`](crate::cluster::Cluster::health)). `None` otherwise.
-    pub redis: Option<(bool, u64)>,
+    /// In cluster mode, how this hub's reader of Redis fares. `None` otherwise.
+    pub redis: Option<RedisHealth>,
     /// Event-stream bytes written to streams (as their writers report them with
     /// [`Subscription::delivered`](super::Subscription::delivered)).
     pub bytes_out: u64,
@@ -36,6 +35,26 @@ pub struct Stats {
     /// Subscriptions that resumed from an id, whose first events came from the store (memory
     /// had let them go).
     pub replays_store: u64,
+}
+
+/// How a hub's reader of the cluster's Redis fares (cluster mode, `/metrics`).
+///
+/// ```
+/// let health = ssehub::RedisHealth { up: true, late_events: 0, lag_seconds: 0.002, trims: 0 };
+/// assert!(health.up);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RedisHealth {
+    /// Its last round with Redis succeeded.
+    pub up: bool,
+    /// Events it delivered late, out of order, because a master's clock stepped back.
+    pub late_events: u64,
+    /// After its last round, how far behind Redis' clock the point below which it has
+    /// delivered everything is: a millisecond or so when it keeps up, more while it catches up.
+    pub lag_seconds: f64,
+    /// Times it fell behind Redis' trimming (events it never read were gone; its streams
+    /// ended and their clients got a `gap`).
+    pub trims: u64,
 }
 
 impl Hub {
@@ -70,7 +89,7 @@ impl Hub {
     }
 
     #[cfg(feature = "cluster")]
-    fn redis_health(&self) -> Option<(bool, u64)> {
+    fn redis_health(&self) -> Option<RedisHealth> {
         self.inner
             .cluster
             .as_ref()
@@ -78,7 +97,7 @@ impl Hub {
     }
 
     #[cfg(not(feature = "cluster"))]
-    fn redis_health(&self) -> Option<(bool, u64)> {
+    fn redis_health(&self) -> Option<RedisHealth> {
         None
     }
 }

@@ -96,6 +96,9 @@ pub struct Subscription {
     earliest: bool,
     /// Events after the cursor up to here left memory: read them from the store next.
     from_store: Option<u64>,
+    /// In a cluster, a resume older than memory: read from Redis first.
+    #[cfg(feature = "cluster")]
+    from_redis: Option<Box<crate::cluster::Replay>>,
     waiters: Vec<Arc<Waiter>>,
     notify: Arc<Notify>,
     /// The last sequence number handed out (or skipped as not on these topics).
@@ -211,6 +214,8 @@ impl Subscription {
             replay,
             earliest: request.earliest,
             from_store: None,
+            #[cfg(feature = "cluster")]
+            from_redis: None,
             waiters,
             notify,
             cursor,
@@ -293,6 +298,9 @@ impl Subscription {
             self.resolve = false;
             match found {
                 Ok(Some(seq)) => self.cursor = seq,
+                // Older than memory: replayed from Redis first.
+                #[cfg(feature = "cluster")]
+                Ok(None) if self.from_redis.is_some() => {}
                 Ok(_) => {
                     self.replay = false;
                     let mut opening = self.opening.take().unwrap_or_default().to_vec();
@@ -319,6 +327,15 @@ impl Subscription {
         loop {
             if let Some(end) = self.expiry.as_ref().and_then(|e| e.due()) {
                 return Err(end);
+            }
+            #[cfg(feature = "cluster")]
+            if self.from_redis.is_some() {
+                let events = self.read_redis(out).await?;
+                if !out.is_empty() {
+                    self.sent(events);
+                    return Ok(());
+                }
+                continue;
             }
             if let Some(upto) = self.from_store.take() {
                 let events = self.read_store(upto, out).await?;
@@ -439,11 +456,12 @@ impl Subscription {
     }
 
     /// Where a resume from an id the log did not hold starts: an event a cluster's reader
-    /// brings in shortly, or a publisher's id in the store from before this stream began.
-    async fn find_resume(&self, id: &str) -> Result<Option<u64>, crate::store::StoreError> {
+    /// brings in shortly (or Redis replays), or a publisher's id in the store from before this
+    /// stream began.
+    async fn find_resume(&mut self, id: &str) -> Result<Option<u64>, crate::store::StoreError> {
         #[cfg(feature = "cluster")]
         if self.hub.cluster.is_some() {
-            return Ok(super::relay::relayed(&self.hub, id).await);
+            return self.find_clustered(id).await;
         }
         let found = self.hub.store.find_id(id).await?;
         Ok(found.filter(|seq| *seq <= self.start))
@@ -485,6 +503,8 @@ impl Subscription {
 
 mod delivered;
 mod losses;
+#[cfg(feature = "cluster")]
+mod redis;
 
 impl Drop for Subscription {
     fn drop(&mut self) {

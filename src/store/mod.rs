@@ -8,8 +8,10 @@
 //! - [`Disk`] (feature `durable`, on by default): an embedded redb file. Batches are committed
 //!   in sequence order, many publishes per fsync, and become readable (and acknowledged) only
 //!   once on disk.
-//! - Redis Streams (feature `cluster`, planned): the shared log of several hubs; `append` becomes
-//!   a pipelined `XADD` per event, and `read_after` an `XRANGE` on each topic's stream.
+//!
+//! Cluster mode's Redis Streams (feature `cluster`, [`crate::cluster`]) is not a store: Redis
+//! numbers events itself, by place, where a store keeps the hub's sequence numbers. Its replays
+//! older than memory are read by place through the same subscription (`docs/cluster.md`).
 //!
 //! ```
 //! use ssehub::store::{Memory, Store};
@@ -128,8 +130,7 @@ pub struct Replay {
 /// Use it through the backends here ([`Memory`], [`Disk`]) given to
 /// [`HubBuilder::store`](crate::HubBuilder::store); it cannot be implemented outside this
 /// crate. It is the hub's internal contract with its backends, not a stable extension point:
-/// it will change with the Redis backend (which numbers events itself, where the hub numbers
-/// them now), and sealing it lets that happen without breaking anyone's code.
+/// sealing it lets it change without breaking anyone's code.
 pub trait Store: sealed::Sealed + Send + Sync + 'static {
     /// The history's epoch and where numbering continues.
     fn origin(&self) -> Origin;

@@ -12,6 +12,20 @@ use crate::parse::{Frame, ParsedEvent};
 /// The hub is closing: the relay stops.
 struct Closing;
 
+/// Why relaying a chunk stopped.
+enum Stop {
+    /// The hub is closing.
+    Closing,
+    /// The hub could not take events for now (its store failed, Redis down): the connection
+    /// is dropped and resumed from the last event the hub took, so that an upstream with
+    /// history sends the rest again instead of the relay dropping it.
+    Refused {
+        /// The upstream id of the last event the hub took, if one of the chunk was.
+        taken: Option<String>,
+        why: String,
+    },
+}
+
 /// Relays `up` into the hub until the hub closes.
 pub(super) async fn run(hub: Hub, up: Upstream, options: UpstreamOptions, state: Arc<State>) {
     let mut last = LastId::new(None);
@@ -118,6 +132,8 @@ async fn relay(
         {
             return Ok(outcome);
         }
+        // The id to resume from if the hub takes none of this chunk.
+        let before = last.id.clone();
         let mut batch = Vec::new();
         for frame in frames.drain(..) {
             match frame {
@@ -125,8 +141,8 @@ async fn relay(
                     if last.is_repeat(&event.id) {
                         continue;
                     }
-                    if let Some(event) = hub_event(up, &event, retry.take()) {
-                        batch.push(event);
+                    if let Some(hub_event) = hub_event(up, &event, retry.take()) {
+                        batch.push((hub_event, event.id));
                     }
                 }
                 Frame::Retry(ms) => {
@@ -136,7 +152,16 @@ async fn relay(
                 Frame::Comment(_) => {}
             }
         }
-        publish(hub, up, state, batch).await?;
+        match publish(hub, up, state, batch).await {
+            Ok(()) => {}
+            Err(Stop::Closing) => return Err(Closing),
+            Err(Stop::Refused { taken, why }) => {
+                last.id = taken.or(before).filter(|id| !id.is_empty());
+                return Ok(Outcome::Failed(format!(
+                    "the hub did not take its events: {why}"
+                )));
+            }
+        }
     }
 }
 
@@ -160,35 +185,48 @@ fn hub_event(up: &Upstream, parsed: &ParsedEvent, retry: Option<u64>) -> Option<
 }
 
 /// Publishes a chunk's events together; one by one if the hub refuses the batch (so one
-/// event too large loses only itself).
+/// event the hub cannot take, too large say, loses only itself, with a warning). Stops at the
+/// first event the hub cannot take for now ([`PublishError::Store`]), saying which was the last
+/// it took.
 async fn publish(
     hub: &Hub,
     up: &Upstream,
     state: &State,
-    batch: Vec<Event>,
-) -> Result<(), Closing> {
+    batch: Vec<(Event, String)>,
+) -> Result<(), Stop> {
     if batch.is_empty() {
         return Ok(());
     }
     let n = batch.len() as u64;
-    match hub.publish(batch.clone()).await {
+    let events = batch.iter().map(|(event, _)| event.clone()).collect();
+    match hub.publish(events).await {
         Ok(_) => {
             state.relayed(n);
             return Ok(());
         }
-        Err(PublishError::Closing) => return Err(Closing),
-        Err(e) if n == 1 => {
-            tracing::warn!("upstream {up}: an event not published: {e}");
-            return Ok(());
+        Err(PublishError::Closing) => return Err(Stop::Closing),
+        Err(PublishError::Store(e)) => {
+            return Err(Stop::Refused {
+                taken: None,
+                why: e.to_string(),
+            })
         }
         Err(_) => {}
     }
-    for event in batch {
+    let mut taken = None;
+    for (event, id) in batch {
         match hub.publish_one(event).await {
             Ok(_) => state.relayed(1),
-            Err(PublishError::Closing) => return Err(Closing),
-            Err(e) => tracing::warn!("upstream {up}: an event not published: {e}"),
+            Err(PublishError::Closing) => return Err(Stop::Closing),
+            Err(PublishError::Store(e)) => {
+                return Err(Stop::Refused {
+                    taken,
+                    why: e.to_string(),
+                })
+            }
+            Err(e) => tracing::warn!("upstream {up}: an event left out: {e}"),
         }
+        taken = Some(id);
     }
     Ok(())
 }

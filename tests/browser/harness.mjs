@@ -12,7 +12,7 @@ export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 export const hubBin = process.env.SSEHUB_BIN || `${repoRoot}target/debug/ssehub`;
 export const chromiumBin = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
-const LISTENING = /^ssehub: listening on (http:\/\/127\.0\.0\.1:(\d+))\s*$/;
+const LISTENING = /^ssehub: listening on (https?:\/\/127\.0\.0\.1:(\d+))\s*$/;
 // Printed before the listening line: the loopback listener where publishing needs no token.
 const PUBLISH_LISTENER = /^ssehub: publish without a token on (http:\/\/127\.0\.0\.1:\d+)\/publish/;
 const START_TIMEOUT_MS = 15000;

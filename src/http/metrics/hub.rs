@@ -110,18 +110,31 @@ impl Collector for HubCollector {
             "1 once a write to the history store failed (publishes are refused).",
             u64::from(s.store_failed),
         )?;
-        if let Some((up, late)) = s.redis {
+        if let Some(r) = s.redis {
             gauge(
                 e,
                 "ssehub_redis_up",
                 "1 while this hub's reader reaches Redis (cluster mode).",
-                u64::from(up),
+                u64::from(r.up),
             )?;
             counter(
                 e,
                 "ssehub_redis_late_events",
                 "Events delivered late, out of order, because a Redis master's clock stepped back.",
-                late,
+                r.late_events,
+            )?;
+            e.encode_descriptor(
+                "ssehub_redis_reader_lag_seconds",
+                "How far behind Redis' clock this hub's reader has delivered everything, after its last round.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&r.lag_seconds)?;
+            counter(
+                e,
+                "ssehub_redis_trimmed_unread",
+                "Times this hub's reader fell behind Redis' trimming (its streams ended; clients got a gap).",
+                r.trims,
             )?;
         }
         counter(
