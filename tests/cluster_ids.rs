@@ -26,6 +26,19 @@ async fn publish(hub: &HubProcess, body: serde_json::Value) -> String {
     json["id"].as_str().expect("an id").to_string()
 }
 
+/// A Mercure form publish on `hub`'s publish listener: the id it answers with.
+async fn publish_mercure(hub: &HubProcess, form: &str) -> String {
+    let resp = client()
+        .post(hub.publish_url("/.well-known/mercure"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.to_string())
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.text().await.unwrap()
+}
+
 fn pairs(events: &[ParsedEvent]) -> Vec<(String, String)> {
     events
         .iter()
@@ -82,13 +95,24 @@ async fn a_fresh_mercure_stream_s_id_resumes_on_another_hub() {
     let mut after = Vec::new();
     for i in 0..5 {
         let data = format!("after-{i}");
-        let id = publish(&a, serde_json::json!({"topic": "t", "data": data})).await;
-        assert!(cluster_shaped(&id), "a publish answers cluster ids: {id}");
+        // Mercure's publish too, with and without its publisher's id.
+        let id = match i {
+            2 => publish_mercure(&a, &format!("topic=t&data={data}")).await,
+            3 => publish_mercure(&a, &format!("topic=t&data={data}&id=urn:order:3")).await,
+            _ => publish(&a, serde_json::json!({"topic": "t", "data": data})).await,
+        };
+        if i == 3 {
+            assert_eq!(id, "urn:order:3");
+        } else {
+            assert!(cluster_shaped(&id), "a publish answers cluster ids: {id}");
+        }
         after.push((id, data));
     }
     assert_eq!(pairs(&from_now_on_b.events(5).await), after);
     resumes_exactly(&b, "t", &now, &after).await;
     resumes_exactly(&a, "t", &now, &after).await;
+    resumes_exactly(&b, "t", &after[2].0, &after[3..]).await;
+    resumes_exactly(&b, "t", "urn:order:3", &after[4..]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
