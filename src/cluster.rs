@@ -271,17 +271,30 @@ impl Cluster {
 
     /// "Now" as a resume id any hub reads alike: the log's newest sequence number
     /// (`committed`, read under the reader's lock) and the cluster id of the newest event placed
-    /// in it (`None` before the current history has one). A resume from that id gets exactly
-    /// the events after that sequence number, on every hub.
-    pub(crate) fn now(&self, committed: impl FnOnce() -> u64) -> (u64, Option<String>) {
+    /// in it ([`Place::BEFORE_ALL`]'s before the current history has one). A resume from that
+    /// id gets exactly the events after that sequence number, on every hub.
+    pub(crate) fn now(&self, committed: impl FnOnce() -> u64) -> (u64, String) {
         let relayed = self
             .link
             .relayed
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let seq = committed();
-        let id = relayed.map(|(_, place)| place.id(self.link.epoch().as_str()));
-        (seq, id)
+        let place = relayed.map_or(Place::BEFORE_ALL, |(_, place)| place);
+        (seq, place.id(self.link.epoch().as_str()))
+    }
+
+    /// Where the current history begins in the hub's log, while none of its events is there
+    /// yet (a resume from [`Place::BEFORE_ALL`] then starts there).
+    pub(crate) fn empty_history_start(&self) -> Option<u64> {
+        let relayed = self
+            .link
+            .relayed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        relayed
+            .is_none()
+            .then(|| self.link.history_start.load(Ordering::Acquire))
     }
 
     /// The reader has delivered everything up to and including `place`.

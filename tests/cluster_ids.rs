@@ -210,3 +210,70 @@ async fn the_subscriptions_api_s_last_event_id_resumes_on_another_hub() {
     let last = publish(&b, serde_json::json!({"topic": "t", "data": "last"})).await;
     resumes_exactly(&a, "t", &newest, &[(last, "last".into())]).await;
 }
+
+/// The `Last-Event-ID` header of a fresh Mercure stream on `hub`.
+async fn now_on(hub: &HubProcess) -> String {
+    let stream = EventStream::open(&hub.url("/.well-known/mercure?topic=h"), &[])
+        .await
+        .opened()
+        .await;
+    stream.headers["last-event-id"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn now_in_a_history_with_no_event_yet_resumes_on_another_hub() {
+    let mut redis = Redis::start(None);
+    let url = redis.url();
+    let args = ["--redis", &url, "--heartbeat", "1"];
+    let (a, b) = (HubProcess::start(&args), HubProcess::start(&args));
+    let old = publish(&a, serde_json::json!({"topic": "h", "data": "old"})).await;
+    for hub in [&a, &b] {
+        hub.wait_metric("ssehub_history_events", |n| n == 1).await;
+    }
+    // Redis comes back empty: both hubs take up a new history, with no event in it yet.
+    redis.kill();
+    let _redis = Redis::start_on(redis.port, None);
+    let old_epoch = old.split('-').next().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let now = loop {
+        let (on_a, on_b) = (now_on(&a).await, now_on(&b).await);
+        let new = |id: &str| id.split('-').next() != Some(old_epoch.as_str());
+        if new(&on_a) && new(&on_b) {
+            break on_a;
+        }
+        assert!(std::time::Instant::now() < deadline, "{on_a} {on_b}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(cluster_shaped(&now), "{now}");
+    // From there on B: the new history only, not what B still holds of the lost one.
+    let mut from_now = EventStream::open(
+        &b.url("/events?topic=h"),
+        &[("last-event-id", now.as_str())],
+    )
+    .await
+    .opened()
+    .await;
+    // A's writer takes up the new history on its next connection: 503 until then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let resp = client()
+            .post(a.publish_url("/publish"))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"topic": "h", "data": "new"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        if status == 200 {
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            break json["id"].as_str().unwrap().to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(pairs(&from_now.events(1).await), [(first, "new".into())]);
+}

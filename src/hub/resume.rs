@@ -85,13 +85,13 @@ impl Drop for Expiry {
 }
 
 /// "Now": the log's newest readable sequence number and, in a cluster, the id that resumes
-/// right after it on any hub (`earliest` before the current history has an event), read
-/// together. A single hub makes its id from the number, and only when asked ([`id_after`]).
+/// right after it on any hub, read together. A single hub makes its id from the number, and
+/// only when asked ([`id_after`]).
 pub(super) fn now(hub: &Inner) -> (u64, Option<String>) {
     #[cfg(feature = "cluster")]
     if let Some(cluster) = &hub.cluster {
         let (seq, id) = cluster.now(|| hub.log.committed());
-        return (seq, Some(id.unwrap_or_else(|| "earliest".into())));
+        return (seq, Some(id));
     }
     (hub.log.committed(), None)
 }
