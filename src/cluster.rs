@@ -269,6 +269,34 @@ impl Cluster {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// "Now" as a resume id any hub reads alike: the log's newest sequence number
+    /// (`committed`, read under the reader's lock) and the cluster id of the newest event placed
+    /// in it ([`Place::BEFORE_ALL`]'s before the current history has one). A resume from that
+    /// id gets exactly the events after that sequence number, on every hub.
+    pub(crate) fn now(&self, committed: impl FnOnce() -> u64) -> (u64, String) {
+        let relayed = self
+            .link
+            .relayed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let seq = committed();
+        let place = relayed.map_or(Place::BEFORE_ALL, |(_, place)| place);
+        (seq, place.id(self.link.epoch().as_str()))
+    }
+
+    /// Where the current history begins in the hub's log, while none of its events is there
+    /// yet (a resume from [`Place::BEFORE_ALL`] then starts there).
+    pub(crate) fn empty_history_start(&self) -> Option<u64> {
+        let relayed = self
+            .link
+            .relayed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        relayed
+            .is_none()
+            .then(|| self.link.history_start.load(Ordering::Acquire))
+    }
+
     /// The reader has delivered everything up to and including `place`.
     pub(crate) fn read_past(&self, place: Place) -> bool {
         self.link.delivered_below.load(Ordering::Acquire) > place.ms
@@ -323,26 +351,34 @@ impl Link {
     /// sequence number `start`; streams opened before see the new generation and end.
     pub(crate) fn adopt(&self, epoch: Epoch, start: u64) {
         let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        // Held across the change of epoch, so that `Cluster::now` never pairs an old place
+        // with the new epoch. The new history's places start over.
+        let mut relayed = self.relayed.lock().unwrap_or_else(PoisonError::into_inner);
         self.history_start.store(start, Ordering::Release);
         let old = std::mem::replace(
             &mut *self.epoch.write().unwrap_or_else(PoisonError::into_inner),
             epoch,
         );
+        *relayed = None;
+        drop(relayed);
         lost.push(old);
         drop(lost);
-        // The new history's places start over.
-        *self.relayed.lock().unwrap_or_else(PoisonError::into_inner) = None;
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 impl Link {
-    /// The reader put events in the hub's log up to sequence number `seq`, the newest placed
-    /// at `place` (a late one, placed lower, does not move the hand-over back).
-    pub(crate) fn note_relayed(&self, seq: u64, place: Place) {
+    /// Runs `append` (the reader putting a round's events in the hub's log; it returns the
+    /// log's newest sequence number) and notes the newest place, `newest`, under one lock, so
+    /// that [`Cluster::now`] never sees the log ahead of its place. A late event, placed lower,
+    /// does not move the place back.
+    pub(crate) fn relay_noted(&self, newest: Option<Place>, append: impl FnOnce() -> u64) {
         let mut relayed = self.relayed.lock().unwrap_or_else(PoisonError::into_inner);
-        if relayed.is_none_or(|(_, newest)| newest < place) {
-            *relayed = Some((seq, place));
+        let seq = append();
+        if let Some(place) = newest {
+            if relayed.is_none_or(|(_, old)| old < place) {
+                *relayed = Some((seq, place));
+            }
         }
     }
 

@@ -23,6 +23,19 @@ pub struct Place {
 }
 
 impl Place {
+    /// Below every event of a history (Redis' stream ids start at `0-1`): "after" it is the
+    /// whole history, which is where "now" stands before the history has an event.
+    ///
+    /// ```
+    /// use ssehub::cluster::Place;
+    /// assert!(Place::BEFORE_ALL < Place { ms: 0, shard: 0, n: 1 });
+    /// ```
+    pub const BEFORE_ALL: Place = Place {
+        ms: 0,
+        shard: 0,
+        n: 0,
+    };
+
     /// The id a subscriber sees for the event at this place in history `epoch`:
     /// `<epoch>-<ms>-<n>-<shard>`.
     ///

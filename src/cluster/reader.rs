@@ -397,10 +397,8 @@ async fn step(
         crate::hub::history_trimmed(&hub, |at| link.trimmed(at));
     }
     if !round.released.is_empty() {
-        let seq = crate::hub::relay(&hub, round.released);
-        if let Some(place) = round.newest {
-            link.note_relayed(seq, place);
-        }
+        let released = round.released;
+        link.relay_noted(round.newest, || crate::hub::relay(&hub, released));
     }
     if let Some(horizon) = state.merge.horizon() {
         // Only now that the log holds what lies below it.

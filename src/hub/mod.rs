@@ -320,10 +320,9 @@ impl Hub {
     /// # }).unwrap();
     /// ```
     pub fn last_event_id(&self) -> String {
-        match self.inner.log.committed() {
-            0 => "earliest".into(),
-            seq => self.inner.epoch.id(seq),
-        }
+        // In a cluster, the cluster's id: any hub resumes from it.
+        let (seq, cluster_id) = resume::now(&self.inner);
+        resume::id_after(&self.inner, seq, cluster_id.as_deref())
     }
 
     /// The sequence number the next published event gets.

@@ -138,6 +138,16 @@ pub(super) async fn relayed(hub: &Inner, id: &str, place: Place) -> Option<u64> 
         if let Some(seq) = hub.log.seq_of(id) {
             return Some(seq);
         }
+        // "Now" as another hub gave it (`Cluster::now`): the place of its newest event, which
+        // memory indexes under its publisher's id if it had one, or the history's start.
+        if let Some((seq, _)) = cluster.relayed().filter(|(_, newest)| *newest == place) {
+            return Some(seq);
+        }
+        if place == Place::BEFORE_ALL {
+            if let Some(seq) = cluster.empty_history_start() {
+                return Some(seq);
+            }
+        }
         if cluster.read_past(place) || Instant::now() > deadline {
             // It may have come in between the two looks.
             return hub.log.seq_of(id);

@@ -84,6 +84,29 @@ impl Drop for Expiry {
     }
 }
 
+/// "Now": the log's newest readable sequence number and, in a cluster, the id that resumes
+/// right after it on any hub, read together. A single hub makes its id from the number, and
+/// only when asked ([`id_after`]).
+pub(super) fn now(hub: &Inner) -> (u64, Option<String>) {
+    #[cfg(feature = "cluster")]
+    if let Some(cluster) = &hub.cluster {
+        let (seq, id) = cluster.now(|| hub.log.committed());
+        return (seq, Some(id));
+    }
+    (hub.log.committed(), None)
+}
+
+/// The id a resume from after sequence number `seq` uses, as [`now`] gave them: the
+/// cluster's, or this hub's own (`earliest` before any event). The one place a number
+/// becomes an id a client sees.
+pub(super) fn id_after(hub: &Inner, seq: u64, cluster_id: Option<&str>) -> String {
+    match cluster_id {
+        Some(id) => id.to_string(),
+        None if seq == 0 => "earliest".into(),
+        None => hub.epoch.id(seq),
+    }
+}
+
 /// Where a resume from `id` starts: a hub id of this history, or a retained publisher's id.
 pub(super) fn resume_point(hub: &Inner, id: &str, committed: u64) -> Option<u64> {
     let seq = match hub.epoch.parse(id) {

@@ -111,6 +111,8 @@ pub struct Subscription {
     opening: Option<Bytes>,
     first_read: FirstRead,
     last_event_id: Option<String>,
+    /// In a cluster, the id of `start` (see [`starts_after`](Self::starts_after)).
+    start_id: Option<Box<str>>,
     /// When this stream last handed out bytes.
     last_sent: Instant,
     /// The cluster's history generation it opened in: it ends at the next.
@@ -158,7 +160,7 @@ impl Subscription {
         }
         let waiters = topics.iter().map(|_| Waiter::new(notify.clone())).collect();
         // Read after registering, so nothing committed from here on can be missed.
-        let committed = hub.log.committed();
+        let (committed, now_id) = super::resume::now(&hub);
         let mut opening = stream_prologue(hub.config.retry_ms).to_vec();
         let mut resolve = false;
         let (cursor, first_read) = match request.last_event_id.as_deref() {
@@ -204,6 +206,7 @@ impl Subscription {
         let expiry = Expiry::first(request.expires_at, hub.config.max_stream_age, &notify);
         Subscription {
             last_event_id: request.last_event_id,
+            start_id: now_id.map(String::into_boxed_str),
             hub,
             topics,
             names: request.topics,
@@ -247,8 +250,9 @@ impl Subscription {
         match (&self.last_event_id, self.earliest) {
             (Some(id), _) => id.clone(),
             (None, true) => "earliest".into(),
-            (None, false) if self.start == 0 => "earliest".into(),
-            (None, false) => self.hub.epoch.id(self.start),
+            (None, false) => {
+                super::resume::id_after(&self.hub, self.start, self.start_id.as_deref())
+            }
         }
     }
 

@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use super::{End, FirstRead, Subscription, BATCH_EVENTS};
 use crate::event::{encode, encode_without_id};
+use crate::hub::resume::id_line;
 
 impl Subscription {
     /// Where a resume from `id` (not in memory when the stream opened) starts, in a cluster:
@@ -43,14 +44,6 @@ impl Subscription {
                 End::History
             })?;
         let before = out.len();
-        if batch.lost {
-            let data = serde_json::json!({
-                "reason": "evicted",
-                "lastEventId": self.last_event_id,
-                "message": "events after lastEventId on these topics were trimmed from Redis before this resume",
-            });
-            out.push(encode_without_id("gap", &data.to_string()));
-        }
         let access = &self.access;
         for event in &batch.events {
             let topics = event.topics();
@@ -58,6 +51,16 @@ impl Subscription {
             if wanted && access.admits_event(false, topics, event.is_private()) {
                 out.push(encode(event.id().unwrap_or_default(), event));
             }
+        }
+        if batch.lost {
+            let data = serde_json::json!({
+                "reason": "evicted",
+                "lastEventId": self.last_event_id,
+                // As in memory's `gap`: the first event it does get, as it will see it.
+                "resumedAt": out.get(before).and_then(|b| id_line(b)),
+                "message": "events after lastEventId on these topics were trimmed from Redis before this resume",
+            });
+            out.insert(before, encode_without_id("gap", &data.to_string()));
         }
         if batch.done {
             self.cursor = replay.then;
