@@ -26,31 +26,6 @@ const BATCH_BYTES: usize = 256 * 1024;
 /// One batch holds this many events at most (the writer sends them with one vectored write).
 const BATCH_EVENTS: usize = 512;
 
-/// Why a stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum End {
-    /// The hub is shutting down.
-    #[error("the hub is shutting down")]
-    Shutdown,
-    /// The subscriber fell too far behind; it should resume with its last event id.
-    #[error("the subscriber fell too far behind")]
-    Lagged,
-    /// The history store could not be read for a replay; the client may retry.
-    #[error("the history store could not be read")]
-    History,
-    /// The subscriber's token expired ([`SubscribeRequest::expires_at`]).
-    #[error("the subscriber's token expired")]
-    Expired,
-    /// The cluster's history was lost (Redis restarted without its data); a resume with the
-    /// last id gets a `gap` (`other-history`), then the new history.
-    #[error("the cluster's history was lost")]
-    HistoryLost,
-    /// The stream reached its maximum age ([`HubConfig::max_stream_age`](super::HubConfig::max_stream_age)):
-    /// it resumes with its last event id, perhaps on another hub.
-    #[error("the stream reached its maximum age")]
-    MaxAge,
-}
-
 #[cfg(feature = "cluster")]
 use super::relay::generation;
 /// Outside a cluster the history never changes under a stream.
@@ -403,62 +378,6 @@ impl Subscription {
         Err(End::HistoryLost)
     }
 
-    /// Bytes are going out: note when. If more than one event was waiting, events arrive
-    /// faster than this stream writes: open the batch window so the next ones go out together.
-    /// One event alone means the stream keeps up, and the next event goes out at once; so does
-    /// the next batch of a read cut at its limits (a replay), which is ready already.
-    fn sent(&mut self, events: usize) {
-        let now = Instant::now();
-        self.last_sent = now;
-        let window = self.hub.config.batch_window;
-        if events > 1 && !self.more && !window.is_zero() {
-            self.read_at = Some(now + window);
-        }
-    }
-
-    /// A heartbeat is due when the hub ticked since we last looked and this stream has been
-    /// quiet for half a period (the tick comes every half period, so the gap stays within one).
-    fn heartbeat_due(&mut self) -> bool {
-        let Some(every) = self.hub.config.heartbeat else {
-            return false;
-        };
-        let tick = self.hub.heartbeat_tick.load(Ordering::Acquire);
-        if tick == self.seen_tick {
-            return false;
-        }
-        self.seen_tick = tick;
-        self.last_sent.elapsed() >= every / 2
-    }
-
-    /// Ends the stream if it is too far behind: more unsent bytes or events (published since it
-    /// began) than the hub allows, or events it was owed already left the history. Writers call
-    /// this while a write is blocked; [`next`](Self::next) ends the stream itself when events
-    /// it was owed left the history.
-    ///
-    /// # Errors
-    ///
-    /// [`End::Lagged`]: end the stream; the client resumes with its last event id.
-    ///
-    /// ```
-    /// let hub = ssehub::Hub::builder().build();
-    /// let sub = hub.subscribe(ssehub::SubscribeRequest::topics(["a"])?)?;
-    /// assert!(sub.check_backlog().is_ok());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn check_backlog(&self) -> Result<(), End> {
-        let from = self.cursor.max(self.start);
-        let backlog = self.hub.log.backlog(&self.topics, &self.access, from);
-        let config = &self.hub.config;
-        if backlog.evicted
-            || backlog.bytes > config.max_backlog_bytes
-            || backlog.events > config.max_backlog_events(self.hub.durable)
-        {
-            self.hub.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-            return Err(End::Lagged);
-        }
-        Ok(())
-    }
-
     /// Where a resume from an id the log did not hold starts: an event a cluster's reader
     /// brings in shortly (or Redis replays), or a publisher's id in the store from before this
     /// stream began.
@@ -506,7 +425,10 @@ impl Subscription {
 }
 
 mod delivered;
+mod end;
 mod losses;
+mod pacing;
+pub use end::End;
 #[cfg(feature = "cluster")]
 mod redis;
 
