@@ -466,3 +466,5 @@ impl Hub {
 mod tests;
 #[cfg(test)]
 mod tests_access;
+#[cfg(test)]
+mod tests_ids;

@@ -139,8 +139,12 @@ impl Hub {
         if self.inner.durable && events.iter().any(|e| e.id().is_some()) {
             ids_guard = Some(self.inner.ids_lock.lock().await);
             // Memory holds only the newest events; an id may still be in the store's history.
+            // Memory first: an event leaves memory only once the store holds it, so an id
+            // missed there is found in the store after. The other order misses an id that is
+            // durable only after the store's look and evicted before memory's.
             for id in events.iter().filter_map(Event::id) {
-                if self.inner.store.find_id(id).await?.is_some() {
+                let seen = self.inner.log.seq_of(id).is_some();
+                if seen || self.inner.store.find_id(id).await?.is_some() {
                     return Err(PublishError::DuplicateId(id.to_string()));
                 }
             }
