@@ -273,7 +273,9 @@ impl Subscription {
     async fn next_batch(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
         if let Some(id) = self.resolve.then(|| self.last_event_id.clone()).flatten() {
             // Cleared only once answered: a cancelled call asks again.
-            let found = self.find_resume(&id).await;
+            // Boxed, as the Redis replay's read below: a resume is rare, and these futures
+            // (Redis, the store) inlined made every stream's task ~2 KiB bigger, idle or not.
+            let found = Box::pin(self.find_resume(&id)).await;
             self.resolve = false;
             match found {
                 Ok(Some(seq)) => self.cursor = seq,
@@ -309,7 +311,7 @@ impl Subscription {
             }
             #[cfg(feature = "cluster")]
             if self.from_redis.is_some() {
-                let events = self.read_redis(out).await?;
+                let events = Box::pin(self.read_redis(out)).await?;
                 if !out.is_empty() {
                     self.sent(events);
                     return Ok(());
