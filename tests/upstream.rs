@@ -113,14 +113,7 @@ fn relay_hub(url: &str, more: &[&str]) -> HubProcess {
 
 /// An `ssehub_upstream_*` value for the one upstream (labels in the name).
 async fn upstream_metric(hub: &HubProcess, name: &str) -> f64 {
-    let text = client()
-        .get(hub.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = hub.metrics_text().await;
     text.lines()
         .find(|l| l.starts_with(&format!("{name}{{topic=\"dev\"")))
         .and_then(|l| l.rsplit(' ').next())

@@ -16,14 +16,7 @@ use redis_server::Redis;
 async fn connected(hub: &HubProcess) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let text = client()
-            .get(hub.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = hub.metrics_text().await;
         let up = text
             .lines()
             .any(|l| l.starts_with("ssehub_upstream_connected{topic=\"dev\"") && l.ends_with(" 1"));

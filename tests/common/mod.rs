@@ -134,16 +134,21 @@ impl HubProcess {
         serde_json::from_str(&text).expect("publish answer is JSON")
     }
 
-    /// A value from /metrics.
-    pub async fn metric(&self, name: &str) -> u64 {
-        let text = client()
+    /// The whole /metrics page.
+    pub async fn metrics_text(&self) -> String {
+        client()
             .get(self.url("/metrics"))
             .send()
             .await
             .expect("metrics")
             .text()
             .await
-            .expect("metrics body");
+            .expect("metrics body")
+    }
+
+    /// A value from /metrics.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = self.metrics_text().await;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .unwrap_or_else(|| panic!("no {name} in {text}"))
