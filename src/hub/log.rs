@@ -14,6 +14,7 @@
 //! them; the bookkeeping around them (about 100 bytes per event and topic) is bounded by the
 //! event count instead.
 
+mod counts;
 mod every;
 mod reads;
 
@@ -271,34 +272,12 @@ impl Log {
         t
     }
 
-    /// The sequence number of the retained event whose publisher chose `id`.
-    pub(crate) fn seq_of(&self, id: &str) -> Option<u64> {
-        lock!(self.order).ids.get(id).copied()
-    }
-
     /// Wakes the readers of `touched`, and of every event. Always the latter: skipping it when
     /// no `*` reader seems to be there would race with one just subscribing (an uncontended
     /// lock and an empty list cost next to nothing).
     fn wake(&self, touched: &[Arc<TopicLog>]) {
         touched.iter().for_each(|t| t.wake());
         self.all.wake();
-    }
-
-    pub(crate) fn next_seq(&self) -> u64 {
-        lock!(self.order).next_seq
-    }
-
-    pub(crate) fn topic_count(&self) -> usize {
-        read!(self.topics).map.len()
-    }
-
-    pub(crate) fn retained(&self) -> usize {
-        lock!(self.order).retained.len()
-    }
-
-    /// The encoded bytes of the retained events, each counted once.
-    pub(crate) fn retained_bytes(&self) -> u64 {
-        lock!(self.order).bytes
     }
 
     /// Every topic log, for waking them all at shutdown.
