@@ -19,44 +19,11 @@ fn a_client_that_vanishes_without_fin_loses_its_slot_soon() {
     if std::env::var_os(INSIDE).is_some() {
         return tokio::runtime::Runtime::new().unwrap().block_on(inside());
     }
-    let ns = format!("ssehub-vanish-{}", std::process::id());
-    let ip = |args: &[&str]| {
-        let out = Command::new("ip")
-            .args(args)
-            .output()
-            .expect("ip (iproute2)");
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    ip(&["netns", "add", &ns]);
-    let outcome = std::panic::catch_unwind(|| {
-        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-        let exe = std::env::current_exe().unwrap();
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(&exe)
-            .args([
-                "--exact",
-                "a_client_that_vanishes_without_fin_loses_its_slot_soon",
-                "--nocapture",
-            ])
-            .env(INSIDE, "1")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "inside the namespace:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    ip(&["netns", "del", &ns]);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    run_in_network_namespace(
+        "ssehub-vanish",
+        "a_client_that_vanishes_without_fin_loses_its_slot_soon",
+        INSIDE,
+    );
 }
 
 async fn inside() {

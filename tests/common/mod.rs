@@ -24,6 +24,46 @@ pub fn hs256(claims: serde_json::Value, secret: &str) -> String {
     .unwrap()
 }
 
+/// Runs this binary's test `test` again inside a network namespace of its own (made here and
+/// deleted after, with its loopback up), with `inside` set in its environment so that the run
+/// does the work there; fails with that run's output unless it passed. A test that drops packets
+/// (iptables on the namespace's loopback) touches nothing else this way. Needs root.
+pub fn run_in_network_namespace(name: &str, test: &str, inside: &str) {
+    let ns = format!("{name}-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .expect("ip (iproute2)");
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    ip(&["netns", "add", &ns]);
+    let outcome = std::panic::catch_unwind(|| {
+        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture"])
+            .env(inside, "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "inside the namespace:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    ip(&["netns", "del", &ns]);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// A running hub process, killed when dropped.
 pub struct HubProcess {
     pub child: Child,

@@ -22,43 +22,11 @@ fn vanished_tls_clients_lose_their_streams_soon() {
             .unwrap()
             .block_on(vanish_inside());
     }
-    let ns = format!("ssehub-tls-vanish-{}", std::process::id());
-    let ip = |args: &[&str]| {
-        let out = Command::new("ip")
-            .args(args)
-            .output()
-            .expect("ip (iproute2)");
-        assert!(
-            out.status.success(),
-            "ip {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    ip(&["netns", "add", &ns]);
-    let outcome = std::panic::catch_unwind(|| {
-        ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-        let out = Command::new("ip")
-            .args(["netns", "exec", &ns])
-            .arg(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "vanish::vanished_tls_clients_lose_their_streams_soon",
-                "--nocapture",
-            ])
-            .env(INSIDE, "1")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-            "inside the namespace:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    ip(&["netns", "del", &ns]);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    crate::common::run_in_network_namespace(
+        "ssehub-tls-vanish",
+        "vanish::vanished_tls_clients_lose_their_streams_soon",
+        INSIDE,
+    );
 }
 
 async fn vanish_inside() {
