@@ -104,7 +104,8 @@ impl HubProcess {
                 if let Some(rest) = line.split("publish without a token on http://").nth(1) {
                     publish_addr = rest.split('/').next().map(str::to_string);
                 }
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                // `http://` or, with TLS, `https://`: the port is what follows the last colon.
+                if let Some(rest) = line.split("ssehub: listening on ").nth(1) {
                     let port = rest.rsplit(':').next().unwrap_or("").to_string();
                     let _ = tx.send((format!("127.0.0.1:{port}"), publish_addr.clone()));
                 }

@@ -2,11 +2,9 @@
 //! and HTTP/2 clients, and a stream body read through our parser.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use crate::common::{bare_command, HubProcess, WAIT};
+use crate::common::{HubProcess, WAIT};
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, written as PEM files in `dir`.
 pub struct Cert {
@@ -51,42 +49,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// Starts a hub with `args` and waits for its "listening on <scheme>://" line.
 pub fn start(args: &[&str]) -> HubProcess {
-    let mut cmd = bare_command();
-    cmd.arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args);
-    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start ssehub");
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let lines = stderr.clone();
-    let pipe = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        let mut publish_addr = None;
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("publish without a token on http://").nth(1) {
-                publish_addr = rest.split('/').next().map(str::to_string);
-            }
-            let listening = line.split("listening on ").nth(1).map(|rest| {
-                let port = rest.rsplit(':').next().unwrap_or("").to_string();
-                format!("127.0.0.1:{port}")
-            });
-            lines.lock().unwrap().push(line);
-            if let Some(addr) = listening {
-                let _ = tx.send((addr, publish_addr.clone()));
-            }
-        }
-    });
-    let (addr, publish_addr) = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-        let _ = child.kill();
-        panic!("ssehub did not start: {:?}", stderr.lock().unwrap())
-    });
-    HubProcess {
-        child,
-        addr,
-        publish_addr,
-        stderr,
-    }
+    HubProcess::start(args)
 }
 
 pub fn tls_args(cert: &Cert) -> Vec<String> {
