@@ -105,7 +105,7 @@ impl HubProcess {
                     publish_addr = rest.split('/').next().map(str::to_string);
                 }
                 // `http://` or, with TLS, `https://`: the port is what follows the last colon.
-                if let Some(rest) = line.split("ssehub: listening on ").nth(1) {
+                if let Some(rest) = line.split("listening on http").nth(1) {
                     let port = rest.rsplit(':').next().unwrap_or("").to_string();
                     let _ = tx.send((format!("127.0.0.1:{port}"), publish_addr.clone()));
                 }
