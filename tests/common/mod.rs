@@ -105,11 +105,15 @@ impl HubProcess {
                     publish_addr = rest.split('/').next().map(str::to_string);
                 }
                 // `http://` or, with TLS, `https://`: the port is what follows the last colon.
-                if let Some(rest) = line.split("listening on http").nth(1) {
-                    let port = rest.rsplit(':').next().unwrap_or("").to_string();
+                let listening = line
+                    .split("listening on http")
+                    .nth(1)
+                    .map(|rest| rest.rsplit(':').next().unwrap_or("").to_string());
+                // Keep the line before saying the hub is up: a test may read stderr_text() at once.
+                lines.lock().unwrap().push(line);
+                if let Some(port) = listening {
                     let _ = tx.send((format!("127.0.0.1:{port}"), publish_addr.clone()));
                 }
-                lines.lock().unwrap().push(line);
             }
         });
         let (addr, publish_addr) = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
