@@ -55,7 +55,8 @@ where
     // A batch is kept within --history-bytes (the hub refuses a larger one); a line that would
     // pass it starts the next batch.
     let limit = usize::try_from(hub.config().history_bytes).unwrap_or(usize::MAX);
-    let id_len = hub.epoch().id(u64::MAX).len();
+    // Counted at the hub's longest id (a cluster's are longer), so no batch is refused whole.
+    let id_len = hub.longest_id_len();
     let mut carried: Option<Event> = None;
     loop {
         // Wait for one line, then take every complete line already read, so a fast producer

@@ -385,3 +385,64 @@ async fn a_killed_hubs_clients_resume_on_another_and_miss_nothing() {
         .collect();
     assert_eq!(got, expected);
 }
+
+/// `--stdin` batches lines up to `--history-bytes`, counting each id at its longest; a cluster's
+/// ids (`EPOCH-MS-N-SHARD`) are longer than a lone hub's, and a batch counted with the shorter
+/// ones was refused whole, its lines lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_batches_near_the_history_bound_are_all_published() {
+    use std::io::Write;
+    let redis = Redis::start(None);
+    let mut cmd = HubProcess::command(&[
+        "--redis",
+        &redis.url(),
+        "--stdin",
+        "--stdin-topic",
+        "log",
+        "--history-bytes",
+        "6000",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut hub = HubProcess::spawn(cmd);
+    let lines: Vec<String> = (0..200)
+        .map(|i| format!("line {i:03} {}", "x".repeat(40)))
+        .collect();
+    let mut stdin = hub.child.stdin.take().expect("stdin");
+    // One write: the feed finds many lines waiting and publishes them in batches as large as
+    // the bound allows (a live stream would be cut loose behind them; a replay reads them all).
+    stdin
+        .write_all((lines.join("\n") + "\n").as_bytes())
+        .expect("write");
+    drop(stdin);
+    let published = hub
+        .wait_metric("ssehub_published_total", |n| n >= 200)
+        .await;
+    assert_eq!(published, 200, "{}", hub.stderr_text());
+    assert!(
+        !hub.stderr_text().contains("not published"),
+        "{}",
+        hub.stderr_text()
+    );
+    // The whole history, from before its first event (read back from Redis).
+    let stderr = hub.stderr_text();
+    let epoch = stderr
+        .split("(epoch ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the epoch line");
+    let before_all = format!("{epoch}-0-0-0");
+    let mut stream = EventStream::open(
+        &hub.url("/events?topic=log"),
+        &[("last-event-id", &before_all)],
+    )
+    .await;
+    let got: Vec<String> = stream
+        .events(200)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, lines);
+}

@@ -36,6 +36,18 @@ impl Place {
         n: 0,
     };
 
+    /// The place with the longest id: size checks count an event's id at its longest.
+    ///
+    /// ```
+    /// use ssehub::cluster::Place;
+    /// assert_eq!(Place::LONGEST.id("3f2a9c01b2c4").len(), 12 + 3 + 20 + 20 + 5);
+    /// ```
+    pub const LONGEST: Place = Place {
+        ms: u64::MAX,
+        shard: u16::MAX,
+        n: u64::MAX,
+    };
+
     /// The id a subscriber sees for the event at this place in history `epoch`:
     /// `<epoch>-<ms>-<n>-<shard>`.
     ///

@@ -307,6 +307,18 @@ impl Hub {
         &self.inner.epoch
     }
 
+    /// The length of the longest id this hub can give an event: `EPOCH-SEQ`, and in a cluster
+    /// `EPOCH-MS-N-SHARD`. A batch's size is checked with it before the ids are known.
+    pub(crate) fn longest_id_len(&self) -> usize {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.inner.cluster {
+            return crate::cluster::Place::LONGEST
+                .id(cluster.epoch().as_str())
+                .len();
+        }
+        self.inner.epoch.id(u64::MAX).len()
+    }
+
     /// The id of the newest event subscribers can read (`earliest` if there is none yet): a
     /// subscription resumed from it gets exactly what is published after this call.
     ///

@@ -214,7 +214,7 @@ impl Hub {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| PublishError::Closing)?;
-        let id_len = self.inner.epoch.id(u64::MAX).len();
+        let id_len = self.longest_id_len();
         let bytes = events.iter().fold(0usize, |sum, e| {
             let id_len = e.id().map_or(id_len, str::len);
             sum.saturating_add(crate::event::encoded_len_max(id_len, e))

@@ -180,8 +180,7 @@ impl Hub {
             seen.push(id);
         }
         // Every hub's memory must be able to hold the batch (hubs share their settings).
-        let id_len =
-            epoch.as_str().len() + "-18446744073709551615-18446744073709551615-65535".len();
+        let id_len = self.longest_id_len();
         let bytes = events.iter().fold(0u64, |sum, e| {
             let len = encoded_len_max(e.id().map_or(id_len, str::len), e);
             sum.saturating_add(len as u64)
