@@ -177,6 +177,8 @@ async fn a_full_disk_refuses_publishes_and_shows_nothing_unacknowledged() {
             cmd.env_remove(k);
         }
     }
+    // A port of its own, as every test hub has: the default 8081 may be taken on this host.
+    cmd.env("SSEHUB_PUBLISH_LISTEN", "127.0.0.1:0");
     let hub = HubProcess::spawn(cmd);
     let mut stream = hub.subscribe("?topic=full").await.opened().await;
     let big = "z".repeat(60_000);
