@@ -62,7 +62,7 @@ pub use state::UpstreamStatus;
 pub struct Upstream {
     /// The hub's topic the events are published into.
     pub topic: Topic,
-    /// The remote event stream (plain `http://`; a URL without a path means `/`).
+    /// The remote event stream (`http://` or `https://`; a URL without a path means `/`).
     pub url: HubUrl,
 }
 

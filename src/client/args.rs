@@ -15,7 +15,8 @@ use crate::event::{check_name, Topic};
 )]
 pub struct ListenArgs {
     /// The stream: a full URL (http://hub:8080/events?topic=a), or the hub's base URL
-    /// (http://hub:8080), which means /events.
+    /// (http://hub:8080), which means /events. https:// is checked against the system's CAs
+    /// (or the PEM file SSL_CERT_FILE names).
     #[arg(value_name = "URL", value_parser = parse_url)]
     pub url: HubUrl,
 
@@ -71,7 +72,7 @@ impl ListenArgs {
 )]
 pub struct PublishArgs {
     /// Where: a full URL (http://hub:8080/publish), or the hub's base URL (http://hub:8080),
-    /// which means /publish.
+    /// which means /publish. https:// is checked as for `listen`.
     #[arg(value_name = "URL", value_parser = parse_url)]
     pub url: HubUrl,
 

@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 
 use super::HubUrl;
 
-/// Connecting (name lookup and TCP) takes at most this long.
+/// Connecting (name lookup and TCP), and then the TLS handshake, take at most this long each.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A refusal's body is read up to this many bytes (its first line is the reason).
 const MAX_REASON: usize = 4096;
@@ -33,6 +33,21 @@ impl Conn {
         };
         // Events and publishes are small writes that should leave at once.
         let _ = stream.set_nodelay(true);
+        if url.is_tls() {
+            let (host, _) = url.socket();
+            let tls = tokio::time::timeout(CONNECT_TIMEOUT, super::tls::connect(stream, host))
+                .await
+                .map_err(|_| format!("TLS with {}: timed out", url.authority()))??;
+            return Conn::over(url, tls).await;
+        }
+        Conn::over(url, stream).await
+    }
+
+    /// HTTP/1.1 over an open connection.
+    async fn over<S>(url: &HubUrl, stream: S) -> Result<Conn, String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("{}: {e}", url.authority()))?;

@@ -34,6 +34,7 @@ mod http;
 mod listen;
 mod publish;
 pub(crate) mod source;
+mod tls;
 mod url;
 
 pub use args::{ListenArgs, PublishArgs};

@@ -1,4 +1,4 @@
-//! Hub URLs as the clients take them: `http://HOST[:PORT][/PATH][?QUERY]`. A bare base URL
+//! Hub URLs as the clients take them: `http[s]://HOST[:PORT][/PATH][?QUERY]`. A bare base URL
 //! (no path) means the client's default path (`/events`, `/publish`).
 
 use std::fmt;
@@ -13,7 +13,8 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A plain-HTTP URL of a hub.
+/// A hub's URL, `http://` or `https://` (checked against the system's trusted roots, or
+/// `SSL_CERT_FILE`).
 ///
 /// ```
 /// use ssehub::client::HubUrl;
@@ -25,8 +26,10 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 pub struct HubUrl {
     /// `host:port` as written (the `Host` header).
     authority: String,
-    /// The host to connect to (IPv6 without its brackets).
+    /// The host to connect to (IPv6 without its brackets), and the name TLS checks.
     host: String,
+    /// `https://`.
+    tls: bool,
     port: u16,
     /// Empty or `/...`.
     path: String,
@@ -41,13 +44,11 @@ impl FromStr for HubUrl {
         let uri: hyper::Uri = s
             .parse()
             .map_err(|e| format!("not a URL ({e}); expected http://HOST[:PORT][/PATH]"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err("https is not supported by the clients; use http:// (or a local TLS-terminating proxy)".into())
-            }
-            _ => return Err("expected http://HOST[:PORT][/PATH]".into()),
-        }
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err("expected http://HOST[:PORT][/PATH] or https://...".into()),
+        };
         let authority = uri
             .authority()
             .ok_or("expected http://HOST[:PORT][/PATH]")?;
@@ -71,7 +72,8 @@ impl FromStr for HubUrl {
         Ok(HubUrl {
             authority: authority.as_str().to_string(),
             host: host.to_string(),
-            port: uri.port_u16().unwrap_or(80),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+            tls,
             path,
             query: uri.query().unwrap_or("").to_string(),
         })
@@ -138,11 +140,17 @@ impl HubUrl {
     pub(crate) fn socket(&self) -> (&str, u16) {
         (&self.host, self.port)
     }
+
+    /// Whether it is `https://`.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls
+    }
 }
 
 impl fmt::Display for HubUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}", self.authority)?;
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}", self.authority)?;
         if self.path.is_empty() && self.query.is_empty() {
             return Ok(());
         }
@@ -182,6 +190,15 @@ mod tests {
     }
 
     #[test]
+    fn https_urls_keep_their_scheme_and_port_443() {
+        let u = url("https://hub/events");
+        assert!(u.is_tls());
+        assert_eq!(u.socket(), ("hub", 443));
+        assert_eq!(u.to_string(), "https://hub/events");
+        assert!(!url("http://hub").is_tls());
+    }
+
+    #[test]
     fn ipv6_hosts_connect_without_brackets() {
         let u = url("http://[::1]:9/events");
         assert_eq!((u.socket(), u.authority()), ((("::1"), 9), "[::1]:9"));
@@ -191,7 +208,6 @@ mod tests {
     fn bad_urls_say_why() {
         for (bad, why) in [
             ("hub:8080", "expected http://"),
-            ("https://hub", "https is not supported"),
             ("http://u:p@hub", "--token"),
             ("http://", "not a URL"),
             ("ftp://hub", "expected http://"),

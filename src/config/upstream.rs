@@ -16,8 +16,8 @@ use crate::upstream::{Upstream, UpstreamOptions};
 /// ```
 #[derive(Debug, Clone, Args)]
 pub struct UpstreamArgs {
-    /// Relay a remote event stream into a topic: TOPIC=URL (plain http://; for a device,
-    /// http://DEVICE/event). Repeat for more; the env twin takes a comma-separated list and the
+    /// Relay a remote event stream into a topic: TOPIC=URL (http:// or https://, checked
+    /// against the system's CAs or SSL_CERT_FILE; for a device, http://DEVICE/event). Repeat for more; the env twin takes a comma-separated list and the
     /// config file an array (a comma in a URL is written %2C). The hub gives relayed events
     /// ids of its own.
     #[arg(

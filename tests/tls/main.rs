@@ -3,6 +3,7 @@
 //! one HTTP/2 connection, a deaf HTTP/2 stream cut off, vanished clients, shutdown, and h2c with
 //! `--http2-cleartext`. Certificates are made here (rcgen).
 
+mod clients;
 #[path = "../common/mod.rs"]
 mod common;
 mod support;
