@@ -130,7 +130,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         publish,
         protocol,
     };
-    http::serve(listeners, hub, http_config, shutdown_signal()).await?;
+    let shutdown = announced_shutdown(hub.clone(), args.ops.shutdown_delay);
+    http::serve(listeners, hub, http_config, shutdown).await?;
     eprintln!("ssehub: stopped");
     // A read blocked on stdin would hold the runtime open; nothing is left to clean up.
     std::process::exit(0)
@@ -181,6 +182,24 @@ async fn join_cluster(
     match args.cluster.flag() {
         Some(flag) => anyhow::bail!("{flag}: this ssehub was built without the `cluster` feature"),
         None => Ok((builder, None)),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT, after `delay` in which `/readyz` fails and all else goes on
+/// (`--shutdown-delay`); a second signal cuts the wait short.
+async fn announced_shutdown(hub: Hub, delay: std::time::Duration) {
+    shutdown_signal().await;
+    if delay.is_zero() {
+        return;
+    }
+    hub.announce_shutdown();
+    tracing::info!(
+        "shutting down in {}s: /readyz answers 503 meanwhile (a second signal: at once)",
+        delay.as_secs()
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown_signal() => {}
     }
 }
 

@@ -30,6 +30,21 @@ pub struct OpsArgs {
     #[arg(long, env = "SSEHUB_MAX_STREAM_AGE", value_name = "DURATION|off", default_value = "off",
           value_parser = parse_stream_age, help_heading = "Streams")]
     pub max_stream_age: StreamAge,
+
+    /// On SIGTERM or SIGINT, first answer /readyz with 503 for this long while serving as
+    /// before (streams, publishes), so a load balancer stops sending clients here; then end
+    /// the streams and exit. A second signal ends the wait. (10s, 1m; a bare number is
+    /// seconds; 0: at once.)
+    #[arg(long, env = "SSEHUB_SHUTDOWN_DELAY", value_name = "DURATION", default_value = "0",
+          value_parser = parse_delay, help_heading = "Network")]
+    pub shutdown_delay: std::time::Duration,
+}
+
+fn parse_delay(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim() {
+        "0" | "0s" => Ok(std::time::Duration::ZERO),
+        _ => super::parse_duration(s),
+    }
 }
 
 /// `--max-stream-age`: a duration, or none.

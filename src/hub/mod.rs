@@ -158,6 +158,7 @@ impl HubBuilder {
                 expiry: std::sync::Once::new(),
                 durable,
                 store_failed: AtomicBool::new(false),
+                shutdown_announced: AtomicBool::new(false),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
                 in_flight_bytes: Arc::new(tokio::sync::Semaphore::new(in_flight_bytes)),
                 max_in_flight_bytes: in_flight_bytes,
@@ -234,6 +235,8 @@ pub(crate) struct Inner {
     /// looking in the store while the other's event moves there from memory).
     ids_lock: tokio::sync::Mutex<()>,
     closing: AtomicBool,
+    /// [`Hub::announce_shutdown`] was called: `/readyz` fails while everything still works.
+    pub(crate) shutdown_announced: AtomicBool,
     /// Counts the heartbeat ticker's rounds; subscriptions compare it with what they saw.
     pub(crate) heartbeat_tick: AtomicU64,
     ticker: std::sync::Once,

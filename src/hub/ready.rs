@@ -8,7 +8,8 @@ use super::Hub;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotReady {
-    /// [`Hub::close`] was called: the hub is draining its streams.
+    /// [`Hub::announce_shutdown`] or [`Hub::close`] was called: the hub is about to end its
+    /// streams, or ending them.
     #[error("shutting down")]
     ShuttingDown,
     /// A write to the history store failed: publishes are refused until a restart.
@@ -32,7 +33,7 @@ impl Hub {
     /// assert_eq!(hub.readiness(), Err(NotReady::ShuttingDown));
     /// ```
     pub fn readiness(&self) -> Result<(), NotReady> {
-        if self.inner.is_closing() {
+        if self.inner.is_closing() || self.inner.shutdown_announced.load(Ordering::Acquire) {
             return Err(NotReady::ShuttingDown);
         }
         if self.inner.store_failed.load(Ordering::Acquire) {
@@ -45,5 +46,21 @@ impl Hub {
             }
         }
         Ok(())
+    }
+
+    /// Says the hub will shut down soon: [`readiness`](Self::readiness) fails from now on
+    /// (`ShuttingDown`), so a load balancer sends new clients and publishers elsewhere, while
+    /// streams and publishes go on as before until [`close`](Self::close). Give the balancer
+    /// its check interval times its failure threshold between the two (`--shutdown-delay`).
+    ///
+    /// ```
+    /// use ssehub::hub::NotReady;
+    /// let hub = ssehub::Hub::builder().build();
+    /// hub.announce_shutdown();
+    /// assert_eq!(hub.readiness(), Err(NotReady::ShuttingDown));
+    /// assert!(!hub.is_closing());
+    /// ```
+    pub fn announce_shutdown(&self) {
+        self.inner.shutdown_announced.store(true, Ordering::Release);
     }
 }
