@@ -29,7 +29,7 @@
 //!
 //! One connection per upstream, at most: the next opens only after the last one closed. After
 //! a stream ends, the relay waits its `retry:` (3 s until told); after a `503` or a `429`, what
-//! `Retry-After` says (in seconds); after other errors, and when nothing (not even a comment)
+//! `Retry-After` says (seconds or a date); after other errors, and when nothing (not even a comment)
 //! came for the idle timeout, a backoff from `retry:` doubling up to 30 s, with jitter. The
 //! topic's subscribers stay connected meanwhile: they get heartbeats, and an `upstream` event
 //! (JSON: `url`, `connected`, `reconnects`, `events`, `last_event_ms`, `error`) each time the

@@ -120,18 +120,19 @@ pub fn bearer(token: &str) -> Result<HeaderValue, String> {
     Ok(value)
 }
 
-/// The wait a `503` or `429` asks for (`Retry-After` in seconds; an HTTP date is not read).
+/// The wait a `503` or `429` asks for: `Retry-After` in seconds, or as an HTTP date (the wait
+/// until then by this machine's clock; a date past is no wait).
 pub(crate) fn retry_after<B>(response: &Response<B>) -> Option<Duration> {
-    let secs: u64 = response
-        .headers()
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let text = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(text)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    };
     // An hour at most: a larger wait is more likely a mistake than a plan.
-    Some(Duration::from_secs(secs.min(3600)))
+    Some(wait.min(Duration::from_secs(3600)))
 }
 
 /// A refusal as one line: the status and the first line of the body.
@@ -213,13 +214,25 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_read_in_seconds() {
+    fn retry_after_is_read_in_seconds_or_as_a_date() {
         let answer = |v: &str| Response::builder().header(RETRY_AFTER, v).body(()).unwrap();
         assert_eq!(retry_after(&answer("2")), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after(&answer("Wed, 21 Oct 2015 07:28:00 GMT")), None);
         assert_eq!(
             retry_after(&answer("999999")),
             Some(Duration::from_secs(3600))
         );
+        // A date past: try now.
+        assert_eq!(
+            retry_after(&answer("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
+        // A minute from now (HTTP dates count whole seconds).
+        let then = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(60));
+        let wait = retry_after(&answer(&then)).unwrap();
+        assert!(
+            wait > Duration::from_secs(58) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after(&answer("soon")), None);
     }
 }
