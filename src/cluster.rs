@@ -8,8 +8,9 @@
 //!
 //! Modules: [`Place`] and [`Merge`] (the cluster-wide order), `conn` (one server or a Redis
 //! Cluster), `keys` (shards and their slots), `meta` (what hubs agree on), `entry` (an event as
-//! stream fields), `writer` (publishes), `reader` (delivery).
+//! stream fields), `writer` (publishes), `claims` (publisher ids), `reader` (delivery).
 
+mod claims;
 mod conn;
 mod entry;
 mod keys;

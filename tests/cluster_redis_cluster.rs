@@ -290,6 +290,30 @@ async fn hubs_on_a_redis_cluster_deliver_resume_and_spread_the_shards() {
     slots.sort();
     slots.dedup();
     assert_eq!(slots.len(), count, "one slot per shard");
+
+    // Publisher ids are claimed cluster-wide (each claim in its own slot, the done key in its
+    // shard's): taken on A, refused on B. A claim left pending (a hub that died before its
+    // transaction) is settled by the retry and taken over.
+    let with_id = |id: &str| serde_json::json!({"topic": "c0", "id": id, "data": id}).to_string();
+    let post = |url: String, body: String| async move {
+        let resp = client()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("publish");
+        resp.status().as_u16()
+    };
+    assert_eq!(post(a.publish_url("/publish"), with_id("rc-1")).await, 200);
+    assert_eq!(post(b.publish_url("/publish"), with_id("rc-1")).await, 409);
+    let left = "pending 86400000 ssehub:{t}:done:rc-2";
+    cli(
+        redis.ports[0],
+        &["-c", "SET", "ssehub:id:{rc-2}", left, "EX", "86390"],
+    );
+    assert_eq!(post(b.publish_url("/publish"), with_id("rc-2")).await, 200);
+    assert_eq!(post(c.publish_url("/publish"), with_id("rc-2")).await, 409);
     drop(a);
 }
 

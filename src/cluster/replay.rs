@@ -74,7 +74,7 @@ impl Cluster {
             .connection(&link.backend, &epoch)
             .await
             .map_err(|e| StoreError(format!("redis: resume: {e:?}")))?;
-        super::writer::claimed_place(&mut conn, id, &epoch)
+        super::claims::claimed_place(&mut conn, id, &epoch)
             .await
             .map_err(|e| StoreError(format!("redis: resume: {e}")))
     }

@@ -5,10 +5,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::Value;
-
+use super::claims::{claim, done_key, place_claims, unclaim};
 use super::conn::{Backend, Conn};
-use super::keys::{id_key, shard_of};
+use super::keys::shard_of;
 use super::{entry, meta};
 use super::{AppendError, Bounds, Place};
 use crate::event::Event;
@@ -97,6 +96,15 @@ impl Writer {
                 pipe.arg(field).arg(value);
             }
         }
+        // What tells a retry that this transaction ran (see `claims`), in the shard's slot.
+        for id in events.iter().filter_map(Event::id) {
+            pipe.cmd("SET")
+                .arg(done_key(key, id))
+                .arg(1)
+                .arg("EX")
+                .arg(claim_for.as_secs().max(1))
+                .ignore();
+        }
         // `XADD` takes one trimming rule: the age goes by `XTRIM`, in the same transaction.
         if let Some(min_id) = bounds.min_id() {
             pipe.cmd("XTRIM")
@@ -107,12 +115,16 @@ impl Writer {
                 .ignore();
         }
         let mut conn = self.connection(backend, epoch).await?;
-        let claimed = claim(&conn, events, claim_for).await?;
+        let claimed = claim(&conn, events, claim_for, key).await?;
         let ids: Vec<String> = match pipe.query_async(&mut conn).await {
             Ok(ids) => ids,
             Err(e) => {
-                // So that a retry is not refused; if this fails too, the claims expire.
-                let _ = unclaim(&conn, &claimed).await;
+                // Redis answered with an error: the transaction did not run, and a retry must
+                // not be refused. Without an answer it may have run: the claims stay, and a
+                // retry settles them by the done keys.
+                if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) {
+                    let _ = unclaim(&conn, &claimed).await;
+                }
                 return Err(redis_failed(e));
             }
         };
@@ -122,7 +134,7 @@ impl Writer {
             .collect();
         match places {
             Some(places) if places.len() == events.len() => {
-                place_claims(&conn, events, &places, epoch).await;
+                place_claims(&conn, events, &places, epoch, key).await;
                 Ok(places)
             }
             _ => Err(AppendError::Redis(StoreError(format!(
@@ -166,95 +178,6 @@ impl Writer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// Claims the batch's publisher ids (`SET NX EX`, one command per id: each id key is in its
-/// own slot on a Redis Cluster, so they cannot share a pipeline; they go out together): the
-/// keys made, or `DuplicateId` for the first one some publish claimed before (the others made
-/// are deleted).
-async fn claim(
-    conn: &Conn,
-    events: &[Event],
-    claim_for: Duration,
-) -> Result<Vec<String>, AppendError> {
-    let ids: Vec<&str> = events.iter().filter_map(Event::id).collect();
-    let claims = ids.iter().map(|id| {
-        let mut conn = conn.clone();
-        let mut set = redis::cmd("SET");
-        set.arg(id_key(id))
-            .arg("claimed")
-            .arg("NX")
-            .arg("EX")
-            .arg(claim_for.as_secs().max(1));
-        async move { set.query_async::<Option<String>>(&mut conn).await }
-    });
-    let answers = futures_util::future::join_all(claims).await;
-    let made: Vec<String> = ids
-        .iter()
-        .zip(&answers)
-        .filter(|(_, answer)| matches!(answer, Ok(Some(_))))
-        .map(|(id, _)| id_key(id))
-        .collect();
-    let failed = answers.iter().find_map(|a| a.as_ref().err());
-    let taken = ids
-        .iter()
-        .zip(&answers)
-        .find(|(_, a)| matches!(a, Ok(None)));
-    if failed.is_none() && taken.is_none() {
-        return Ok(made);
-    }
-    unclaim(conn, &made).await.map_err(redis_failed)?;
-    match (failed, taken) {
-        (Some(e), _) => Err(AppendError::Redis(StoreError(format!("Redis: {e}")))),
-        (None, Some((id, _))) => Err(AppendError::DuplicateId((*id).to_string())),
-        (None, None) => Ok(made),
-    }
-}
-
-/// Writes each publisher id's place (the cluster id of its event) into its claim, so that any
-/// hub can resume from it once it left memory. Before the publish is answered; a failure only
-/// leaves the claim as it was (a resume from that id then gets an `unknown-id` gap).
-async fn place_claims(conn: &Conn, events: &[Event], places: &[Place], epoch: &Epoch) {
-    let sets = events.iter().zip(places).filter_map(|(event, place)| {
-        let mut conn = conn.clone();
-        let mut set = redis::cmd("SET");
-        set.arg(id_key(event.id()?))
-            .arg(place.id(epoch.as_str()))
-            .arg("XX")
-            .arg("KEEPTTL");
-        Some(async move { set.query_async::<Value>(&mut conn).await })
-    });
-    for failed in futures_util::future::join_all(sets)
-        .await
-        .into_iter()
-        .filter_map(Result::err)
-    {
-        tracing::warn!("redis: recording a publisher id's place: {failed}");
-    }
-}
-
-/// Where the event whose publisher chose `id` is, in history `epoch`, if Redis knows.
-pub(crate) async fn claimed_place(
-    conn: &mut Conn,
-    id: &str,
-    epoch: &Epoch,
-) -> redis::RedisResult<Option<Place>> {
-    let held: Option<String> = redis::cmd("GET").arg(id_key(id)).query_async(conn).await?;
-    Ok(held.and_then(|held| Place::parse(epoch.as_str(), &held)))
-}
-
-/// Deletes claims (one `DEL` per key, for the same reason as in [`claim`]).
-async fn unclaim(conn: &Conn, keys: &[String]) -> redis::RedisResult<()> {
-    let dels = keys.iter().map(|key| {
-        let mut conn = conn.clone();
-        let mut del = redis::cmd("DEL");
-        del.arg(key);
-        async move { del.query_async::<redis::Value>(&mut conn).await }
-    });
-    futures_util::future::join_all(dels)
-        .await
-        .into_iter()
-        .try_for_each(|r| r.map(drop))
 }
 
 fn redis_failed(e: redis::RedisError) -> AppendError {
