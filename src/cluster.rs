@@ -157,6 +157,22 @@ impl Cluster {
         })
     }
 
+    /// Answers a publish only once `replicas` replicas of its master hold it too (Redis
+    /// `WAIT`, up to 500 ms; with fewer the publisher gets `503`, and the event, written
+    /// already, is delivered all the same). So an acknowledged event survives a failover to
+    /// one of them. 0 (the default): once the master holds it.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), ssehub::store::StoreError> {
+    /// let cluster = ssehub::cluster::Cluster::connect("redis://127.0.0.1:6379", 16).await?;
+    /// cluster.wait_for_replicas(1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wait_for_replicas(&self, replicas: u16) {
+        self.link.writer.wait_for_replicas(replicas);
+    }
+
     /// Each shard's Redis stream (shard `k` at index `k`), with its hash tag.
     ///
     /// ```no_run

@@ -156,6 +156,7 @@ async fn join_cluster(
         }
         (None, true) => return Ok((builder, None)),
     };
+    cluster.wait_for_replicas(redis.redis_wait_replicas);
     eprintln!(
         "ssehub: cluster mode: history in Redis (epoch {}, {} shards)",
         cluster.epoch().as_str(),

@@ -346,10 +346,20 @@ fn redis_cluster_is_refused_with_data_dir_or_redis() {
 }
 
 #[tokio::test]
-async fn a_failover_loses_nothing_that_was_replicated() {
+async fn a_failover_loses_nothing_acknowledged() {
     let mut redis = RedisCluster::start(true);
     let nodes = redis.all();
-    let start = || HubProcess::start(&["--redis-cluster", &nodes, "--heartbeat", "1"]);
+    // Acknowledged once the shard's master and its replica hold it (WAIT on that master).
+    let start = || {
+        HubProcess::start(&[
+            "--redis-cluster",
+            &nodes,
+            "--heartbeat",
+            "1",
+            "--redis-wait-replicas",
+            "1",
+        ])
+    };
     let (a, b) = (start(), start());
     let topics: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
     let query: String = topics.iter().map(|t| format!("&topic={t}")).collect();
@@ -365,8 +375,33 @@ async fn a_failover_loses_nothing_that_was_replicated() {
         acked.push((publish(&url, t, &data).await, data));
     }
     assert_eq!(pairs(&on_b.events(acked.len()).await), acked);
-    // Replicated by now (loopback); then the first master goes.
-    std::thread::sleep(Duration::from_millis(300));
+    // Each publish's WAIT went to the master of its shard: on every node, as many WAITs as
+    // entries in the streams it is master of (replicas: none of either).
+    for port in &redis.ports {
+        let role = cli(*port, &["role"]);
+        let entries: usize = if role.starts_with("master") {
+            cli(*port, &["--scan", "--pattern", "ssehub:{*}:log"])
+                .lines()
+                .filter(|k| !k.is_empty())
+                .map(|k| cli(*port, &["xlen", k]).trim().parse::<usize>().unwrap())
+                .sum()
+        } else {
+            0
+        };
+        let stats = cli(*port, &["info", "commandstats"]);
+        let waits: usize = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap());
+        assert_eq!(
+            waits,
+            entries,
+            "node {port} ({})",
+            role.lines().next().unwrap_or("")
+        );
+    }
+    // Every acknowledged event is on a replica: the first master goes at once.
     let _ = redis.nodes[0].kill();
     let _ = redis.nodes[0].wait();
 

@@ -90,6 +90,31 @@ impl Backend {
     }
 }
 
+impl Conn {
+    /// `WAIT replicas within`: how many replicas hold every write this connection sent before it
+    /// to the master of `key` (on a Redis Cluster, the master of `key`'s slot; a keyless `WAIT`
+    /// would go to every master).
+    pub(crate) async fn wait_replicas(
+        &mut self,
+        key: &str,
+        replicas: u16,
+        within: Duration,
+    ) -> RedisResult<i64> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(within.as_millis().max(1) as u64);
+        match self {
+            Conn::Single(c) => wait.query_async(c).await,
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let master = Route::new(super::keys::key_slot(key), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
+                let answer = c.route_command(wait, routing).await?;
+                Ok(redis::from_redis_value(answer)?)
+            }
+        }
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

@@ -31,6 +31,16 @@ pub(crate) fn slot(tag: &str) -> u16 {
     (u32::from(crc16(tag.as_bytes())) % SLOTS) as u16
 }
 
+/// The Redis Cluster slot of `key`: by its hash tag (the first `{...}`), else the whole key.
+pub(crate) fn key_slot(key: &str) -> u16 {
+    let tag = key
+        .split_once('{')
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .map(|(tag, _)| tag)
+        .filter(|tag| !tag.is_empty());
+    slot(tag.unwrap_or(key))
+}
+
 /// The shard of a topic: `crc16(topic) mod shards`.
 pub(crate) fn shard_of(topic: &str, shards: u16) -> u16 {
     crc16(topic.as_bytes()) % shards.max(1)
@@ -86,6 +96,9 @@ mod tests {
         // The check value of CRC16/XMODEM, and Redis Cluster's slot of "foo" (12182).
         assert_eq!(crc16(b"123456789"), 0x31c3);
         assert_eq!(slot("foo"), 12182);
+        assert_eq!(key_slot("ssehub:{foo}:log"), 12182);
+        assert_eq!(key_slot("foo"), 12182);
+        assert_eq!(key_slot("a{}b"), slot("a{}b"));
         assert!((0..100).all(|i| shard_of(&format!("t{i}"), 16) < 16));
         assert_eq!(id_key("order-42"), "ssehub:id:{order-42}");
     }

@@ -2,6 +2,7 @@
 //! topic), all its events in one `MULTI`/`EXEC`, so it is all or nothing; each event's [`Place`]
 //! comes from the id Redis gave it.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,6 +18,9 @@ use crate::store::StoreError;
 /// A publish not answered by Redis within this is refused (the publisher gets 503).
 pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
+/// How long a publish waits for its replicas (`WAIT`), within [`ANSWER_WITHIN`].
+pub(crate) const REPLICAS_WITHIN: Duration = Duration::from_millis(500);
+
 /// A Redis stream id `ms-n`.
 pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (ms, n) = id.split_once('-')?;
@@ -28,6 +32,8 @@ pub(crate) struct Writer {
     conn: Mutex<Option<Conn>>,
     /// Each shard's stream.
     keys: Vec<String>,
+    /// Replicas that must hold a publish before it is answered (`WAIT`; 0: the master alone).
+    replicas: AtomicU16,
 }
 
 impl Writer {
@@ -35,7 +41,13 @@ impl Writer {
         Writer {
             conn: Mutex::new(Some(conn)),
             keys,
+            replicas: AtomicU16::new(0),
         }
+    }
+
+    /// See [`Cluster::wait_for_replicas`](super::Cluster::wait_for_replicas).
+    pub(crate) fn wait_for_replicas(&self, replicas: u16) {
+        self.replicas.store(replicas, Ordering::Relaxed);
     }
 
     /// Appends a batch (each event with at least one topic) to its shard, trimming that shard
@@ -135,6 +147,21 @@ impl Writer {
         match places {
             Some(places) if places.len() == events.len() => {
                 place_claims(&conn, events, &places, epoch, key).await;
+                let replicas = self.replicas.load(Ordering::Relaxed);
+                if replicas > 0 {
+                    let held = conn
+                        .wait_replicas(key, replicas, REPLICAS_WITHIN)
+                        .await
+                        .map_err(redis_failed)?;
+                    if held < i64::from(replicas) {
+                        // Written, and delivered, but a failover now could lose it: unanswered,
+                        // so the publisher tries again (with ids: 409 once it is everywhere).
+                        return Err(AppendError::Redis(StoreError(format!(
+                            "written, but {held} of the {replicas} replicas asked for (--redis-wait-replicas) hold it after {} ms; publish again",
+                            REPLICAS_WITHIN.as_millis()
+                        ))));
+                    }
+                }
                 Ok(places)
             }
             _ => Err(AppendError::Redis(StoreError(format!(

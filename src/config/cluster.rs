@@ -3,7 +3,7 @@
 
 use clap::Args;
 
-/// `--redis`, `--redis-cluster`, `--redis-shards`.
+/// `--redis`, `--redis-cluster`, `--redis-shards`, `--redis-wait-replicas`.
 ///
 /// ```
 /// use ssehub::config::{load, Command};
@@ -45,6 +45,18 @@ pub struct ClusterArgs {
     #[arg(long, env = "SSEHUB_REDIS_SHARDS", value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=4096), help_heading = "History")]
     pub redis_shards: u16,
+
+    /// With --redis or --redis-cluster: answer a publish only once this many replicas of its
+    /// master hold it too (Redis WAIT, up to 500 ms; fewer: 503, and the publisher tries
+    /// again), so an acknowledged event survives a failover. 0: once the master holds it.
+    #[arg(
+        long,
+        env = "SSEHUB_REDIS_WAIT_REPLICAS",
+        value_name = "N",
+        default_value_t = 0,
+        help_heading = "History"
+    )]
+    pub redis_wait_replicas: u16,
 }
 
 impl ClusterArgs {

@@ -1,0 +1,75 @@
+//! `--redis-wait-replicas N`: a publish is answered only once N replicas of its Redis hold it
+//! (Redis `WAIT`), so an acknowledged event survives a failover; with a replica gone the
+//! publisher gets `503` and tries again. A real `redis-server` and a real replica of it.
+
+mod common;
+mod redis_server;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{client, HubProcess, WAIT};
+use redis_server::{free_port, Redis};
+
+/// A replica of `master` on `port`, once its link to the master is up.
+fn replica_of(master: &Redis, port: u16) -> Redis {
+    let master_port = master.port.to_string();
+    let replica = Redis::start_with(port, None, &["--replicaof", "127.0.0.1", &master_port]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let info = Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", "replication"])
+            .output()
+            .expect("redis-cli (redis-tools; scripts/test installs it)");
+        if String::from_utf8_lossy(&info.stdout).contains("master_link_status:up") {
+            return replica;
+        }
+        assert!(Instant::now() < deadline, "the replica never synced");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn publish(hub: &HubProcess, data: &str) -> (u16, String) {
+    let resp = client()
+        .post(hub.publish_url("/publish?topic=r"))
+        .header("content-type", "text/plain")
+        .body(data.to_string())
+        .send()
+        .await
+        .expect("publish");
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_wait_for_the_replicas_asked_for() {
+    let master = Redis::start(None);
+    let replica_port = free_port();
+    let replica = replica_of(&master, replica_port);
+    let waits = HubProcess::start(&["--redis", &master.url(), "--redis-wait-replicas", "1"]);
+    let plain = HubProcess::start(&["--redis", &master.url()]);
+    let mut stream = waits.subscribe("?topic=r").await.opened().await;
+    assert_eq!(publish(&waits, "replicated").await.0, 200);
+    assert_eq!(stream.next_event().await.data, "replicated");
+
+    // No replica: not acknowledged, said why; written all the same, so delivered.
+    drop(replica);
+    let (status, reason) = publish(&waits, "unreplicated").await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(reason.contains("--redis-wait-replicas"), "{reason}");
+    assert_eq!(stream.next_event().await.data, "unreplicated");
+    // A hub that does not ask for replicas is answered by the master alone.
+    assert_eq!(publish(&plain, "master-only").await.0, 200);
+    assert_eq!(stream.next_event().await.data, "master-only");
+
+    // The replica back: acknowledged again.
+    let _replica = replica_of(&master, replica_port);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, reason) = publish(&waits, "again").await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status} {reason}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
