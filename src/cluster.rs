@@ -173,6 +173,11 @@ impl Cluster {
         self.link.writer.wait_for_replicas(replicas);
     }
 
+    /// Whether publishes wait for replicas ([`wait_for_replicas`](Self::wait_for_replicas)).
+    pub(crate) fn waits_for_replicas(&self) -> bool {
+        self.link.writer.replicas() > 0
+    }
+
     /// Each shard's Redis stream (shard `k` at index `k`), with its hash tag.
     ///
     /// ```no_run

@@ -100,6 +100,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {}
     }
+    let signals = StopSignals::watch()?;
     args.log_start(
         main.local_addr()?,
         publish.as_ref().and_then(|l| l.local_addr().ok()),
@@ -130,7 +131,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         publish,
         protocol,
     };
-    let shutdown = announced_shutdown(hub.clone(), args.ops.shutdown_delay);
+    let shutdown = announced_shutdown(hub.clone(), args.ops.shutdown_delay, signals);
     http::serve(listeners, hub, http_config, shutdown).await?;
     eprintln!("ssehub: stopped");
     // A read blocked on stdin would hold the runtime open; nothing is left to clean up.
@@ -188,8 +189,8 @@ async fn join_cluster(
 
 /// Resolves on SIGTERM or SIGINT, after `delay` in which `/readyz` fails and all else goes on
 /// (`--shutdown-delay`); a second signal cuts the wait short.
-async fn announced_shutdown(hub: Hub, delay: std::time::Duration) {
-    shutdown_signal().await;
+async fn announced_shutdown(hub: Hub, delay: std::time::Duration, mut signals: StopSignals) {
+    signals.next().await;
     if delay.is_zero() {
         return;
     }
@@ -200,22 +201,30 @@ async fn announced_shutdown(hub: Hub, delay: std::time::Duration) {
     );
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
-        _ = shutdown_signal() => {}
+        _ = signals.next() => {}
     }
 }
 
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// SIGTERM and SIGINT, watched from before the hub says it listens: a signal sent as soon as a
+/// tool (or systemd) sees that line is a clean shutdown, not the default kill.
+struct StopSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn watch() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
     }
 }

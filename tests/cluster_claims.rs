@@ -1,7 +1,8 @@
 //! Publisher ids in cluster mode when a fault falls between an id's claim and its event's
-//! transaction (docs/cluster.md, "Publisher-chosen ids"): a retry publishes the event when the
-//! transaction never ran, and is refused (`409`) when it ran and only its answer was lost; never
-//! a loss, never a duplicate. Against a real `redis-server`.
+//! script (docs/cluster.md, "Publisher-chosen ids"): a retry publishes the event when the script
+//! never ran (and fences it off for good), and is refused (`409`) when it ran and only its answer
+//! was lost; two retries at once publish it once. Never a loss, never a duplicate. Against a
+//! real `redis-server`, with the states a fault leaves written into it.
 
 mod common;
 mod redis_server;
@@ -50,10 +51,10 @@ async fn publish_until_answered(hub: &HubProcess, id: &str, data: &str) -> (u16,
     }
 }
 
-/// Writes what a hub leaves between claim and transaction: id `id` claimed (for a day) `age`
-/// ago, and, if `ran`, the done key its transaction writes.
-fn leave_claim(redis: &Redis, id: &str, age_secs: u64, ran: bool) {
-    let done = format!("ssehub:{{t}}:done:{id}");
+/// Writes what a hub leaves between claim and script: id `id` claimed (for a day) `age` ago by
+/// an attempt whose done key is returned, and, if `ran`, that key as its script writes it.
+fn leave_claim(redis: &Redis, id: &str, age_secs: u64, ran: bool) -> String {
+    let done = format!("ssehub:{{t}}:done:{id}:0123456789abcdef");
     let claim = format!("pending 86400000 {done}");
     let left = (86_400 - age_secs).to_string();
     redis_cli(
@@ -61,19 +62,20 @@ fn leave_claim(redis: &Redis, id: &str, age_secs: u64, ran: bool) {
         &["SET", &format!("ssehub:id:{{{id}}}"), &claim, "EX", &left],
     );
     if ran {
-        redis_cli(redis, &["SET", &done, "1", "EX", &left]);
+        redis_cli(redis, &["SET", &done, "ran", "EX", &left]);
     }
+    done
 }
 
 /// A claim just made may belong to a publish still running: a retry is told to come back
-/// (`503`), and once the claim is older than any publish can be, with no transaction behind
-/// it, the retry publishes the event, once.
+/// (`503`); once the claim is older than any publish runs, the retry fences the claimed attempt
+/// off, takes the claim over and publishes the event, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_left_by_a_publish_cut_off_is_settled_and_the_retry_published() {
     let redis = Redis::start(None);
     let hub = HubProcess::start(&["--redis", &redis.url()]);
     let mut stream = hub.subscribe("?topic=c").await.opened().await;
-    leave_claim(&redis, "order-1", 0, false);
+    let done = leave_claim(&redis, "order-1", 0, false);
     let (status, reason) = publish(&hub, "order-1", "placed").await;
     assert_eq!(status, 503, "{reason}");
     assert!(reason.contains("being published"), "{reason}");
@@ -84,29 +86,71 @@ async fn a_claim_left_by_a_publish_cut_off_is_settled_and_the_retry_published() 
         (event.id.as_str(), event.data.as_str()),
         ("order-1", "placed")
     );
+    // The cut-off attempt can never run now: its script would find its done key.
+    assert_eq!(redis_cli(&redis, &["GET", &done]), "fenced");
     // Once, and the id is the event's now.
     assert_eq!(publish(&hub, "order-1", "again").await.0, 409);
     assert_eq!(publish(&hub, "order-2", "next").await.0, 200);
     assert_eq!(stream.next_event().await.data, "next");
 }
 
-/// A claim pending for longer than any publish runs: with its done key, Redis ran the
-/// transaction and only the answer was lost (the connection dropped), so the retry is `409`;
-/// without, the hub died before it, and the retry publishes.
+/// A claim pending for longer than any publish runs: its done key says `ran`, so the script
+/// ran and only its answer was lost (the connection dropped): the retry is `409`. Without it,
+/// the hub died before its script: the retry publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_answer_was_lost_is_not_published_twice() {
     let redis = Redis::start(None);
     let hub = HubProcess::start(&["--redis", &redis.url()]);
     leave_claim(&redis, "ran", 10, true);
-    leave_claim(&redis, "never-ran", 10, false);
+    let fenced = leave_claim(&redis, "never-ran", 10, false);
     assert_eq!(publish(&hub, "ran", "x").await.0, 409);
     assert_eq!(publish(&hub, "never-ran", "y").await.0, 200);
-    // Answered, the claim now holds the event's place and the done keys are gone.
+    assert_eq!(redis_cli(&redis, &["GET", &fenced]), "fenced");
+    // Answered, the claim holds the event's place, and the done key its script wrote (under
+    // this attempt's token) is gone: only the fenced one is left.
     let held = redis_cli(&redis, &["GET", "ssehub:id:{never-ran}"]);
     assert!(!held.starts_with("pending"), "{held}");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !redis_cli(&redis, &["KEYS", "ssehub:*:done:never-ran"]).is_empty() {
-        assert!(Instant::now() < deadline, "done keys left");
+    loop {
+        let keys = redis_cli(&redis, &["KEYS", "ssehub:*:done:never-ran:*"]);
+        if keys == fenced {
+            break;
+        }
+        assert!(Instant::now() < deadline, "done keys: {keys}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Two hubs retry the same ids at once against claims left stale: each event is published
+/// once, by one of them; the other is told to come back (`503`) or that it is taken (`409`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_settle_a_claim_once() {
+    let redis = Redis::start(None);
+    let a = HubProcess::start(&["--redis", &redis.url()]);
+    let b = HubProcess::start(&["--redis", &redis.url()]);
+    let mut stream = a.subscribe("?topic=c").await.opened().await;
+    let ids: Vec<String> = (0..10).map(|i| format!("race-{i}")).collect();
+    for id in &ids {
+        leave_claim(&redis, id, 10, false);
+    }
+    for id in &ids {
+        let (on_a, on_b) = tokio::join!(publish(&a, id, "a"), publish(&b, id, "b"));
+        let mut statuses = [on_a.0, on_b.0];
+        statuses.sort_unstable();
+        assert!(
+            statuses == [200, 409] || statuses == [200, 503],
+            "{id}: {on_a:?} {on_b:?}"
+        );
+    }
+    let got: Vec<String> = stream
+        .events(ids.len())
+        .await
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(got, ids);
+    assert!(stream
+        .try_next_event(Duration::from_millis(500))
+        .await
+        .is_err());
 }

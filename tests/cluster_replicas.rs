@@ -40,6 +40,18 @@ async fn publish(hub: &HubProcess, data: &str) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
+async fn publish_with_id(hub: &HubProcess, id: &str) -> (u16, String) {
+    let body = serde_json::json!({"topic": "r", "id": id, "data": id});
+    let resp = client()
+        .post(hub.publish_url("/publish"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("publish");
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_wait_for_the_replicas_asked_for() {
     let master = Redis::start(None);
@@ -61,7 +73,23 @@ async fn publishes_wait_for_the_replicas_asked_for() {
     assert_eq!(publish(&plain, "master-only").await.0, 200);
     assert_eq!(stream.next_event().await.data, "master-only");
 
-    // The replica back: acknowledged again.
+    // With an id, retried while the replica is away: never a 409 (which a publisher counts as
+    // done) until the replica holds the event.
+    let (status, reason) = publish_with_id(&waits, "u-1").await;
+    assert_eq!(status, 503, "{reason}");
+    assert_eq!(stream.next_event().await.data, "u-1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, reason) = publish_with_id(&waits, "u-1").await;
+        assert_eq!(status, 503, "{reason}");
+        if reason.contains("not yet on the replicas") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{reason}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // The replica back: acknowledged again, and the retry is told its event is in.
     let _replica = replica_of(&master, replica_port);
     let deadline = Instant::now() + WAIT;
     loop {
@@ -72,4 +100,6 @@ async fn publishes_wait_for_the_replicas_asked_for() {
         assert!(Instant::now() < deadline, "{status} {reason}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(publish_with_id(&waits, "u-1").await.0, 409);
+    assert_eq!(stream.next_event().await.data, "again");
 }

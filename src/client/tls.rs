@@ -14,7 +14,7 @@ use tokio_rustls::TlsConnector;
 
 /// Opens TLS to `host` over `tcp`, checking its certificate names `host`.
 pub(crate) async fn connect(tcp: TcpStream, host: &str) -> Result<TlsStream<TcpStream>, String> {
-    let config = config()?;
+    let config = config().await?;
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host} cannot be checked against a certificate: {e}"))?;
     TlsConnector::from(config)
@@ -23,10 +23,16 @@ pub(crate) async fn connect(tcp: TcpStream, host: &str) -> Result<TlsStream<TcpS
         .map_err(|e| format!("TLS with {host}: {e}"))
 }
 
-/// The roots are read once per process (a few hundred KiB to parse).
-fn config() -> Result<Arc<ClientConfig>, String> {
+/// The roots are read once per process, off the async threads (files, a few hundred KiB to
+/// parse: the relay runs inside the hub).
+async fn config() -> Result<Arc<ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    CONFIG.get_or_init(build).clone()
+    if let Some(made) = CONFIG.get() {
+        return made.clone();
+    }
+    tokio::task::spawn_blocking(|| CONFIG.get_or_init(build).clone())
+        .await
+        .map_err(|e| format!("TLS: {e}"))?
 }
 
 fn build() -> Result<Arc<ClientConfig>, String> {

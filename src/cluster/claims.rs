@@ -1,16 +1,23 @@
 //! Publisher-id claims: one key per id (`ssehub:id:{<id>}`, its own slot on a Redis Cluster), so
 //! an id is taken once across every hub and shard, and what a fault between claim and
-//! transaction left behind is told apart on a retry.
+//! transaction left behind is settled by a retry with no loss and no duplicate.
 //!
 //! A claim holds `pending <claim-for ms> <done key>` until its publish is answered, then the
-//! event's place (its cluster id). The publish's transaction writes the done key (in the shard's
-//! slot, so it shares the `MULTI` on a Redis Cluster too) with the event. A publish that finds
-//! its id claimed looks at the claim:
+//! event's place (its cluster id). The done key, `ssehub:{<shard tag>}:done:<id>:<token>` with a
+//! token of this attempt's own, is in the shard's slot, so the publish's script ([`fenced_append`])
+//! can look at it and write it atomically with the events: it refuses to run if the key exists,
+//! and writes it (`ran`) with them. A publish that finds its id claimed looks at the claim:
 //! - a place (or anything but `pending`): the id is taken (`409`);
 //! - pending for less than [`SETTLING`]: a publish of it may still be running (`503`, again);
-//! - pending for longer, its done key there: the transaction ran, its answer was lost (`409`);
-//! - pending for longer, no done key: the transaction never ran (the hub died, or gave up
-//!   before it), so the claim is taken over (compare-and-set) and this publish goes on.
+//! - pending for longer: it fences the done key (`SET ... fenced NX`). If that succeeds, the
+//!   claimed attempt's script can never run now, so the claim is taken over (compare-and-set:
+//!   two retries cannot both have it) and this publish goes on. If the key says `ran`, the
+//!   script ran and only its answer was lost (`409`); if it says `fenced`, another retry is
+//!   taking over (`503`).
+//!
+//! So correctness does not rest on timing: a script that arrives late, or twice (a client
+//! library resending after a dropped connection), finds its done key and does nothing.
+//! [`SETTLING`] only keeps a retry from fencing a publish that is still running.
 
 use std::time::Duration;
 
@@ -18,38 +25,54 @@ use redis::Value;
 
 use super::conn::Conn;
 use super::keys::id_key;
-use super::{AppendError, Place};
+use super::{entry, AppendError, Bounds, Place};
 use crate::event::Event;
 use crate::id::Epoch;
 use crate::store::StoreError;
 
 /// How long a pending claim may belong to a publish still running: a publish gives up after
-/// [`ANSWER_WITHIN`](super::writer::ANSWER_WITHIN) and drops its connection; this leaves its
-/// last commands ample time to have run or never to.
+/// [`ANSWER_WITHIN`](super::writer::ANSWER_WITHIN) and drops its connection.
 pub(crate) const SETTLING: Duration = Duration::from_secs(5);
 
-/// The key a transaction writes for publisher id `id` in the shard whose stream is `stream`.
-pub(crate) fn done_key(stream: &str, id: &str) -> String {
+/// The done key of publisher id `id` for attempt `token`, in the shard whose stream is `stream`.
+fn done_key(stream: &str, id: &str, token: &str) -> String {
     let shard = stream.strip_suffix(":log").unwrap_or(stream);
-    format!("{shard}:done:{id}")
+    format!("{shard}:done:{id}:{token}")
+}
+
+/// 16 random hex digits: one publish attempt's own.
+fn token() -> String {
+    let mut raw = [0u8; 8];
+    if getrandom::fill(&mut raw).is_err() {
+        // A clock in nanoseconds is unique enough among one hub's attempts.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        raw.copy_from_slice(&nanos.to_le_bytes()[..8]);
+    }
+    format!("{:016x}", u64::from_le_bytes(raw))
 }
 
 /// Claims the batch's publisher ids for `claim_for` (`SET NX EX`, one command per id: each id
 /// key is in its own slot on a Redis Cluster, so they cannot share a pipeline; they go out
-/// together), each pointing at its done key in `stream`. Returns the claim keys held, or why
-/// not (the others made are deleted).
+/// together): each id's done key, in the events' order, or why not (the others made are
+/// deleted). `replicas`: a `409` for an id whose answer was lost waits until that many
+/// replicas hold its event.
 pub(crate) async fn claim(
     conn: &Conn,
     events: &[Event],
     claim_for: Duration,
     stream: &str,
+    replicas: u16,
 ) -> Result<Vec<String>, AppendError> {
     let ids: Vec<&str> = events.iter().filter_map(Event::id).collect();
-    let pending = |id: &str| format!("pending {} {}", claim_for.as_millis(), done_key(stream, id));
-    let claims = ids.iter().map(|id| {
+    let token = token();
+    let done: Vec<String> = ids.iter().map(|id| done_key(stream, id, &token)).collect();
+    let secs = claim_for.as_secs().max(1);
+    let claims = ids.iter().zip(&done).map(|(id, done)| {
         let mut conn = conn.clone();
-        let (key, value) = (id_key(id), pending(id));
-        let secs = claim_for.as_secs().max(1);
+        let key = id_key(id);
+        let value = format!("pending {} {done}", secs * 1000);
         async move {
             let made: Option<String> = redis::cmd("SET")
                 .arg(&key)
@@ -61,7 +84,7 @@ pub(crate) async fn claim(
                 .await?;
             match made {
                 Some(_) => Ok(Held::Made),
-                None => settle(&mut conn, &key, &value, secs).await,
+                None => settle(&mut conn, &key, &value, secs, replicas).await,
             }
         }
     });
@@ -73,22 +96,25 @@ pub(crate) async fn claim(
         .map(|(id, _)| id_key(id))
         .collect();
     if made.len() == ids.len() {
-        return Ok(made);
+        return Ok(done);
     }
+    // None of these has a script sent: deleting them frees the ids.
     unclaim(conn, &made).await.map_err(redis_failed)?;
-    let mut unsettled = None;
+    let mut again = None;
     for (id, answer) in ids.iter().zip(answers) {
         match answer {
             Ok(Held::Made) => {}
             Err(e) => return Err(redis_failed(e)),
             Ok(Held::Taken) => return Err(AppendError::DuplicateId((*id).to_string())),
-            Ok(Held::Unsettled) => unsettled = unsettled.or(Some(*id)),
+            Ok(Held::Unsettled) => again = again.or(Some(format!(
+                "the id {id:?} is being published by another request; try again in a few seconds"
+            ))),
+            Ok(Held::Unreplicated) => again = again.or(Some(format!(
+                "the event with id {id:?} is written but not yet on the replicas asked for (--redis-wait-replicas); try again"
+            ))),
         }
     }
-    Err(AppendError::Redis(StoreError(format!(
-        "the id {:?} is being published by another request; try again in a few seconds",
-        unsettled.unwrap_or_default()
-    ))))
+    Err(AppendError::Redis(StoreError(again.unwrap_or_default())))
 }
 
 /// What a claim attempt came to.
@@ -97,18 +123,27 @@ enum Held {
     Made,
     /// The id is another event's.
     Taken,
-    /// Another publish of it may still be running.
+    /// Another publish of it may still be running, or is taking it over.
     Unsettled,
+    /// The id is its event's, which is not yet on the replicas asked for.
+    Unreplicated,
 }
 
 /// Looks at a claim this publish did not make (see the module's documentation); takes it over
-/// when its transaction surely never ran.
-async fn settle(conn: &mut Conn, key: &str, ours: &str, secs: u64) -> redis::RedisResult<Held> {
+/// when its script can no longer run.
+async fn settle(
+    conn: &mut Conn,
+    key: &str,
+    ours: &str,
+    secs: u64,
+    replicas: u16,
+) -> redis::RedisResult<Held> {
     let held: Option<String> = redis::cmd("GET").arg(key).query_async(conn).await?;
     let Some(held) = held else {
         // Expired or deleted in between: the next try makes it.
         return Ok(Held::Unsettled);
     };
+    // A place is written only once the replicas asked for hold the event.
     let Some((claim_for_ms, done)) = parse_pending(&held) else {
         return Ok(Held::Taken);
     };
@@ -118,27 +153,57 @@ async fn settle(conn: &mut Conn, key: &str, ours: &str, secs: u64) -> redis::Red
     if age < SETTLING {
         return Ok(Held::Unsettled);
     }
-    let ran: bool = redis::cmd("EXISTS").arg(done).query_async(conn).await?;
-    if ran {
-        return Ok(Held::Taken);
-    }
-    // Only if it still holds what was read: two retries cannot both take it over.
-    let took: i64 = redis::cmd("EVAL")
-        .arg(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then \
-               redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0",
-        )
-        .arg(1)
-        .arg(key)
-        .arg(&held)
-        .arg(ours)
+    let fenced: Option<String> = redis::cmd("SET")
+        .arg(done)
+        .arg("fenced")
+        .arg("NX")
+        .arg("EX")
         .arg(secs)
         .query_async(conn)
         .await?;
-    Ok(if took == 1 {
-        Held::Made
+    if fenced.is_some() {
+        // Its script can no longer run: take the claim over, if it still holds what was read.
+        let took: i64 = redis::cmd("EVAL")
+            .arg(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1 end return 0",
+            )
+            .arg(1)
+            .arg(key)
+            .arg(&held)
+            .arg(ours)
+            .arg(secs)
+            .query_async(conn)
+            .await?;
+        return Ok(if took == 1 {
+            Held::Made
+        } else {
+            Held::Unsettled
+        });
+    }
+    let state: Option<String> = redis::cmd("GET").arg(done).query_async(conn).await?;
+    if state.as_deref() != Some("ran") {
+        return Ok(Held::Unsettled);
+    }
+    if replicas == 0 {
+        return Ok(Held::Taken);
+    }
+    // A write on the event's master through this connection, then `WAIT`: replicas that have
+    // it have everything the master wrote before, the event too.
+    let _: Value = redis::cmd("SET")
+        .arg(done)
+        .arg("ran")
+        .arg("XX")
+        .arg("KEEPTTL")
+        .query_async(conn)
+        .await?;
+    let held = conn
+        .wait_replicas(done, replicas, super::writer::REPLICAS_WITHIN)
+        .await?;
+    Ok(if held >= i64::from(replicas) {
+        Held::Taken
     } else {
-        Held::Unsettled
+        Held::Unreplicated
     })
 }
 
@@ -147,6 +212,50 @@ fn parse_pending(held: &str) -> Option<(u64, &str)> {
     let rest = held.strip_prefix("pending ")?;
     let (ms, done) = rest.split_once(' ')?;
     Some((ms.parse().ok()?, done))
+}
+
+/// Appends `events` to `stream` unless one of the `done` keys exists (it was fenced, or this
+/// script ran already), then writes them (`ran`, for `claim_for`), all at once: answers the
+/// entries' ids, or the error `FENCED`. Trims as the plain transaction does. Its first write
+/// is its first `XADD`, so a Redis out of memory refuses it before it wrote anything.
+pub(crate) fn fenced_append(
+    stream: &str,
+    events: &[Event],
+    bounds: Bounds,
+    claim_for: Duration,
+    done: &[String],
+) -> redis::Cmd {
+    const SCRIPT: &str = "
+        for i = 2, #KEYS do
+          if redis.call('EXISTS', KEYS[i]) == 1 then
+            return redis.error_reply('FENCED a retry settled this publish')
+          end
+        end
+        local ids, at = {}, 5
+        for e = 1, tonumber(ARGV[4]) do
+          local n = tonumber(ARGV[at])
+          local args = {KEYS[1], 'MAXLEN', '~', ARGV[1], '*'}
+          for j = 1, n do args[#args + 1] = ARGV[at + j] end
+          at = at + n + 1
+          ids[e] = redis.call('XADD', unpack(args))
+        end
+        if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end
+        for i = 2, #KEYS do redis.call('SET', KEYS[i], 'ran', 'EX', ARGV[3]) end
+        return ids";
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(SCRIPT).arg(1 + done.len()).arg(stream).arg(done);
+    cmd.arg(bounds.maxlen)
+        .arg(bounds.min_id().unwrap_or_default())
+        .arg(claim_for.as_secs().max(1))
+        .arg(events.len());
+    for event in events {
+        let fields = entry::fields(event);
+        cmd.arg(fields.len() * 2);
+        for (field, value) in fields {
+            cmd.arg(field).arg(value);
+        }
+    }
+    cmd
 }
 
 /// Writes each publisher id's place (the cluster id of its event) into its claim, so that any
@@ -158,7 +267,7 @@ pub(crate) async fn place_claims(
     events: &[Event],
     places: &[Place],
     epoch: &Epoch,
-    stream: &str,
+    done: Vec<String>,
 ) {
     let sets = events.iter().zip(places).filter_map(|(event, place)| {
         let mut conn = conn.clone();
@@ -178,18 +287,17 @@ pub(crate) async fn place_claims(
         all_placed = false;
         tracing::warn!("redis: recording a publisher id's place: {failed}");
     }
-    let done: Vec<String> = events
-        .iter()
-        .filter_map(|e| Some(done_key(stream, e.id()?)))
-        .collect();
     if all_placed && !done.is_empty() {
         // All in the shard's slot: one command, off the publish's path.
         let mut conn = conn.clone();
         tokio::spawn(async move {
-            let _ = redis::cmd("DEL")
-                .arg(&done)
-                .query_async::<Value>(&mut conn)
-                .await;
+            let mut del = redis::cmd("DEL");
+            del.arg(&done);
+            let _ = tokio::time::timeout(
+                super::writer::ANSWER_WITHIN,
+                del.query_async::<Value>(&mut conn),
+            )
+            .await;
         });
     }
 }
@@ -205,7 +313,7 @@ pub(crate) async fn claimed_place(
 }
 
 /// Deletes claims (one `DEL` per key, for the same reason as in [`claim`]).
-pub(crate) async fn unclaim(conn: &Conn, keys: &[String]) -> redis::RedisResult<()> {
+async fn unclaim(conn: &Conn, keys: &[String]) -> redis::RedisResult<()> {
     let dels = keys.iter().map(|key| {
         let mut conn = conn.clone();
         let mut del = redis::cmd("DEL");
@@ -227,14 +335,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_done_key_shares_its_shards_slot() {
-        let done = done_key("ssehub:{a1}:log", "order-42");
-        assert_eq!(done, "ssehub:{a1}:done:order-42");
+    fn a_done_key_shares_its_shards_slot_and_names_its_attempt() {
+        let done = done_key("ssehub:{a1}:log", "order 42", "00ff");
+        assert_eq!(done, "ssehub:{a1}:done:order 42:00ff");
         assert_eq!(
             parse_pending(&format!("pending 86400000 {done}")),
             Some((86_400_000, done.as_str()))
         );
         assert_eq!(parse_pending("1700000000000-0-3"), None);
         assert_eq!(parse_pending("claimed"), None);
+        assert_ne!(token(), token());
+        assert_eq!(token().len(), 16);
     }
 }

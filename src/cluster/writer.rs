@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::claims::{claim, done_key, place_claims, unclaim};
+use super::claims::{claim, fenced_append, place_claims};
 use super::conn::{Backend, Conn};
 use super::keys::shard_of;
 use super::{entry, meta};
@@ -45,6 +45,11 @@ impl Writer {
         }
     }
 
+    /// Replicas a publish waits for.
+    pub(crate) fn replicas(&self) -> u16 {
+        self.replicas.load(Ordering::Relaxed)
+    }
+
     /// See [`Cluster::wait_for_replicas`](super::Cluster::wait_for_replicas).
     pub(crate) fn wait_for_replicas(&self, replicas: u16) {
         self.replicas.store(replicas, Ordering::Relaxed);
@@ -64,7 +69,12 @@ impl Writer {
         epoch: &Epoch,
     ) -> Result<Vec<Place>, AppendError> {
         let attempt = self.try_append(backend, events, bounds, claim_for, epoch);
-        match tokio::time::timeout(ANSWER_WITHIN, attempt).await {
+        // Waiting for replicas comes on top of the answer's own bound.
+        let within = match self.replicas() {
+            0 => ANSWER_WITHIN,
+            _ => ANSWER_WITHIN + REPLICAS_WITHIN,
+        };
+        match tokio::time::timeout(within, attempt).await {
             Ok(Ok(places)) => Ok(places),
             Ok(Err(e)) => {
                 if !matches!(e, AppendError::DuplicateId(_)) {
@@ -75,8 +85,8 @@ impl Writer {
             Err(_) => {
                 self.forget();
                 Err(AppendError::Redis(StoreError(format!(
-                    "Redis did not answer within {}s",
-                    ANSWER_WITHIN.as_secs()
+                    "Redis did not answer within {} ms",
+                    within.as_millis()
                 ))))
             }
         }
@@ -95,79 +105,51 @@ impl Writer {
         };
         let shard = shard_of(first.as_str(), self.keys.len() as u16);
         let key = &self.keys[usize::from(shard)];
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for event in events {
-            pipe.cmd("XADD")
-                .arg(key)
-                .arg("MAXLEN")
-                .arg("~")
-                .arg(bounds.maxlen)
-                .arg("*");
-            for (field, value) in entry::fields(event) {
-                pipe.arg(field).arg(value);
-            }
-        }
-        // What tells a retry that this transaction ran (see `claims`), in the shard's slot.
-        for id in events.iter().filter_map(Event::id) {
-            pipe.cmd("SET")
-                .arg(done_key(key, id))
-                .arg(1)
-                .arg("EX")
-                .arg(claim_for.as_secs().max(1))
-                .ignore();
-        }
-        // `XADD` takes one trimming rule: the age goes by `XTRIM`, in the same transaction.
-        if let Some(min_id) = bounds.min_id() {
-            pipe.cmd("XTRIM")
-                .arg(key)
-                .arg("MINID")
-                .arg("~")
-                .arg(min_id)
-                .ignore();
-        }
         let mut conn = self.connection(backend, epoch).await?;
-        let claimed = claim(&conn, events, claim_for, key).await?;
-        let ids: Vec<String> = match pipe.query_async(&mut conn).await {
-            Ok(ids) => ids,
-            Err(e) => {
-                // Redis answered with an error: the transaction did not run, and a retry must
-                // not be refused. Without an answer it may have run: the claims stay, and a
-                // retry settles them by the done keys.
-                if !(e.is_io_error() || e.is_timeout() || e.is_connection_dropped()) {
-                    let _ = unclaim(&conn, &claimed).await;
-                }
-                return Err(redis_failed(e));
-            }
+        let replicas = self.replicas.load(Ordering::Relaxed);
+        let (ids, done): (Vec<String>, Vec<String>) = if events.iter().any(|e| e.id().is_some()) {
+            let done = claim(&conn, events, claim_for, key, replicas).await?;
+            // Once sent, the claims stay whatever comes back: even an error may come after the
+            // script ran, and a retry settles them (see `claims`).
+            let append = fenced_append(key, events, bounds, claim_for, &done);
+            let ids = append.query_async(&mut conn).await.map_err(redis_failed)?;
+            (ids, done)
+        } else {
+            let ids = transaction(key, events, bounds)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_failed)?;
+            (ids, Vec::new())
         };
         let places: Option<Vec<Place>> = ids
             .iter()
             .map(|id| parse_id(id).map(|(ms, n)| Place { ms, shard, n }))
             .collect();
-        match places {
-            Some(places) if places.len() == events.len() => {
-                place_claims(&conn, events, &places, epoch, key).await;
-                let replicas = self.replicas.load(Ordering::Relaxed);
-                if replicas > 0 {
-                    let held = conn
-                        .wait_replicas(key, replicas, REPLICAS_WITHIN)
-                        .await
-                        .map_err(redis_failed)?;
-                    if held < i64::from(replicas) {
-                        // Written, and delivered, but a failover now could lose it: unanswered,
-                        // so the publisher tries again (with ids: 409 once it is everywhere).
-                        return Err(AppendError::Redis(StoreError(format!(
-                            "written, but {held} of the {replicas} replicas asked for (--redis-wait-replicas) hold it after {} ms; publish again",
-                            REPLICAS_WITHIN.as_millis()
-                        ))));
-                    }
-                }
-                Ok(places)
+        let places = match places {
+            Some(places) if places.len() == events.len() => places,
+            _ => {
+                return Err(AppendError::Redis(StoreError(format!(
+                    "Redis answered {ids:?} to XADD"
+                ))))
             }
-            _ => Err(AppendError::Redis(StoreError(format!(
-                "Redis answered {ids:?} to XADD"
-            )))),
+        };
+        if replicas > 0 {
+            let held = conn
+                .wait_replicas(key, replicas, REPLICAS_WITHIN)
+                .await
+                .map_err(redis_failed)?;
+            if held < i64::from(replicas) {
+                // Written, and delivered, but a failover now could lose it: unanswered (the
+                // claims stay pending), so the publisher tries again; with ids, a retry is
+                // answered 409 once the replicas hold it.
+                return Err(AppendError::Redis(StoreError(format!(
+                    "written, but {held} of the {replicas} replicas asked for (--redis-wait-replicas) hold it after {} ms; publish again",
+                    REPLICAS_WITHIN.as_millis()
+                ))));
+            }
         }
+        place_claims(&conn, events, &places, epoch, done).await;
+        Ok(places)
     }
 
     /// The shared connection, or a new one once Redis is checked to hold `epoch`'s history.
@@ -205,6 +187,33 @@ impl Writer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// A batch without publisher ids: one `MULTI`/`EXEC`, trimmed as it goes.
+fn transaction(stream: &str, events: &[Event], bounds: Bounds) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for event in events {
+        pipe.cmd("XADD")
+            .arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(bounds.maxlen)
+            .arg("*");
+        for (field, value) in entry::fields(event) {
+            pipe.arg(field).arg(value);
+        }
+    }
+    // `XADD` takes one trimming rule: the age goes by `XTRIM`, in the same transaction.
+    if let Some(min_id) = bounds.min_id() {
+        pipe.cmd("XTRIM")
+            .arg(stream)
+            .arg("MINID")
+            .arg("~")
+            .arg(min_id)
+            .ignore();
+    }
+    pipe
 }
 
 fn redis_failed(e: redis::RedisError) -> AppendError {

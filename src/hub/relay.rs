@@ -167,6 +167,9 @@ impl Hub {
     ) -> Result<Receipt, PublishError> {
         let epoch = cluster.epoch();
         let mut seen: Vec<&str> = Vec::new();
+        // Memory holds an event before its replicas may: with --redis-wait-replicas only
+        // Redis may say 409 (once they hold it).
+        let memory_knows = !cluster.waits_for_replicas();
         for id in events.iter().filter_map(Event::id) {
             // Of any epoch: a resume from one of a lost history is told so (`other-history`).
             if cluster_shaped(id).is_some() {
@@ -174,7 +177,7 @@ impl Hub {
                 return Err(EventError::BadId(id.to_string(), why).into());
             }
             // Redis' claims (at append) see every hub's ids; memory answers sooner.
-            if seen.contains(&id) || self.inner.log.seq_of(id).is_some() {
+            if seen.contains(&id) || (memory_knows && self.inner.log.seq_of(id).is_some()) {
                 return Err(PublishError::DuplicateId(id.to_string()));
             }
             seen.push(id);

@@ -52,7 +52,11 @@ impl Redis {
                 "--appendfsync",
                 "always",
             ]),
-            None => cmd.args(["--appendonly", "no"]),
+            // A replica's full sync writes an RDB file even so: into the temp dir, not the
+            // test's working directory (the repository).
+            None => cmd
+                .args(["--dir", std::env::temp_dir().to_str().unwrap()])
+                .args(["--appendonly", "no"]),
         };
         let child = cmd
             .stdout(Stdio::null())
