@@ -96,15 +96,20 @@ async fn a_claim_left_by_a_publish_cut_off_is_settled_and_the_retry_published() 
 
 /// A claim pending for longer than any publish runs: its done key says `ran`, so the script
 /// ran and only its answer was lost (the connection dropped): the retry is `409`. Without it,
-/// the hub died before its script: the retry publishes.
+/// the hub died before its script: the retry publishes; so does one after a retry that fenced
+/// the claim and died.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_whose_answer_was_lost_is_not_published_twice() {
     let redis = Redis::start(None);
     let hub = HubProcess::start(&["--redis", &redis.url()]);
     leave_claim(&redis, "ran", 10, true);
     let fenced = leave_claim(&redis, "never-ran", 10, false);
+    // A retry fenced this one and died before it took the claim over: the next one takes it.
+    let died = leave_claim(&redis, "fenced-by-a-retry", 10, false);
+    redis_cli(&redis, &["SET", &died, "fenced", "EX", "86390"]);
     assert_eq!(publish(&hub, "ran", "x").await.0, 409);
     assert_eq!(publish(&hub, "never-ran", "y").await.0, 200);
+    assert_eq!(publish(&hub, "fenced-by-a-retry", "z").await.0, 200);
     assert_eq!(redis_cli(&redis, &["GET", &fenced]), "fenced");
     // Answered, the claim holds the event's place, and the done key its script wrote (under
     // this attempt's token) is gone: only the fenced one is left.

@@ -72,7 +72,7 @@ pub(crate) async fn claim(
     let claims = ids.iter().zip(&done).map(|(id, done)| {
         let mut conn = conn.clone();
         let key = id_key(id);
-        let value = format!("pending {} {done}", secs * 1000);
+        let value = pending(secs, done);
         async move {
             let made: Option<String> = redis::cmd("SET")
                 .arg(&key)
@@ -89,11 +89,12 @@ pub(crate) async fn claim(
         }
     });
     let answers = futures_util::future::join_all(claims).await;
-    let made: Vec<String> = ids
+    let made: Vec<(String, String)> = ids
         .iter()
+        .zip(&done)
         .zip(&answers)
         .filter(|(_, answer)| matches!(answer, Ok(Held::Made)))
-        .map(|(id, _)| id_key(id))
+        .map(|((id, done), _)| (id_key(id), pending(secs, done)))
         .collect();
     if made.len() == ids.len() {
         return Ok(done);
@@ -161,8 +162,14 @@ async fn settle(
         .arg(secs)
         .query_async(conn)
         .await?;
-    if fenced.is_some() {
-        // Its script can no longer run: take the claim over, if it still holds what was read.
+    let state: Option<String> = match fenced {
+        Some(_) => None,
+        None => redis::cmd("GET").arg(done).query_async(conn).await?,
+    };
+    if state.as_deref() != Some("ran") {
+        // Fenced, by us now or by a retry before (which may have died before taking the claim
+        // over): its script can no longer run. Take the claim over if it still holds what was
+        // read: of several retries, one does.
         let took: i64 = redis::cmd("EVAL")
             .arg(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then \
@@ -180,10 +187,6 @@ async fn settle(
         } else {
             Held::Unsettled
         });
-    }
-    let state: Option<String> = redis::cmd("GET").arg(done).query_async(conn).await?;
-    if state.as_deref() != Some("ran") {
-        return Ok(Held::Unsettled);
     }
     if replicas == 0 {
         return Ok(Held::Taken);
@@ -207,6 +210,11 @@ async fn settle(
     })
 }
 
+/// A pending claim's value, for `secs`.
+fn pending(secs: u64, done: &str) -> String {
+    format!("pending {} {done}", secs * 1000)
+}
+
 /// `pending <ms> <done key>`: the claim's duration and its done key.
 fn parse_pending(held: &str) -> Option<(u64, &str)> {
     let rest = held.strip_prefix("pending ")?;
@@ -216,8 +224,9 @@ fn parse_pending(held: &str) -> Option<(u64, &str)> {
 
 /// Appends `events` to `stream` unless one of the `done` keys exists (it was fenced, or this
 /// script ran already), then writes them (`ran`, for `claim_for`), all at once: answers the
-/// entries' ids, or the error `FENCED`. Trims as the plain transaction does. Its first write
-/// is its first `XADD`, so a Redis out of memory refuses it before it wrote anything.
+/// entries' ids, or the error `FENCED`. Then trims as the plain transaction does (a failed trim
+/// changes nothing written). Its first write is its first `XADD`, so a Redis out of memory
+/// refuses it before it wrote anything (Redis checks memory at a script's first write).
 pub(crate) fn fenced_append(
     stream: &str,
     events: &[Event],
@@ -239,8 +248,8 @@ pub(crate) fn fenced_append(
           at = at + n + 1
           ids[e] = redis.call('XADD', unpack(args))
         end
-        if ARGV[2] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end
         for i = 2, #KEYS do redis.call('SET', KEYS[i], 'ran', 'EX', ARGV[3]) end
+        if ARGV[2] ~= '' then redis.pcall('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end
         return ids";
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(SCRIPT).arg(1 + done.len()).arg(stream).arg(done);
@@ -312,12 +321,17 @@ pub(crate) async fn claimed_place(
     Ok(held.and_then(|held| Place::parse(epoch.as_str(), &held)))
 }
 
-/// Deletes claims (one `DEL` per key, for the same reason as in [`claim`]).
-async fn unclaim(conn: &Conn, keys: &[String]) -> redis::RedisResult<()> {
-    let dels = keys.iter().map(|key| {
+/// Deletes claims this publish made, each only if it still holds the value this publish wrote:
+/// a `DEL` that comes late must not free a claim another publish has taken over since. One
+/// script per key, for the same reason as in [`claim`].
+async fn unclaim(conn: &Conn, made: &[(String, String)]) -> redis::RedisResult<()> {
+    let dels = made.iter().map(|(key, value)| {
         let mut conn = conn.clone();
-        let mut del = redis::cmd("DEL");
-        del.arg(key);
+        let mut del = redis::cmd("EVAL");
+        del.arg("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end")
+            .arg(1)
+            .arg(key)
+            .arg(value);
         async move { del.query_async::<redis::Value>(&mut conn).await }
     });
     futures_util::future::join_all(dels)
