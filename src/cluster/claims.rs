@@ -3,8 +3,9 @@
 //! transaction left behind is settled by a retry with no loss and no duplicate.
 //!
 //! A claim holds `pending <claim-for ms> <done key>` until its publish is answered, then the
-//! event's place (its cluster id). The done key, `ssehub:{<shard tag>}:done:<id>:<token>` with a
-//! token of this attempt's own, is in the shard's slot, so the publish's script ([`fenced_append`])
+//! event's place (its cluster id). The done key, `ssehub:{<shard tag>}:done:<token>` with a token
+//! of this attempt's own (one for the batch), is in the shard's slot, so the publish's script
+//! ([`fenced_append`])
 //! can look at it and write it atomically with the events: it refuses to run if the key exists,
 //! and writes it (`ran`) with them. A publish that finds its id claimed looks at the claim:
 //! - a place (or anything but `pending`): the id is taken (`409`);
@@ -34,10 +35,11 @@ use crate::store::StoreError;
 /// [`ANSWER_WITHIN`](super::writer::ANSWER_WITHIN) and drops its connection.
 pub(crate) const SETTLING: Duration = Duration::from_secs(5);
 
-/// The done key of publisher id `id` for attempt `token`, in the shard whose stream is `stream`.
-fn done_key(stream: &str, id: &str, token: &str) -> String {
+/// The done key of attempt `token`, in the shard whose stream is `stream`: one for the whole
+/// batch, which its script appends all or nothing.
+fn done_key(stream: &str, token: &str) -> String {
     let shard = stream.strip_suffix(":log").unwrap_or(stream);
-    format!("{shard}:done:{id}:{token}")
+    format!("{shard}:done:{token}")
 }
 
 /// 16 random hex digits: one publish attempt's own.
@@ -55,7 +57,7 @@ fn token() -> String {
 
 /// Claims the batch's publisher ids for `claim_for` (`SET NX EX`, one command per id: each id
 /// key is in its own slot on a Redis Cluster, so they cannot share a pipeline; they go out
-/// together): each id's done key, in the events' order, or why not (the others made are
+/// together), each naming this attempt's done key: that key, or why not (the others made are
 /// deleted). `replicas`: a `409` for an id whose answer was lost waits until that many
 /// replicas hold its event.
 pub(crate) async fn claim(
@@ -64,15 +66,14 @@ pub(crate) async fn claim(
     claim_for: Duration,
     stream: &str,
     replicas: u16,
-) -> Result<Vec<String>, AppendError> {
+) -> Result<String, AppendError> {
     let ids: Vec<&str> = events.iter().filter_map(Event::id).collect();
-    let token = token();
-    let done: Vec<String> = ids.iter().map(|id| done_key(stream, id, &token)).collect();
+    let done = done_key(stream, &token());
     let secs = claim_for.as_secs().max(1);
-    let claims = ids.iter().zip(&done).map(|(id, done)| {
+    let claims = ids.iter().map(|id| {
         let mut conn = conn.clone();
         let key = id_key(id);
-        let value = pending(secs, done);
+        let value = pending(secs, &done);
         async move {
             let made: Option<String> = redis::cmd("SET")
                 .arg(&key)
@@ -91,10 +92,9 @@ pub(crate) async fn claim(
     let answers = futures_util::future::join_all(claims).await;
     let made: Vec<(String, String)> = ids
         .iter()
-        .zip(&done)
         .zip(&answers)
         .filter(|(_, answer)| matches!(answer, Ok(Held::Made)))
-        .map(|((id, done), _)| (id_key(id), pending(secs, done)))
+        .map(|(id, _)| (id_key(id), pending(secs, &done)))
         .collect();
     if made.len() == ids.len() {
         return Ok(done);
@@ -222,8 +222,8 @@ fn parse_pending(held: &str) -> Option<(u64, &str)> {
     Some((ms.parse().ok()?, done))
 }
 
-/// Appends `events` to `stream` unless one of the `done` keys exists (it was fenced, or this
-/// script ran already), then writes them (`ran`, for `claim_for`), all at once: answers the
+/// Appends `events` to `stream` unless the `done` key exists (it was fenced, or this script ran
+/// already), then writes it (`ran`, for `claim_for`), all at once: answers the
 /// entries' ids, or the error `FENCED`. Then trims as the plain transaction does (a failed trim
 /// changes nothing written). Its first write is its first `XADD`, so a Redis out of memory
 /// refuses it before it wrote anything (Redis checks memory at a script's first write).
@@ -232,13 +232,11 @@ pub(crate) fn fenced_append(
     events: &[Event],
     bounds: Bounds,
     claim_for: Duration,
-    done: &[String],
+    done: &str,
 ) -> redis::Cmd {
     const SCRIPT: &str = "
-        for i = 2, #KEYS do
-          if redis.call('EXISTS', KEYS[i]) == 1 then
-            return redis.error_reply('FENCED a retry settled this publish')
-          end
+        if redis.call('EXISTS', KEYS[2]) == 1 then
+          return redis.error_reply('FENCED a retry settled this publish')
         end
         local ids, at = {}, 5
         for e = 1, tonumber(ARGV[4]) do
@@ -248,11 +246,11 @@ pub(crate) fn fenced_append(
           at = at + n + 1
           ids[e] = redis.call('XADD', unpack(args))
         end
-        for i = 2, #KEYS do redis.call('SET', KEYS[i], 'ran', 'EX', ARGV[3]) end
+        redis.call('SET', KEYS[2], 'ran', 'EX', ARGV[3])
         if ARGV[2] ~= '' then redis.pcall('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end
         return ids";
     let mut cmd = redis::cmd("EVAL");
-    cmd.arg(SCRIPT).arg(1 + done.len()).arg(stream).arg(done);
+    cmd.arg(SCRIPT).arg(2).arg(stream).arg(done);
     cmd.arg(bounds.maxlen)
         .arg(bounds.min_id().unwrap_or_default())
         .arg(claim_for.as_secs().max(1))
@@ -268,7 +266,7 @@ pub(crate) fn fenced_append(
 }
 
 /// Writes each publisher id's place (the cluster id of its event) into its claim, so that any
-/// hub can resume from it once it left memory, then drops the done keys those claims no longer
+/// hub can resume from it once it left memory, then drops the done key those claims no longer
 /// need. Before the publish is answered; a failure only leaves the claim pending (a retry then
 /// settles it by the done key, and a resume from that id gets an `unknown-id` gap).
 pub(crate) async fn place_claims(
@@ -276,7 +274,7 @@ pub(crate) async fn place_claims(
     events: &[Event],
     places: &[Place],
     epoch: &Epoch,
-    done: Vec<String>,
+    done: String,
 ) {
     let sets = events.iter().zip(places).filter_map(|(event, place)| {
         let mut conn = conn.clone();
@@ -297,7 +295,7 @@ pub(crate) async fn place_claims(
         tracing::warn!("redis: recording a publisher id's place: {failed}");
     }
     if all_placed && !done.is_empty() {
-        // All in the shard's slot: one command, off the publish's path.
+        // Off the publish's path.
         let mut conn = conn.clone();
         tokio::spawn(async move {
             let mut del = redis::cmd("DEL");
@@ -349,9 +347,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_done_key_shares_its_shards_slot_and_names_its_attempt() {
-        let done = done_key("ssehub:{a1}:log", "order 42", "00ff");
-        assert_eq!(done, "ssehub:{a1}:done:order 42:00ff");
+    fn a_done_key_is_in_its_shards_slot_and_names_its_attempt() {
+        let done = done_key("ssehub:{a1}:log", "00ff");
+        assert_eq!(done, "ssehub:{a1}:done:00ff");
         assert_eq!(
             parse_pending(&format!("pending 86400000 {done}")),
             Some((86_400_000, done.as_str()))

@@ -107,7 +107,7 @@ impl Writer {
         let key = &self.keys[usize::from(shard)];
         let mut conn = self.connection(backend, epoch).await?;
         let replicas = self.replicas.load(Ordering::Relaxed);
-        let (ids, done): (Vec<String>, Vec<String>) = if events.iter().any(|e| e.id().is_some()) {
+        let (ids, done): (Vec<String>, String) = if events.iter().any(|e| e.id().is_some()) {
             let done = claim(&conn, events, claim_for, key, replicas).await?;
             // Once sent, the claims stay whatever comes back: even an error may come after the
             // script ran, and a retry settles them (see `claims`).
@@ -119,7 +119,7 @@ impl Writer {
                 .query_async(&mut conn)
                 .await
                 .map_err(redis_failed)?;
-            (ids, Vec::new())
+            (ids, String::new())
         };
         let places: Option<Vec<Place>> = ids
             .iter()
