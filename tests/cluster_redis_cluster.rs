@@ -5,150 +5,14 @@
 //! spread over the three masters.
 
 mod common;
+mod redis_server;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{client, EventStream, HubProcess, WAIT};
+use redis_server::cluster::{cli, RedisCluster};
 use ssehub::parse::ParsedEvent;
-
-/// Three masters, no replicas, killed (and their directory removed) when dropped.
-struct RedisCluster {
-    nodes: Vec<Child>,
-    ports: Vec<u16>,
-    dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli (the Debian package redis-tools; scripts/test installs it)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-impl RedisCluster {
-    /// Three masters; with `replicas`, one replica each (six nodes).
-    fn start(replicas: bool) -> RedisCluster {
-        let dir =
-            std::env::temp_dir().join(format!("ssehub-rcluster-{}-{replicas}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let count = if replicas { 6 } else { 3 };
-        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
-        let nodes = ports
-            .iter()
-            .map(|port| {
-                let conf = dir.join(format!("nodes-{port}.conf"));
-                Command::new("redis-server")
-                    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                    // The bus port is the port + 10000 by default, which may be taken (or past
-                    // 65535 for an ephemeral port): one of its own.
-                    .args(["--cluster-port", &free_port().to_string()])
-                    .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
-                    // Replicas sync at once (Redis waits 5 s by default).
-                    .args(["--repl-diskless-sync-delay", "0"])
-                    .args(["--cluster-config-file", conf.to_str().unwrap()])
-                    .args([
-                        "--dir",
-                        dir.to_str().unwrap(),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("redis-server (the Debian package redis-server)")
-            })
-            .collect();
-        let cluster = RedisCluster { nodes, ports, dir };
-        let deadline = Instant::now() + WAIT;
-        while !cluster
-            .ports
-            .iter()
-            .all(|p| cli(*p, &["ping"]).trim() == "PONG")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let addrs: Vec<String> = cluster
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        let created = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", if replicas { "1" } else { "0" }])
-            .arg("--cluster-yes")
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(created.success(), "redis-cli --cluster create failed");
-        while !cluster
-            .ports
-            .iter()
-            .all(|p| cli(*p, &["cluster", "info"]).contains("cluster_state:ok"))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the Redis Cluster did not become ok"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // A replica that never synced cannot take over.
-        while replicas
-            && cluster.ports.iter().any(|p| {
-                let info = cli(*p, &["info", "replication"]);
-                info.contains("role:slave") && !info.contains("master_link_status:up")
-            })
-        {
-            assert!(Instant::now() < deadline, "the replicas did not sync");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        cluster
-    }
-
-    /// Every node.
-    fn all(&self) -> String {
-        let addrs: Vec<String> = self
-            .ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
-        addrs.join(",")
-    }
-
-    /// Two of the three nodes: the hubs find the third themselves.
-    fn seeds(&self) -> String {
-        format!("127.0.0.1:{},127.0.0.1:{}", self.ports[0], self.ports[1])
-    }
-}
-
-impl Drop for RedisCluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            let _ = node.kill();
-            let _ = node.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn publish(url: &str, topic: &str, data: &str) -> String {
     let body = serde_json::json!({"topic": topic, "data": data}).to_string();
@@ -401,6 +265,54 @@ async fn a_failover_loses_nothing_acknowledged() {
             role.lines().next().unwrap_or("")
         );
     }
+    // A publish with an id whose claim is on another master than its event is answered only
+    // once that master's replica holds the claim too: a failover there cannot forget the id.
+    publish(&url, "held", "probe").await;
+    let event_master = master_with_entry(&redis, "probe");
+    let id = (0..)
+        .map(|i| format!("held-{i}"))
+        .find(|id| redis.master_of(&format!("ssehub:id:{{{id}}}")) != event_master)
+        .unwrap();
+    let claim_master = redis.master_of(&format!("ssehub:id:{{{id}}}"));
+    let replica = redis.replica_of(claim_master);
+    let signal = |sig: &str| {
+        let pid = redis.nodes[replica].id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    let with_id = serde_json::json!({"topic": "held", "data": "with id", "id": id}).to_string();
+    let post = || async {
+        let resp = client()
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(with_id.clone())
+            .send()
+            .await
+            .expect("publish");
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    };
+    signal("-STOP");
+    let (status, reason) = post().await;
+    // A retry is not told the id is taken while its claim is on no replica.
+    let (again, why) = post().await;
+    signal("-CONT");
+    assert_eq!(status, 503, "{reason}");
+    assert!(
+        reason.contains("publisher ids are on 0 of the 1 replicas"),
+        "{reason}"
+    );
+    assert_eq!(again, 503, "{why}");
+    assert!(why.contains("not yet on the replicas"), "{why}");
+    // Written all the same: once the replica is back, the retry is told so.
+    let deadline = Instant::now() + WAIT;
+    while !cli(redis.ports[replica], &["info", "replication"]).contains("master_link_status:up") {
+        assert!(Instant::now() < deadline, "the replica did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(post().await.0, 409);
     // Every acknowledged event is on a replica: the first master goes at once.
     let _ = redis.nodes[0].kill();
     let _ = redis.nodes[0].wait();
@@ -429,4 +341,23 @@ async fn a_failover_loses_nothing_acknowledged() {
         .await
         .is_err());
     assert_eq!(b.wait_metric("ssehub_redis_up", |v| v == 1).await, 1);
+}
+
+/// The port of the master whose streams hold an entry with `data`.
+fn master_with_entry(redis: &RedisCluster, data: &str) -> u16 {
+    *redis
+        .ports
+        .iter()
+        .find(|port| {
+            cli(**port, &["role"]).starts_with("master")
+                && cli(**port, &["--scan", "--pattern", "ssehub:{*}:log"])
+                    .lines()
+                    .filter(|k| !k.is_empty())
+                    .any(|k| {
+                        cli(**port, &["xrange", k, "-", "+"])
+                            .lines()
+                            .any(|l| l == data)
+                    })
+        })
+        .expect("a master holding the entry")
 }

@@ -111,7 +111,7 @@ pub(crate) async fn claim(
                 "the id {id:?} is being published by another request; try again in a few seconds"
             ))),
             Ok(Held::Unreplicated) => again = again.or(Some(format!(
-                "the event with id {id:?} is written but not yet on the replicas asked for (--redis-wait-replicas); try again"
+                "the id {id:?} is published but not yet on the replicas asked for (--redis-wait-replicas); try again"
             ))),
         }
     }
@@ -126,7 +126,7 @@ enum Held {
     Taken,
     /// Another publish of it may still be running, or is taking it over.
     Unsettled,
-    /// The id is its event's, which is not yet on the replicas asked for.
+    /// The id is its event's, which (or whose claim) is not yet on the replicas asked for.
     Unreplicated,
 }
 
@@ -144,9 +144,21 @@ async fn settle(
         // Expired or deleted in between: the next try makes it.
         return Ok(Held::Unsettled);
     };
-    // A place is written only once the replicas asked for hold the event.
     let Some((claim_for_ms, done)) = parse_pending(&held) else {
-        return Ok(Held::Taken);
+        // A place is written only once the replicas asked for hold the event, but the claim
+        // itself may not be on them yet (the publish that placed it was then answered 503):
+        // the id is taken once they hold it, by a write of the same value and a `WAIT`.
+        if replicas == 0 {
+            return Ok(Held::Taken);
+        }
+        let _: Value = redis::cmd("SET")
+            .arg(key)
+            .arg(&held)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async(conn)
+            .await?;
+        return replicated(conn, key, replicas).await;
     };
     // Its age by Redis' clock: what the claim was made for, less what it has left.
     let left_ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
@@ -200,8 +212,13 @@ async fn settle(
         .arg("KEEPTTL")
         .query_async(conn)
         .await?;
+    replicated(conn, done, replicas).await
+}
+
+/// `Taken` once `replicas` replicas hold what this connection wrote to `key`'s master.
+async fn replicated(conn: &mut Conn, key: &str, replicas: u16) -> redis::RedisResult<Held> {
     let held = conn
-        .wait_replicas(done, replicas, super::writer::REPLICAS_WITHIN)
+        .wait_replicas(key, replicas, super::writer::REPLICAS_WITHIN)
         .await?;
     Ok(if held >= i64::from(replicas) {
         Held::Taken
@@ -266,16 +283,15 @@ pub(crate) fn fenced_append(
 }
 
 /// Writes each publisher id's place (the cluster id of its event) into its claim, so that any
-/// hub can resume from it once it left memory, then drops the done key those claims no longer
-/// need. Before the publish is answered; a failure only leaves the claim pending (a retry then
-/// settles it by the done key, and a resume from that id gets an `unknown-id` gap).
+/// hub can resume from it once it left memory: whether every claim took it. Before the publish
+/// is answered; a failure only leaves the claim pending (a retry then settles it by the done
+/// key, which must then stay, and a resume from that id gets an `unknown-id` gap).
 pub(crate) async fn place_claims(
     conn: &Conn,
     events: &[Event],
     places: &[Place],
     epoch: &Epoch,
-    done: String,
-) {
+) -> bool {
     let sets = events.iter().zip(places).filter_map(|(event, place)| {
         let mut conn = conn.clone();
         let mut set = redis::cmd("SET");
@@ -294,19 +310,22 @@ pub(crate) async fn place_claims(
         all_placed = false;
         tracing::warn!("redis: recording a publisher id's place: {failed}");
     }
-    if all_placed && !done.is_empty() {
-        // Off the publish's path.
-        let mut conn = conn.clone();
-        tokio::spawn(async move {
-            let mut del = redis::cmd("DEL");
-            del.arg(&done);
-            let _ = tokio::time::timeout(
-                super::writer::ANSWER_WITHIN,
-                del.query_async::<Value>(&mut conn),
-            )
-            .await;
-        });
-    }
+    all_placed
+}
+
+/// Deletes a done key its claims no longer need (they hold their places), off the publish's
+/// path.
+pub(crate) fn drop_done(conn: &Conn, done: String) {
+    let mut conn = conn.clone();
+    tokio::spawn(async move {
+        let mut del = redis::cmd("DEL");
+        del.arg(&done);
+        let _ = tokio::time::timeout(
+            super::writer::ANSWER_WITHIN,
+            del.query_async::<Value>(&mut conn),
+        )
+        .await;
+    });
 }
 
 /// Where the event whose publisher chose `id` is, in history `epoch`, if Redis knows.

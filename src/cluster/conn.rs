@@ -113,6 +113,38 @@ impl Conn {
             }
         }
     }
+
+    /// `WAIT replicas within` on every master (on one Redis, the one): how many replicas, at
+    /// least, hold every write this connection sent to its master before. For writes spread
+    /// over slots, such as a batch's publisher-id claims.
+    pub(crate) async fn wait_replicas_everywhere(
+        &mut self,
+        replicas: u16,
+        within: Duration,
+    ) -> RedisResult<i64> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(within.as_millis().max(1) as u64);
+        match self {
+            Conn::Single(c) => wait.query_async(c).await,
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{
+                    AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo,
+                };
+                let routing = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::Aggregate(AggregateOp::Min)),
+                ));
+                let answer = c.route_command(wait, routing).await?;
+                Ok(redis::from_redis_value(answer)?)
+            }
+        }
+    }
+
+    /// Whether this is a Redis Cluster's connection (keys in different slots may be on
+    /// different masters).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Conn::Cluster(_))
+    }
 }
 
 impl ConnectionLike for Conn {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::claims::{claim, fenced_append, place_claims};
+use super::claims::{claim, drop_done, fenced_append, place_claims};
 use super::conn::{Backend, Conn};
 use super::keys::shard_of;
 use super::{entry, meta};
@@ -18,7 +18,7 @@ use crate::store::StoreError;
 /// A publish not answered by Redis within this is refused (the publisher gets 503).
 pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
-/// How long a publish waits for its replicas (`WAIT`), within [`ANSWER_WITHIN`].
+/// How long a publish waits for its replicas (`WAIT`), on top of [`ANSWER_WITHIN`].
 pub(crate) const REPLICAS_WITHIN: Duration = Duration::from_millis(500);
 
 /// A Redis stream id `ms-n`.
@@ -69,10 +69,11 @@ impl Writer {
         epoch: &Epoch,
     ) -> Result<Vec<Place>, AppendError> {
         let attempt = self.try_append(backend, events, bounds, claim_for, epoch);
-        // Waiting for replicas comes on top of the answer's own bound.
+        // Waiting for replicas comes on top of the answer's own bound: at most two waits, the
+        // event's master, then (publisher ids on a Redis Cluster) every master.
         let within = match self.replicas() {
             0 => ANSWER_WITHIN,
-            _ => ANSWER_WITHIN + REPLICAS_WITHIN,
+            _ => ANSWER_WITHIN + 2 * REPLICAS_WITHIN,
         };
         match tokio::time::timeout(within, attempt).await {
             Ok(Ok(places)) => Ok(places),
@@ -148,7 +149,28 @@ impl Writer {
                 ))));
             }
         }
-        place_claims(&conn, events, &places, epoch, done).await;
+        if !done.is_empty() {
+            let placed = place_claims(&conn, events, &places, epoch).await;
+            if replicas > 0 && conn.is_cluster() {
+                // The claims live on their ids' own slots, maybe on other masters than the
+                // event's, which the `WAIT` above did not cover; a failover there must not
+                // forget an id that was answered. Until they are on replicas the done key
+                // stays, so a retry is told the event is in (409) once they are.
+                let held = conn
+                    .wait_replicas_everywhere(replicas, REPLICAS_WITHIN)
+                    .await
+                    .map_err(redis_failed)?;
+                if held < i64::from(replicas) {
+                    return Err(AppendError::Redis(StoreError(format!(
+                        "written, but its publisher ids are on {held} of the {replicas} replicas asked for (--redis-wait-replicas) after {} ms; publish again",
+                        REPLICAS_WITHIN.as_millis()
+                    ))));
+                }
+            }
+            if placed {
+                drop_done(&conn, done);
+            }
+        }
         Ok(places)
     }
 

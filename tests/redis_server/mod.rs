@@ -101,3 +101,4 @@ impl Drop for Redis {
         self.kill();
     }
 }
+pub mod cluster;
