@@ -13,6 +13,7 @@
 mod claims;
 mod conn;
 mod entry;
+mod group_wait;
 mod keys;
 mod meta;
 mod order;

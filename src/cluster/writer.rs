@@ -3,11 +3,12 @@
 //! comes from the id Redis gave it.
 
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::claims::{claim, drop_done, fenced_append, place_claims};
 use super::conn::{Backend, Conn};
+use super::group_wait::{GroupWait, Target};
 use super::keys::shard_of;
 use super::{entry, meta};
 use super::{AppendError, Bounds, Place};
@@ -29,7 +30,7 @@ pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
 
 /// Appends publishes to the shards, over one shared connection (made again after a failure).
 pub(crate) struct Writer {
-    conn: Mutex<Option<Conn>>,
+    conn: Mutex<Option<(Conn, Arc<GroupWait>)>>,
     /// Each shard's stream.
     keys: Vec<String>,
     /// Replicas that must hold a publish before it is answered (`WAIT`; 0: the master alone).
@@ -39,7 +40,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(conn: Conn, keys: Vec<String>) -> Writer {
         Writer {
-            conn: Mutex::new(Some(conn)),
+            conn: Mutex::new(Some((conn.clone(), GroupWait::new(conn)))),
             keys,
             replicas: AtomicU16::new(0),
         }
@@ -106,7 +107,7 @@ impl Writer {
         };
         let shard = shard_of(first.as_str(), self.keys.len() as u16);
         let key = &self.keys[usize::from(shard)];
-        let mut conn = self.connection(backend, epoch).await?;
+        let (mut conn, waits) = self.linked(backend, epoch).await?;
         let replicas = self.replicas.load(Ordering::Relaxed);
         let (ids, done): (Vec<String>, String) = if events.iter().any(|e| e.id().is_some()) {
             let done = claim(&conn, events, claim_for, key, replicas).await?;
@@ -135,10 +136,10 @@ impl Writer {
             }
         };
         if replicas > 0 {
-            let held = conn
-                .wait_replicas(key, replicas, REPLICAS_WITHIN)
+            let held = waits
+                .wait(Target::MasterOf(key.clone()), replicas, REPLICAS_WITHIN)
                 .await
-                .map_err(redis_failed)?;
+                .map_err(|e| AppendError::Redis(StoreError(e)))?;
             if held < i64::from(replicas) {
                 // Written, and delivered, but a failover now could lose it: unanswered (the
                 // claims stay pending), so the publisher tries again; with ids, a retry is
@@ -156,10 +157,10 @@ impl Writer {
                 // event's, which the `WAIT` above did not cover; a failover there must not
                 // forget an id that was answered. Until they are on replicas the done key
                 // stays, so a retry is told the event is in (409) once they are.
-                let held = conn
-                    .wait_replicas_everywhere(replicas, REPLICAS_WITHIN)
+                let held = waits
+                    .wait(Target::Everywhere, replicas, REPLICAS_WITHIN)
                     .await
-                    .map_err(redis_failed)?;
+                    .map_err(|e| AppendError::Redis(StoreError(e)))?;
                 if held < i64::from(replicas) {
                     return Err(AppendError::Redis(StoreError(format!(
                         "written, but its publisher ids are on {held} of the {replicas} replicas asked for (--redis-wait-replicas) after {} ms; publish again",
@@ -180,8 +181,17 @@ impl Writer {
         backend: &Backend,
         epoch: &Epoch,
     ) -> Result<Conn, AppendError> {
-        if let Some(conn) = self.lock().clone() {
-            return Ok(conn);
+        Ok(self.linked(backend, epoch).await?.0)
+    }
+
+    /// The shared connection with its group commit for `WAIT`.
+    async fn linked(
+        &self,
+        backend: &Backend,
+        epoch: &Epoch,
+    ) -> Result<(Conn, Arc<GroupWait>), AppendError> {
+        if let Some(linked) = self.lock().clone() {
+            return Ok(linked);
         }
         // No answer bound of its own: `append` bounds the whole publish.
         let mut conn = backend
@@ -195,8 +205,9 @@ impl Writer {
         if held != *epoch {
             return Err(AppendError::OtherHistory);
         }
-        *self.lock() = Some(conn.clone());
-        Ok(conn)
+        let linked = (conn.clone(), GroupWait::new(conn));
+        *self.lock() = Some(linked.clone());
+        Ok(linked)
     }
 
     /// Drops the connection after a failure, so the next publish connects afresh.
@@ -204,7 +215,7 @@ impl Writer {
         *self.lock() = None;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Conn>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Conn, Arc<GroupWait>)>> {
         self.conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
