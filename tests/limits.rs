@@ -232,3 +232,38 @@ async fn publishing_to_ever_new_topics_keeps_the_topic_table_bounded() {
     let gap = again.next_event().await;
     assert_eq!(gap.event, "gap");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_body_that_stalls_gets_408_and_publishes_nothing() {
+    let hub = HubProcess::start(&["--publish-body-timeout", "1"]);
+    let mut stream = hub.subscribe("?topic=slow").await.opened().await;
+    let addr = hub.publish_addr.clone().expect("the publish listener");
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // A head that promises 100 bytes, then 4 of them, then nothing.
+    let head = format!(
+        "POST /publish?topic=slow HTTP/1.1\r\nhost: {addr}\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\nhalf"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let (answer, _) = read_to_close(&mut socket, Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("--publish-body-timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Nothing of it was published: the next event is the first the stream sees.
+    hub.publish_ok("?topic=slow", "whole").await;
+    assert_eq!(stream.next_event().await.data, "whole");
+    let metrics = hub.metrics_text().await;
+    assert!(
+        metrics.contains("ssehub_refusals_total{reason=\"slow_body\"} 1"),
+        "{metrics}"
+    );
+    // A zero timeout is refused at start, naming the flag.
+    let out = bare_command()
+        .args(["serve", "--publish-body-timeout", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("--publish-body-timeout"), "{said}");
+}

@@ -74,6 +74,7 @@ impl ServeArgs {
         }
         Ok(HttpConfig {
             max_body: self.max_body as usize,
+            body_timeout: self.publish_body_timeout,
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
             publisher_jwt_key,
             subscriber_jwt_key,

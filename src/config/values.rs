@@ -23,7 +23,7 @@ pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h or d)")),
     };
     if n == 0 {
-        return Err("a history age must be above zero".into());
+        return Err("a duration here must be above zero".into());
     }
     n.checked_mul(unit_secs)
         .map(Duration::from_secs)

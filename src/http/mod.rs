@@ -81,6 +81,8 @@ impl FromStr for WhenFull {
 pub struct HttpConfig {
     /// Largest publish body, in bytes; larger gets `413`.
     pub max_body: usize,
+    /// How long a publish body may take to arrive; slower gets `408`.
+    pub body_timeout: std::time::Duration,
     /// Bearer token that lets a request publish, on any listener.
     pub publish_token: Option<String>,
     /// Key that verifies publishers' JWTs: a valid token publishes to the topics its
@@ -132,6 +134,7 @@ impl Default for HttpConfig {
     fn default() -> HttpConfig {
         HttpConfig {
             max_body: 1 << 20,
+            body_timeout: std::time::Duration::from_secs(30),
             publish_token: None,
             publisher_jwt_key: None,
             subscriber_jwt_key: None,

@@ -90,7 +90,7 @@ async fn handle(
         // Said before the body is read: whatever it holds, it is not a form.
         return Err(form::not_a_form());
     }
-    let body = read_body(body, headers, app.config.max_body).await?;
+    let body = read_body(body, headers, app.config.max_body, app.config.body_timeout).await?;
     let max_topics = app.hub.config().max_topics_per_event;
     let json = is_json(headers);
     let (events, batch) = match front {
@@ -186,7 +186,12 @@ fn check_unique_ids(events: &[Event]) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    max: usize,
+    within: std::time::Duration,
+) -> Result<bytes::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -200,7 +205,16 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<bytes:
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    match Limited::new(body, max).collect().await {
+    let Ok(read) = tokio::time::timeout(within, Limited::new(body, max).collect()).await else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s (--publish-body-timeout); nothing was published",
+                within.as_secs_f64()
+            ),
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
         Err(e) => Err(ApiError::bad_request(format!(

@@ -12,13 +12,14 @@ use axum::http::StatusCode;
 use super::super::ApiError;
 
 /// The reasons, as the label shows them.
-const REASONS: [&str; 16] = [
+const REASONS: [&str; 17] = [
     "bad_request",
     "unauthorized",
     "forbidden",
     "not_found",
     "conflict",
     "too_large",
+    "slow_body",
     "unsupported_type",
     "head_too_large",
     "per_ip",
@@ -43,6 +44,7 @@ fn reason(error: &ApiError) -> &'static str {
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::CONFLICT => "conflict",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::REQUEST_TIMEOUT => "slow_body",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_type",
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "head_too_large",
         _ if says("waiting to send a request") => "waiting_connections",
