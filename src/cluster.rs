@@ -358,6 +358,9 @@ pub(crate) enum AppendError {
     Redis(StoreError),
     /// A publisher id is claimed already (by any hub).
     DuplicateId(String),
+    /// Not answerable yet, on a connection that works: the replicas asked for do not hold it
+    /// yet, or another publish of one of its ids is still being settled. Publish again.
+    NotYet(StoreError),
     /// Redis holds another history than this hub's (it lost its data); the hub adopts it soon.
     OtherHistory,
 }

@@ -231,9 +231,10 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Publishing")]
     pub max_body: u64,
 
-    /// A publish body must arrive within this, counted from its request's head; slower gets 408
-    /// and nothing is published, so a publisher that stalls mid-body does not hold its
-    /// connection and buffer. (30s, 2m; a bare number is seconds.)
+    /// A publish body must arrive within this, counted from when the hub starts reading it (after
+    /// the head and the token check); slower gets 408 and nothing is published, so a publisher
+    /// that stalls mid-body does not hold its connection and buffer. (30s, 2m; a bare number is
+    /// seconds.)
     #[arg(long, env = "SSEHUB_PUBLISH_BODY_TIMEOUT", value_name = "DURATION", default_value = "30s",
           value_parser = parse_duration, help_heading = "Publishing")]
     pub publish_body_timeout: Duration,

@@ -271,7 +271,11 @@ async fn a_failover_loses_nothing_acknowledged() {
     let event_master = master_with_entry(&redis, "probe");
     let id = (0..)
         .map(|i| format!("held-{i}"))
-        .find(|id| redis.master_of(&format!("ssehub:id:{{{id}}}")) != event_master)
+        // Not the first master's: its replica must be in shape to take over below.
+        .find(|id| {
+            let master = redis.master_of(&format!("ssehub:id:{{{id}}}"));
+            master != event_master && master != redis.ports[0]
+        })
         .unwrap();
     let claim_master = redis.master_of(&format!("ssehub:id:{{{id}}}"));
     let replica = redis.replica_of(claim_master);
@@ -284,21 +288,43 @@ async fn a_failover_loses_nothing_acknowledged() {
             .success());
     };
     let with_id = serde_json::json!({"topic": "held", "data": "with id", "id": id}).to_string();
-    let post = || async {
-        let resp = client()
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(with_id.clone())
-            .send()
-            .await
-            .expect("publish");
-        (resp.status().as_u16(), resp.text().await.unwrap())
+    let post_body = |body: String| {
+        let url = url.clone();
+        async move {
+            let resp = client()
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("publish");
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
     };
+    let post = || post_body(with_id.clone());
+    // Also a claim on the same master left pending by a publish whose script ran (its done key,
+    // on the event's master, says so) and whose answer was lost.
+    let ran_id = (0..)
+        .map(|i| format!("ran-{i}"))
+        .find(|id| redis.master_of(&format!("ssehub:id:{{{id}}}")) == claim_master)
+        .unwrap();
+    let done = (0..)
+        .map(|i| format!("ssehub:{{d{i}}}:done:test"))
+        .find(|key| redis.master_of(key) == event_master)
+        .unwrap();
+    let claim = format!("pending 86400000 {done}");
+    let ran_key = format!("ssehub:id:{{{ran_id}}}");
+    cli(claim_master, &["SET", &ran_key, &claim, "EX", "86390"]);
+    cli(event_master, &["SET", &done, "ran", "EX", "86400"]);
+    let ran_body = serde_json::json!({"topic": "held", "data": "ran", "id": ran_id}).to_string();
     signal("-STOP");
     let (status, reason) = post().await;
     // A retry is not told the id is taken while its claim is on no replica.
     let (again, why) = post().await;
+    let (ran, ran_why) = post_body(ran_body.clone()).await;
     signal("-CONT");
+    assert_eq!(ran, 503, "{ran_why}");
+    assert!(ran_why.contains("not yet on the replicas"), "{ran_why}");
     assert_eq!(status, 503, "{reason}");
     assert!(
         reason.contains("publisher ids are on 0 of the 1 replicas"),
@@ -313,6 +339,7 @@ async fn a_failover_loses_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(post().await.0, 409);
+    assert_eq!(post_body(ran_body).await.0, 409);
     // Every acknowledged event is on a replica: the first master goes at once.
     let _ = redis.nodes[0].kill();
     let _ = redis.nodes[0].wait();

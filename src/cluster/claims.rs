@@ -115,7 +115,7 @@ pub(crate) async fn claim(
             ))),
         }
     }
-    Err(AppendError::Redis(StoreError(again.unwrap_or_default())))
+    Err(AppendError::NotYet(StoreError(again.unwrap_or_default())))
 }
 
 /// What a claim attempt came to.
@@ -151,14 +151,7 @@ async fn settle(
         if replicas == 0 {
             return Ok(Held::Taken);
         }
-        let _: Value = redis::cmd("SET")
-            .arg(key)
-            .arg(&held)
-            .arg("XX")
-            .arg("KEEPTTL")
-            .query_async(conn)
-            .await?;
-        return replicated(conn, key, replicas).await;
+        return claim_replicated(conn, key, &held, replicas).await;
     };
     // Its age by Redis' clock: what the claim was made for, less what it has left.
     let left_ms: i64 = redis::cmd("PTTL").arg(key).query_async(conn).await?;
@@ -204,7 +197,8 @@ async fn settle(
         return Ok(Held::Taken);
     }
     // A write on the event's master through this connection, then `WAIT`: replicas that have
-    // it have everything the master wrote before, the event too.
+    // it have everything the master wrote before, the event too. Then the same for the claim,
+    // whose master (on a Redis Cluster) may be another.
     let _: Value = redis::cmd("SET")
         .arg(done)
         .arg("ran")
@@ -212,7 +206,35 @@ async fn settle(
         .arg("KEEPTTL")
         .query_async(conn)
         .await?;
-    replicated(conn, done, replicas).await
+    match replicated(conn, done, replicas).await? {
+        Held::Taken => claim_replicated(conn, key, &held, replicas).await,
+        other => Ok(other),
+    }
+}
+
+/// `Taken` once `replicas` replicas hold the claim `key` as `held`: it is written again (only
+/// if it still holds that: a claim made since, by another publish, is left alone) through this
+/// connection, then waited for.
+async fn claim_replicated(
+    conn: &mut Conn,
+    key: &str,
+    held: &str,
+    replicas: u16,
+) -> redis::RedisResult<Held> {
+    let rewritten: i64 = redis::cmd("EVAL")
+        .arg(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+               redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') return 1 end return 0",
+        )
+        .arg(1)
+        .arg(key)
+        .arg(held)
+        .query_async(conn)
+        .await?;
+    if rewritten == 0 {
+        return Ok(Held::Unsettled);
+    }
+    replicated(conn, key, replicas).await
 }
 
 /// `Taken` once `replicas` replicas hold what this connection wrote to `key`'s master.

@@ -79,7 +79,8 @@ impl Writer {
         match tokio::time::timeout(within, attempt).await {
             Ok(Ok(places)) => Ok(places),
             Ok(Err(e)) => {
-                if !matches!(e, AppendError::DuplicateId(_)) {
+                // The connection works: keep it (a new one would also lose the group commit).
+                if !matches!(e, AppendError::DuplicateId(_) | AppendError::NotYet(_)) {
                     self.forget();
                 }
                 Err(e)
@@ -144,7 +145,7 @@ impl Writer {
                 // Written, and delivered, but a failover now could lose it: unanswered (the
                 // claims stay pending), so the publisher tries again; with ids, a retry is
                 // answered 409 once the replicas hold it.
-                return Err(AppendError::Redis(StoreError(format!(
+                return Err(AppendError::NotYet(StoreError(format!(
                     "written, but {held} of the {replicas} replicas asked for (--redis-wait-replicas) hold it after {} ms; publish again",
                     REPLICAS_WITHIN.as_millis()
                 ))));
@@ -162,7 +163,7 @@ impl Writer {
                     .await
                     .map_err(|e| AppendError::Redis(StoreError(e)))?;
                 if held < i64::from(replicas) {
-                    return Err(AppendError::Redis(StoreError(format!(
+                    return Err(AppendError::NotYet(StoreError(format!(
                         "written, but its publisher ids are on {held} of the {replicas} replicas asked for (--redis-wait-replicas) after {} ms; publish again",
                         REPLICAS_WITHIN.as_millis()
                     ))));

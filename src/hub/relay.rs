@@ -196,7 +196,7 @@ impl Hub {
         let claim_for = self.inner.config.history_age.unwrap_or(CLAIM_DEFAULT);
         let places = match cluster.append(events, bounds, claim_for, &epoch).await {
             Ok(places) => places,
-            Err(AppendError::Redis(e)) => return Err(e.into()),
+            Err(AppendError::Redis(e) | AppendError::NotYet(e)) => return Err(e.into()),
             Err(AppendError::DuplicateId(id)) => return Err(PublishError::DuplicateId(id)),
             Err(AppendError::OtherHistory) => {
                 let why =
