@@ -288,20 +288,7 @@ async fn a_failover_loses_nothing_acknowledged() {
             .success());
     };
     let with_id = serde_json::json!({"topic": "held", "data": "with id", "id": id}).to_string();
-    let post_body = |body: String| {
-        let url = url.clone();
-        async move {
-            let resp = client()
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("publish");
-            (resp.status().as_u16(), resp.text().await.unwrap())
-        }
-    };
-    let post = || post_body(with_id.clone());
+    let post = || a.publish_json(&with_id);
     // Also a claim on the same master left pending by a publish whose script ran (its done key,
     // on the event's master, says so) and whose answer was lost.
     let ran_id = (0..)
@@ -321,7 +308,7 @@ async fn a_failover_loses_nothing_acknowledged() {
     let (status, reason) = post().await;
     // A retry is not told the id is taken while its claim is on no replica.
     let (again, why) = post().await;
-    let (ran, ran_why) = post_body(ran_body.clone()).await;
+    let (ran, ran_why) = a.publish_json(&ran_body).await;
     signal("-CONT");
     assert_eq!(ran, 503, "{ran_why}");
     assert!(ran_why.contains("not yet on the replicas"), "{ran_why}");
@@ -339,7 +326,7 @@ async fn a_failover_loses_nothing_acknowledged() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(post().await.0, 409);
-    assert_eq!(post_body(ran_body).await.0, 409);
+    assert_eq!(a.publish_json(&ran_body).await.0, 409);
     // Every acknowledged event is on a replica: the first master goes at once.
     let _ = redis.nodes[0].kill();
     let _ = redis.nodes[0].wait();

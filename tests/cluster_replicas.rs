@@ -31,26 +31,12 @@ fn replica_of(master: &Redis, port: u16) -> Redis {
 }
 
 async fn publish(hub: &HubProcess, data: &str) -> (u16, String) {
-    let resp = client()
-        .post(hub.publish_url("/publish?topic=r"))
-        .header("content-type", "text/plain")
-        .body(data.to_string())
-        .send()
-        .await
-        .expect("publish");
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    hub.publish_raw("?topic=r", data.to_string()).await
 }
 
 async fn publish_with_id(hub: &HubProcess, id: &str) -> (u16, String) {
     let body = serde_json::json!({"topic": "r", "id": id, "data": id});
-    let resp = client()
-        .post(hub.publish_url("/publish"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("publish");
-    (resp.status().as_u16(), resp.text().await.unwrap())
+    hub.publish_json(&body.to_string()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::RoutingInfo;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::store::StoreError;
@@ -100,18 +101,10 @@ impl Conn {
         replicas: u16,
         within: Duration,
     ) -> RedisResult<i64> {
-        let mut wait = redis::cmd("WAIT");
-        wait.arg(replicas).arg(within.as_millis().max(1) as u64);
-        match self {
-            Conn::Single(c) => wait.query_async(c).await,
-            Conn::Cluster(c) => {
-                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-                let master = Route::new(super::keys::key_slot(key), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
-                let answer = c.route_command(wait, routing).await?;
-                Ok(redis::from_redis_value(answer)?)
-            }
-        }
+        use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+        let master = Route::new(super::keys::key_slot(key), SlotAddr::Master);
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(master));
+        self.wait_on(routing, replicas, within).await
     }
 
     /// `WAIT replicas within` on every master (on one Redis, the one): how many replicas, at
@@ -122,18 +115,26 @@ impl Conn {
         replicas: u16,
         within: Duration,
     ) -> RedisResult<i64> {
+        use redis::cluster_routing::{AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy};
+        let routing = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::Aggregate(AggregateOp::Min)),
+        ));
+        self.wait_on(routing, replicas, within).await
+    }
+
+    /// `WAIT`, sent where `routing` says on a Redis Cluster (one Redis has one master).
+    async fn wait_on(
+        &mut self,
+        routing: RoutingInfo,
+        replicas: u16,
+        within: Duration,
+    ) -> RedisResult<i64> {
         let mut wait = redis::cmd("WAIT");
         wait.arg(replicas).arg(within.as_millis().max(1) as u64);
         match self {
             Conn::Single(c) => wait.query_async(c).await,
             Conn::Cluster(c) => {
-                use redis::cluster_routing::{
-                    AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo,
-                };
-                let routing = RoutingInfo::MultiNode((
-                    MultipleNodeRoutingInfo::AllMasters,
-                    Some(ResponsePolicy::Aggregate(AggregateOp::Min)),
-                ));
                 let answer = c.route_command(wait, routing).await?;
                 Ok(redis::from_redis_value(answer)?)
             }
